@@ -1,0 +1,130 @@
+# Makefile -- builds every face of sparse from one core.
+#
+#   make deps          install missing Debian packages (apt-get; needs root)
+#   make               PostgreSQL extension (PGXS), SQLite extension, CLI
+#   make install       install the PostgreSQL extension (PGXS) and bin/sparse
+#   make installcheck  pg_regress against a running server (use pg_virtualenv)
+#   make test          every test: unit (plain and ASan+UBSan), pg_regress in a
+#                      throwaway cluster, SQLite scripts, CLI, short fuzz runs
+#   make demo          the SQLite demo over ../shared/data/models
+#   make bench         sparse next to zstd --patch-from and xdelta3
+#
+# The PostgreSQL module is sparse_pg.so (module_pathname in sparse.control) so
+# that ./sparse.so can be the SQLite loadable extension (".load ./sparse") and
+# bin/sparse the command-line tool.
+
+EXTVERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" sparse.control)
+DATA_DIR ?= $(abspath ../shared/data)
+
+# ---- PostgreSQL (PGXS) ---------------------------------------------------
+EXTENSION = sparse
+MODULE_big = sparse_pg
+CORE_SRCS = $(sort $(wildcard common/*.c))
+OBJS = $(CORE_SRCS:.c=.o) pg/sparse_pg.o
+DATA = pg/sparse--$(EXTVERSION).sql
+REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+REGRESS_OPTS = --inputdir=. --outputdir=build/regress
+PG_CPPFLAGS = -Icommon -DSPARSE_VERSION='"$(EXTVERSION)"'
+PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
+	-Wno-missing-field-initializers -Wno-declaration-after-statement
+SHLIB_LINK = -lzstd -lxxhash -lcrypto -lcjson -lpthread
+EXTRA_CLEAN = build bin sparse.so
+
+ifneq ($(wildcard /usr/lib/postgresql/15/bin/pg_config),)
+PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+else
+PG_CONFIG ?= pg_config
+endif
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+ifneq ($(wildcard $(PGXS)),)
+include $(PGXS)
+else
+all:
+	@echo "PostgreSQL server headers are missing: run 'make deps' first" >&2; exit 1
+endif
+
+# ---- everything outside PostgreSQL ---------------------------------------
+CC ?= cc
+SP_CFLAGS = -std=gnu11 -O2 -g -fPIC -Wall -Wextra -Werror -Wshadow \
+	-Wno-unused-parameter -Icommon -DSPARSE_VERSION='"$(EXTVERSION)"'
+SP_LIBS = -lzstd -lxxhash -lcrypto -lcjson -lpthread -lm
+SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+CORE_HDRS = $(wildcard common/*.h)
+
+build/core/%.o: common/%.c $(CORE_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(SP_CFLAGS) -c $< -o $@
+build/san/%.o: common/%.c $(CORE_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(SP_CFLAGS) $(SAN_FLAGS) -c $< -o $@
+
+CORE_OBJS = $(patsubst common/%.c,build/core/%.o,$(CORE_SRCS))
+SAN_OBJS = $(patsubst common/%.c,build/san/%.o,$(CORE_SRCS))
+
+all: sparse.so bin/sparse
+
+# SQLite loadable extension: ".load ./sparse" finds sqlite3_sparse_init.
+sparse.so: $(CORE_OBJS) sqlite/sparse_sqlite.c $(CORE_HDRS)
+	$(CC) $(SP_CFLAGS) -shared -o $@ sqlite/sparse_sqlite.c $(CORE_OBJS) $(SP_LIBS)
+
+bin/sparse: $(CORE_OBJS) $(wildcard cli/*.c) $(CORE_HDRS)
+	@mkdir -p bin
+	$(CC) $(SP_CFLAGS) -o $@ $(wildcard cli/*.c) $(CORE_OBJS) $(SP_LIBS)
+
+build/unit_tests: $(CORE_OBJS) $(wildcard test/unit/*.c test/unit/*.h)
+	$(CC) $(SP_CFLAGS) -Itest/unit -o $@ $(wildcard test/unit/*.c) $(CORE_OBJS) $(SP_LIBS)
+
+build/unit_tests_san: $(SAN_OBJS) $(wildcard test/unit/*.c test/unit/*.h)
+	$(CC) $(SP_CFLAGS) $(SAN_FLAGS) -Itest/unit -o $@ $(wildcard test/unit/*.c) $(SAN_OBJS) $(SP_LIBS)
+
+# libFuzzer targets (clang): one per parser/decoder in fuzz/.
+FUZZ_SRCS = $(wildcard fuzz/fuzz_*.c)
+FUZZ_BINS = $(patsubst fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
+build/fuzz/%: fuzz/%.c $(CORE_SRCS) $(CORE_HDRS)
+	@mkdir -p $(dir $@)
+	clang -std=gnu11 -g -O1 -Icommon -DSPARSE_VERSION='"$(EXTVERSION)"' \
+		-fsanitize=fuzzer,address,undefined -o $@ $< $(CORE_SRCS) $(SP_LIBS)
+
+.PHONY: deps unit unit-san sqlite-test cli-test pg-test fuzz fuzz-build test test-all demo bench install-cli
+
+deps:
+	@bash scripts/deps.sh
+
+unit: build/unit_tests
+	SPARSE_DATA=$(DATA_DIR) ./build/unit_tests
+
+unit-san: build/unit_tests_san
+	SPARSE_DATA=$(DATA_DIR) ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./build/unit_tests_san
+
+sqlite-test: sparse.so
+	SPARSE_DATA=$(DATA_DIR) bash test/sqlite/run.sh
+
+cli-test: bin/sparse
+	SPARSE_DATA=$(DATA_DIR) bash test/cli/run.sh
+
+# pg_regress in a throwaway cluster (pg_virtualenv from postgresql-common).
+pg-test:
+	SPARSE_DATA=$(DATA_DIR) bash scripts/pg-test.sh
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	bash scripts/fuzz.sh $(FUZZ_SECONDS)
+
+# The README's test command: installs what is missing, then runs every layer.
+test: deps
+	@$(MAKE) --no-print-directory test-all
+
+test-all:
+	@bash scripts/test-all.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory sparse.so bin/sparse
+	@SPARSE_DATA=$(DATA_DIR) bash scripts/demo.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory bin/sparse
+	@SPARSE_DATA=$(DATA_DIR) bash bench/run.sh
+
+install-cli: bin/sparse
+	install -D -m 755 bin/sparse $(DESTDIR)/usr/local/bin/sparse
