@@ -1,0 +1,653 @@
+/*
+ * apply.c -- rebuild a fine-tune from its base and a delta; verify; list.
+ *
+ * How it works: the reader walks the records in order.  BASES names the base
+ * files the delta reads; each is found in the given base (by relative name,
+ * or the only file when both sides are single files), and its size and
+ * SHA-256 are checked before anything is written, so a wrong base is an
+ * error, never a wrong file.  Each FILE opens an output (a temporary file,
+ * or a file inside a temporary directory), each CHUNK is decoded (reading
+ * the base bytes it names, after bounds checks) and its XXH3 checksum is
+ * compared, and FILE_END compares the SHA-256 of everything written.  Only
+ * after END is the output fsynced and renamed into place.  Verify runs the
+ * same path with no output.
+ */
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
+
+#include "codec.h"
+#include "container.h"
+
+/* A base file the delta reads, resolved against the given base. */
+typedef struct base_ref
+{
+	size_t		idx;			/* index in the base file set */
+	uint64_t	size;
+} base_ref;
+
+/* State of one apply / verify / info run. */
+typedef struct decoder
+{
+	sp_ctx	   *ctx;
+	sp_reader	rd;
+	sp_fileset *base;			/* NULL for info */
+	base_ref   *bases;
+	uint32_t	nbases;
+	sp_codec	codec;
+	bool		have_codec;
+	uint8_t    *obuf;			/* decoded chunk */
+	uint8_t    *bbuf;			/* base bytes of a chunk or prefix */
+	/* current file */
+	char	   *name;
+	uint64_t	size;
+	uint64_t	pos;
+	uint64_t	chunks;
+	uint64_t	file_start;		/* offset of its FILE record */
+	sp_sha256	sha;
+	bool		in_file;
+	/* totals */
+	uint64_t	bytes;
+	uint64_t	nfiles;
+	sp_sha256	manifest;
+	uint8_t		last_digest[SP_SHA256_LEN];
+	/* outputs */
+	sp_out		out;
+	bool		to_dir;
+	char	   *tmp_dir;
+	const char *final_path;
+	sp_out_kind out_kind;
+	size_t		mem_max;
+} decoder;
+
+/* Message helper: the delta is malformed. */
+static sp_status
+corrupt(decoder *d, const char *what)
+{
+	return sp_fail(d->ctx, SP_ERR_CORRUPT, "delta \"%s\" is corrupted: %s", d->rd.name, what);
+}
+
+/* Find base file named rel (or the single base file) and check size and digest. */
+static sp_status
+check_base(decoder *d, const char *rel, uint64_t size, const uint8_t *sha, base_ref *ref)
+{
+	sp_ctx	   *ctx = d->ctx;
+	long		idx = sp_fileset_find(d->base, rel);
+	uint8_t		got[SP_SHA256_LEN];
+	char		want_hex[65],
+				got_hex[65];
+
+	if (idx < 0 && !d->base->is_dir && d->nbases == 1)
+		idx = 0;
+	if (idx < 0)
+		return sp_fail(ctx, SP_ERR_WRONG_BASE,
+					   "wrong base: \"%s\" has no file \"%s\", which the delta was made against",
+					   d->base->path, rel);
+	sp_hex(sha, SP_SHA256_LEN, want_hex);
+	if (d->base->f[idx].size != size)
+		return sp_fail(ctx, SP_ERR_WRONG_BASE,
+					   "wrong base: \"%s\" has %llu bytes, the delta was made against %llu bytes (sha256 %s)",
+					   d->base->f[idx].path ? d->base->f[idx].path : rel,
+					   (unsigned long long) d->base->f[idx].size, (unsigned long long) size, want_hex);
+	if (sp_fileset_sha256(ctx, d->base, (size_t) idx, got) != SP_OK)
+		return ctx->err.code;
+	sp_hex(got, SP_SHA256_LEN, got_hex);
+	if (memcmp(got, sha, SP_SHA256_LEN) != 0)
+		return sp_fail(ctx, SP_ERR_WRONG_BASE,
+					   "wrong base: \"%s\" has sha256 %s, the delta was made against %s",
+					   d->base->f[idx].path ? d->base->f[idx].path : rel, got_hex, want_hex);
+	ref->idx = (size_t) idx;
+	ref->size = size;
+	return SP_OK;
+}
+
+/* Parse the BASES record; check each base file unless listing only. */
+static sp_status
+read_bases(decoder *d)
+{
+	const uint8_t *p = d->rd.buf;
+	size_t		len = d->rd.len,
+				pos = 4;
+
+	if (d->rd.type != SP_REC_BASES || len < 4)
+		return corrupt(d, "first record is not BASES");
+	d->nbases = sp_get32(p);
+	/* each entry needs at least 42 bytes: bound the count before allocating */
+	if (d->nbases > (len - 4) / 42)
+		return corrupt(d, "BASES record is too short");
+	d->bases = sp_calloc(d->ctx, d->nbases ? d->nbases : 1, sizeof(base_ref));
+	if (d->bases == NULL)
+		return SP_ERR_NOMEM;
+	for (uint32_t i = 0; i < d->nbases; i++)
+	{
+		char		rel[SP_MAX_NAME + 1];
+		size_t		nl;
+
+		if (len - pos < 42 || (nl = sp_get16(p + pos + 40)) > len - pos - 42 || nl > SP_MAX_NAME)
+			return corrupt(d, "BASES record is too short");
+		memcpy(rel, p + pos + 42, nl);
+		rel[nl] = '\0';
+		d->bases[i].size = sp_get64(p + pos);
+		if (d->base && check_base(d, rel, sp_get64(p + pos), p + pos + 8, &d->bases[i]) != SP_OK)
+			return d->ctx->err.code;
+		pos += 42 + nl;
+	}
+	return pos == len ? SP_OK : corrupt(d, "BASES record has trailing bytes");
+}
+
+/* Open the output for the file the FILE record names. */
+static sp_status
+open_output(decoder *d)
+{
+	if (d->out_kind == SP_OUT_NULL)
+	{
+		memset(&d->out, 0, sizeof(d->out));
+		d->out.fd = -1;
+		return SP_OK;
+	}
+	if (d->out_kind == SP_OUT_MEM)
+	{
+		if (d->nfiles > 1)
+			return corrupt(d, "an in-memory delta holds more than one file");
+		sp_out_mem(&d->out, d->mem_max);
+		return SP_OK;
+	}
+	if (d->to_dir)
+		return sp_outdir_file(d->ctx, d->tmp_dir, d->name, &d->out);
+	if (d->nfiles > 1)
+		return corrupt(d, "a single-file delta holds more than one file");
+	return sp_out_file(d->ctx, &d->out, d->final_path);
+}
+
+/* Handle a FILE record. */
+static sp_status
+begin_file(decoder *d)
+{
+	const uint8_t *p = d->rd.buf;
+	size_t		nl;
+
+	if (d->in_file || d->rd.len < 14 || (nl = sp_get16(p + 12)) != d->rd.len - 14)
+		return corrupt(d, "bad FILE record");
+	sp_free(d->ctx, d->name);
+	if ((d->name = sp_alloc(d->ctx, nl + 1)) == NULL)
+		return SP_ERR_NOMEM;
+	memcpy(d->name, p + 14, nl);
+	d->name[nl] = '\0';
+	/* a hostile delta must not name "../x" or "/etc/x" */
+	if (!sp_rel_name_ok(d->name))
+		return sp_fail(d->ctx, SP_ERR_CORRUPT, "delta \"%s\" names an unsafe file \"%s\"",
+					   d->rd.name, d->name);
+	d->size = sp_get64(p);
+	d->pos = 0;
+	d->chunks = 0;
+	d->in_file = true;
+	d->nfiles++;
+	d->file_start = d->rd.rec_start;
+	if (sp_sha256_init(d->ctx, &d->sha) != SP_OK)
+		return d->ctx->err.code;
+	return open_output(d);
+}
+
+/* Read n bytes of base slot at off into buf, after checking the range. */
+static sp_status
+read_base(decoder *d, uint32_t slot, uint64_t off, uint64_t n, uint8_t *buf)
+{
+	if (slot >= d->nbases)
+		return corrupt(d, "chunk names a base file that is not listed");
+	if (off > d->bases[slot].size || n > d->bases[slot].size - off)
+		return corrupt(d, "chunk reads past the end of its base file");
+	return sp_fileset_read(d->ctx, d->base, d->bases[slot].idx, off, buf, (size_t) n);
+}
+
+/* Write decoded bytes to the output and the running digests. */
+static sp_status
+emit(decoder *d, const uint8_t *p, size_t n)
+{
+	sp_sha256_update(&d->sha, p, n);
+	d->pos += n;
+	d->bytes += n;
+	if (d->out_kind == SP_OUT_NULL)
+		return SP_OK;
+	return sp_out_write(d->ctx, &d->out, p, n);
+}
+
+/* Stream a COPY chunk from the base, checking its checksum. */
+static sp_status
+apply_copy(decoder *d, const sp_chunk_hdr *h)
+{
+	XXH3_state_t st;
+	uint64_t	done = 0;
+
+	if (h->base_len != h->out_len || d->rd.len != SP_CHUNK_HDR)
+		return corrupt(d, "bad COPY chunk");
+	XXH3_64bits_reset(&st);
+	while (done < h->out_len)
+	{
+		size_t		n = (size_t) SP_MIN(h->out_len - done, (uint64_t) SP_CHUNK_MAX);
+
+		if (sp_check_interrupt(d->ctx) != SP_OK ||
+			read_base(d, h->base, h->base_off + done, n, d->obuf) != SP_OK ||
+			emit(d, d->obuf, n) != SP_OK)
+			return d->ctx->err.code;
+		XXH3_64bits_update(&st, d->obuf, n);
+		done += n;
+	}
+	if (XXH3_64bits_digest(&st) != h->checksum)
+		return corrupt(d, "copied base bytes do not match their checksum");
+	return SP_OK;
+}
+
+/* Decode a ZSTD or TENSOR chunk into obuf. */
+static sp_status
+decode_chunk(decoder *d, const sp_chunk_hdr *h)
+{
+	const uint8_t *payload = d->rd.buf + SP_CHUNK_HDR;
+	size_t		plen = d->rd.len - SP_CHUNK_HDR;
+	const uint8_t *bp = NULL;
+
+	if (h->out_len > SP_CHUNK_MAX || h->base_len > SP_PREFIX_MAX)
+		return corrupt(d, "chunk is larger than allowed");
+	if (h->base != SP_NO_BASE)
+	{
+		if (read_base(d, h->base, h->base_off, h->base_len, d->bbuf) != SP_OK)
+			return d->ctx->err.code;
+		bp = d->bbuf;
+	}
+	else if (h->base_len != 0)
+		return corrupt(d, "chunk has a base range but no base file");
+	if (h->kind == SP_CHUNK_ZSTD)
+		return sp_codec_decode_zstd(d->ctx, &d->codec, bp, (size_t) h->base_len, payload, plen,
+									d->obuf, (size_t) h->out_len);
+	if (h->dtype >= SP_DT_COUNT || (bp && h->base_len != h->out_len))
+		return corrupt(d, "bad TENSOR chunk");
+	return sp_codec_decode_tensor(d->ctx, &d->codec, (sp_dtype) h->dtype, h->transform, bp,
+								  payload, plen, d->obuf, (size_t) h->out_len);
+}
+
+/* Handle a CHUNK record. */
+static sp_status
+apply_chunk(decoder *d)
+{
+	sp_chunk_hdr h;
+
+	if (!d->in_file || d->rd.len < SP_CHUNK_HDR)
+		return corrupt(d, "chunk outside a file");
+	sp_chunk_hdr_get(d->rd.buf, &h);
+	d->chunks++;
+	if (h.out_len > d->size - d->pos)
+		return corrupt(d, "chunk runs past the end of its file");
+	if (sp_check_interrupt(d->ctx) != SP_OK)
+		return d->ctx->err.code;
+	if (h.kind == SP_CHUNK_COPY)
+		return apply_copy(d, &h);
+	if (h.kind != SP_CHUNK_ZSTD && h.kind != SP_CHUNK_TENSOR)
+		return corrupt(d, "unknown chunk kind");
+	if (decode_chunk(d, &h) != SP_OK)
+		return d->ctx->err.code;
+	if (XXH3_64bits(d->obuf, (size_t) h.out_len) != h.checksum)
+		return sp_fail(d->ctx, SP_ERR_CORRUPT,
+					   "delta \"%s\" is corrupted: chunk %llu of \"%s\" does not match its checksum",
+					   d->rd.name, (unsigned long long) d->chunks, d->name);
+	return emit(d, d->obuf, (size_t) h.out_len);
+}
+
+/* Handle FILE_END: sizes, chunk count and SHA-256 must match. */
+static sp_status
+end_file(decoder *d)
+{
+	const uint8_t *p = d->rd.buf;
+	char		want[65],
+				got[65];
+
+	if (!d->in_file || d->rd.len != 48 || sp_method_name(p[0]) == NULL)
+		return corrupt(d, "bad FILE_END record");
+	if (d->pos != d->size || sp_get64(p + 8) != d->chunks)
+		return corrupt(d, "file is incomplete");
+	sp_sha256_final(&d->sha, d->last_digest);
+	sp_sha256_free(&d->sha);
+	d->in_file = false;
+	sp_hex(p + 16, SP_SHA256_LEN, want);
+	sp_hex(d->last_digest, SP_SHA256_LEN, got);
+	if (memcmp(p + 16, d->last_digest, SP_SHA256_LEN) != 0)
+		return sp_fail(d->ctx, SP_ERR_VERIFY_FAILED,
+					   "rebuilt \"%s\" has sha256 %s, expected %s", d->name, got, want);
+	sp_manifest_add(&d->manifest, d->last_digest, d->name);
+	if (d->out_kind == SP_OUT_FILE && d->to_dir)
+	{
+		sp_status	rc = sp_out_commit(d->ctx, &d->out);
+
+		sp_out_abort(d->ctx, &d->out);
+		return rc;
+	}
+	return SP_OK;
+}
+
+/* Handle END: totals and the whole-model digest. */
+static sp_status
+end_all(decoder *d, uint8_t digest[SP_SHA256_LEN])
+{
+	const uint8_t *p = d->rd.buf;
+
+	if (d->in_file || d->rd.len != 80 || sp_get32(p) != d->nfiles || sp_get64(p + 8) != d->bytes)
+		return corrupt(d, "bad END record");
+	if (d->rd.pos != d->rd.size)
+		return corrupt(d, "bytes after the END record");
+	sp_sha256_final(&d->manifest, digest);
+	if (!(d->rd.flags & SP_FLAG_DIR))
+		memcpy(digest, d->last_digest, SP_SHA256_LEN);
+	if (memcmp(digest, p + 16, SP_SHA256_LEN) != 0)
+		return sp_fail(d->ctx, SP_ERR_VERIFY_FAILED, "rebuilt model does not match the delta's digest");
+	return SP_OK;
+}
+
+/* Walk every record after BASES, rebuilding; digest receives the model digest. */
+static sp_status
+decode_records(decoder *d, uint8_t digest[SP_SHA256_LEN])
+{
+	sp_status	rc = SP_OK;
+
+	for (;;)
+	{
+		if ((rc = sp_reader_next(d->ctx, &d->rd, false)) != SP_OK)
+			return rc;
+		switch (d->rd.type)
+		{
+			case SP_REC_FILE:
+				rc = begin_file(d);
+				break;
+			case SP_REC_CHUNK:
+				rc = apply_chunk(d);
+				break;
+			case SP_REC_FILE_END:
+				rc = end_file(d);
+				break;
+			case SP_REC_END:
+				return end_all(d, digest);
+			default:
+				rc = corrupt(d, "unexpected record");
+		}
+		if (rc != SP_OK)
+			return rc;
+	}
+}
+
+/* Set up a decoder over a delta file set and a base file set. */
+static sp_status
+decoder_init(sp_ctx *ctx, decoder *d, sp_fileset *delta, sp_fileset *base)
+{
+	memset(d, 0, sizeof(*d));
+	d->ctx = ctx;
+	d->base = base;
+	d->out.fd = -1;
+	if (sp_reader_open(ctx, &d->rd, delta) != SP_OK ||
+		sp_reader_next(ctx, &d->rd, false) != SP_OK)
+		return ctx->err.code;
+	if (sp_sha256_init(ctx, &d->manifest) != SP_OK)
+		return ctx->err.code;
+	if ((d->obuf = sp_alloc(ctx, SP_CHUNK_MAX)) == NULL ||
+		(d->bbuf = sp_alloc(ctx, SP_PREFIX_MAX)) == NULL)
+		return SP_ERR_NOMEM;
+	if (sp_codec_init(ctx, &d->codec) != SP_OK)
+		return ctx->err.code;
+	d->have_codec = true;
+	return read_bases(d);
+}
+
+/* Release a decoder, removing any partial output. */
+static void
+decoder_free(decoder *d)
+{
+	sp_ctx	   *ctx = d->ctx;
+
+	if (ctx == NULL)
+		return;
+	sp_out_abort(ctx, &d->out);
+	if (d->tmp_dir)
+		sp_outdir_abort(ctx, d->tmp_dir);
+	sp_free(ctx, d->tmp_dir);
+	if (d->have_codec)
+		sp_codec_free(ctx, &d->codec);
+	sp_sha256_free(&d->sha);
+	sp_sha256_free(&d->manifest);
+	sp_reader_close(ctx, &d->rd);
+	sp_free(ctx, d->bases);
+	sp_free(ctx, d->obuf);
+	sp_free(ctx, d->bbuf);
+	sp_free(ctx, d->name);
+}
+
+/* Apply or verify from paths; out == NULL verifies. */
+static sp_status
+apply_paths(sp_ctx *ctx, const char *base, const char *delta, const char *out,
+			sp_apply_result *res)
+{
+	double		t0 = sp_now_ms();
+	sp_fileset	bfs = {0},
+				dfs = {0};
+	decoder		d = {0};
+	char	   *out_path = NULL;
+	uint8_t		digest[SP_SHA256_LEN];
+	sp_status	rc;
+
+	memset(res, 0, sizeof(*res));
+	bfs.fd = dfs.fd = -1;
+	if ((out == NULL || (rc = sp_path_output(ctx, out, &out_path)) == SP_OK) &&
+		(rc = sp_fileset_open(ctx, delta, &dfs)) == SP_OK &&
+		(rc = dfs.is_dir ? sp_fail(ctx, SP_ERR_NOT_DELTA, "\"%s\" is a directory, not a sparse delta", delta) : SP_OK) == SP_OK &&
+		(rc = sp_fileset_open(ctx, base, &bfs)) == SP_OK &&
+		(rc = decoder_init(ctx, &d, &dfs, &bfs)) == SP_OK)
+	{
+		d.out_kind = out ? SP_OUT_FILE : SP_OUT_NULL;
+		d.final_path = out_path;
+		d.to_dir = out && (d.rd.flags & SP_FLAG_DIR);
+		if (d.to_dir)
+			rc = sp_outdir_begin(ctx, out_path, &d.tmp_dir);
+		if (rc == SP_OK)
+			rc = decode_records(&d, digest);
+		if (rc == SP_OK && out && !d.to_dir)
+			rc = sp_out_commit(ctx, &d.out);
+		if (rc == SP_OK && d.to_dir && (rc = sp_outdir_commit(ctx, d.tmp_dir, out_path)) == SP_OK)
+		{
+			sp_free(ctx, d.tmp_dir);
+			d.tmp_dir = NULL;
+		}
+	}
+	if (rc == SP_OK)
+	{
+		if (out_path)
+			snprintf(res->out_path, sizeof(res->out_path), "%s", out_path);
+		res->bytes = d.bytes;
+		sp_hex(digest, SP_SHA256_LEN, res->sha256);
+		res->verified = true;
+		res->elapsed_ms = sp_now_ms() - t0;
+	}
+	decoder_free(&d);
+	sp_fileset_close(ctx, &bfs);
+	sp_fileset_close(ctx, &dfs);
+	sp_free(ctx, out_path);
+	return rc;
+}
+
+sp_status
+sp_delta_apply(sp_ctx *ctx, const char *base, const char *delta, const char *out,
+			   sp_apply_result *res)
+{
+	if (out == NULL)
+		return sp_fail(ctx, SP_ERR_INVALID_ARG, "output path must not be empty");
+	return apply_paths(ctx, base, delta, out, res);
+}
+
+sp_status
+sp_delta_verify(sp_ctx *ctx, const char *base, const char *delta, sp_apply_result *res)
+{
+	return apply_paths(ctx, base, delta, NULL, res);
+}
+
+sp_status
+sp_delta_apply_mem(sp_ctx *ctx, const void *base, size_t base_len,
+				   const void *delta, size_t delta_len, size_t max_out,
+				   void **out, size_t *out_len)
+{
+	sp_fileset	bfs = {0},
+				dfs = {0};
+	decoder		d = {0};
+	uint8_t		digest[SP_SHA256_LEN];
+	sp_status	rc;
+
+	*out = NULL;
+	*out_len = 0;
+	bfs.fd = dfs.fd = -1;
+	if ((rc = sp_fileset_mem(ctx, "delta", delta, delta_len, &dfs)) == SP_OK &&
+		(rc = sp_fileset_mem(ctx, "base", base, base_len, &bfs)) == SP_OK &&
+		(rc = decoder_init(ctx, &d, &dfs, &bfs)) == SP_OK)
+	{
+		d.out_kind = SP_OUT_MEM;
+		d.mem_max = max_out;
+		if (d.rd.flags & SP_FLAG_DIR)
+			rc = sp_fail(ctx, SP_ERR_INVALID_ARG, "a delta of a model directory cannot be applied in memory");
+		if (rc == SP_OK)
+			rc = decode_records(&d, digest);
+		if (rc == SP_OK && d.nfiles != 1)
+			rc = corrupt(&d, "an in-memory delta must hold exactly one file");
+		if (rc == SP_OK)
+		{
+			*out = d.out.mem ? d.out.mem : sp_alloc(ctx, 1);
+			*out_len = d.out.mem_len;
+			d.out.mem = NULL;
+			if (*out == NULL)
+				rc = SP_ERR_NOMEM;
+		}
+	}
+	decoder_free(&d);
+	sp_fileset_close(ctx, &bfs);
+	sp_fileset_close(ctx, &dfs);
+	return rc;
+}
+
+/* ---- info ---------------------------------------------------------------- */
+
+/* Append a row for the file that just ended. */
+static sp_status
+info_add(decoder *d, sp_info *info, size_t *cap)
+{
+	sp_info_row *r;
+
+	if (info->n == *cap)
+	{
+		size_t		ncap = *cap ? *cap * 2 : 8;
+		sp_info_row *nr = sp_calloc(d->ctx, ncap, sizeof(sp_info_row));
+
+		if (nr == NULL)
+			return SP_ERR_NOMEM;
+		if (info->n)
+			memcpy(nr, info->rows, info->n * sizeof(sp_info_row));
+		sp_free(d->ctx, info->rows);
+		info->rows = nr;
+		*cap = ncap;
+	}
+	r = &info->rows[info->n++];
+	r->name = d->name;
+	d->name = NULL;
+	r->bytes = d->size;
+	r->delta_bytes = d->rd.pos - d->file_start;
+	sp_hex(d->rd.buf + 16, SP_SHA256_LEN, r->sha256);
+	r->method = sp_method_name(d->rd.buf[0]);
+	return SP_OK;
+}
+
+/* Walk the records of a delta without decoding chunks. */
+static sp_status
+info_walk(decoder *d, sp_info *info)
+{
+	size_t		cap = 0;
+	sp_chunk_hdr h;
+
+	for (;;)
+	{
+		if (sp_reader_next(d->ctx, &d->rd, true) != SP_OK)
+			return d->ctx->err.code;
+		if (d->rd.type == SP_REC_END)
+			return d->in_file || d->rd.pos != d->rd.size ? corrupt(d, "bad END record") : SP_OK;
+		if (d->rd.type == SP_REC_FILE)
+		{
+			if (begin_file(d) != SP_OK)
+				return d->ctx->err.code;
+			sp_sha256_free(&d->sha);
+		}
+		else if (d->rd.type == SP_REC_CHUNK && d->in_file && d->rd.len >= SP_CHUNK_HDR)
+		{
+			sp_chunk_hdr_get(d->rd.buf, &h);
+			if (h.out_len > d->size - d->pos)
+				return corrupt(d, "chunk runs past the end of its file");
+			d->pos += h.out_len;
+		}
+		else if (d->rd.type == SP_REC_FILE_END && d->in_file && d->rd.len == 48 &&
+				 sp_method_name(d->rd.buf[0]) && d->pos == d->size)
+		{
+			d->in_file = false;
+			if (info_add(d, info, &cap) != SP_OK)
+				return d->ctx->err.code;
+		}
+		else
+			return corrupt(d, "unexpected record");
+	}
+}
+
+/* List the files of a delta in dfs. */
+static sp_status
+info_fileset(sp_ctx *ctx, sp_fileset *dfs, sp_info *out)
+{
+	decoder		d = {0};
+	sp_status	rc;
+
+	memset(out, 0, sizeof(*out));
+	d.ctx = ctx;
+	d.out.fd = -1;
+	d.out_kind = SP_OUT_NULL;
+	if ((rc = sp_reader_open(ctx, &d.rd, dfs)) == SP_OK &&
+		(rc = sp_reader_next(ctx, &d.rd, false)) == SP_OK &&
+		(rc = read_bases(&d)) == SP_OK)
+		rc = info_walk(&d, out);
+	if (rc != SP_OK)
+		sp_info_free(ctx, out);
+	decoder_free(&d);
+	return rc;
+}
+
+sp_status
+sp_delta_info(sp_ctx *ctx, const char *delta, sp_info *out)
+{
+	sp_fileset	dfs = {0};
+	sp_status	rc;
+
+	memset(out, 0, sizeof(*out));
+	dfs.fd = -1;
+	if ((rc = sp_fileset_open(ctx, delta, &dfs)) == SP_OK)
+		rc = dfs.is_dir ? sp_fail(ctx, SP_ERR_NOT_DELTA, "\"%s\" is a directory, not a sparse delta", delta)
+			: info_fileset(ctx, &dfs, out);
+	sp_fileset_close(ctx, &dfs);
+	return rc;
+}
+
+sp_status
+sp_delta_info_mem(sp_ctx *ctx, const void *delta, size_t delta_len, sp_info *out)
+{
+	sp_fileset	dfs = {0};
+	sp_status	rc;
+
+	memset(out, 0, sizeof(*out));
+	dfs.fd = -1;
+	if ((rc = sp_fileset_mem(ctx, "delta", delta, delta_len, &dfs)) == SP_OK)
+		rc = info_fileset(ctx, &dfs, out);
+	sp_fileset_close(ctx, &dfs);
+	return rc;
+}
+
+void
+sp_info_free(sp_ctx *ctx, sp_info *info)
+{
+	for (size_t i = 0; i < info->n; i++)
+		sp_free(ctx, info->rows[i].name);
+	sp_free(ctx, info->rows);
+	info->rows = NULL;
+	info->n = 0;
+}

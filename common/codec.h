@@ -1,0 +1,80 @@
+/*
+ * codec.h -- encoding of one chunk (internal): tensor chunks coded against
+ * the matching base bytes, and generic chunks coded by zstd with a window of
+ * the base file as its prefix.  Chunks are independent of each other, so a
+ * chunk can be encoded, decoded, sampled or skipped on its own.
+ */
+#ifndef SPARSE_CODEC_H
+#define SPARSE_CODEC_H
+
+#include <zstd.h>
+
+#include "safetensors.h"
+
+#define SP_TENSOR_CHUNK (1u << 20)	/* bytes of tensor data per chunk */
+#define SP_ZSTD_CHUNK (4u << 20)	/* bytes of other data per chunk */
+#define SP_CHUNK_MAX SP_ZSTD_CHUNK	/* largest decoded chunk accepted */
+#define SP_PREFIX_BEFORE (2u << 20) /* base window before a generic chunk */
+#define SP_PREFIX_AFTER (6u << 20)	/* base window from a generic chunk on */
+#define SP_PREFIX_MAX (SP_PREFIX_BEFORE + SP_PREFIX_AFTER)
+
+/* Transforms of a tensor chunk against its base. */
+enum
+{
+	SP_TR_NONE = 0,				/* byte planes of the values themselves */
+	SP_TR_XOR = 1,				/* byte planes of ft XOR base */
+	SP_TR_SUB = 2,				/* zigzag of order-preserving integer difference */
+	SP_TR_COUNT
+};
+
+/* How one byte plane is stored. */
+enum
+{
+	SP_PLANE_ZSTD = 0, SP_PLANE_RAW = 1, SP_PLANE_CONST = 2
+};
+
+/* Scratch state for coding chunks; one per thread. */
+typedef struct sp_codec
+{
+	ZSTD_CCtx  *cctx;
+	ZSTD_DCtx  *dctx;
+	uint8_t    *trans;			/* transformed words */
+	uint8_t    *planar;			/* the same, split into planes */
+	uint8_t    *probe;			/* encoded probe output */
+	size_t		cap;			/* size of each buffer above */
+} sp_codec;
+
+/* Worst-case payload size of a chunk of n bytes. */
+size_t		sp_codec_bound(size_t n);
+
+sp_status	sp_codec_init(sp_ctx *ctx, sp_codec *c);
+void		sp_codec_free(sp_ctx *ctx, sp_codec *c);
+
+/*
+ * Encode n bytes of a tensor (dtype dt) against base (NULL: no base).  The
+ * transform is chosen per chunk; the payload goes to out (cap >= bound).
+ */
+sp_status	sp_codec_encode_tensor(sp_ctx *ctx, sp_codec *c, int level, sp_dtype dt,
+								   const uint8_t *ft, const uint8_t *base, size_t n,
+								   uint8_t *out, size_t cap, size_t *out_len,
+								   uint8_t *transform);
+
+/* Decode a tensor chunk payload into ft (n bytes). */
+sp_status	sp_codec_decode_tensor(sp_ctx *ctx, sp_codec *c, sp_dtype dt,
+								   uint8_t transform, const uint8_t *base,
+								   const uint8_t *payload, size_t plen,
+								   uint8_t *ft, size_t n);
+
+/* Compress n bytes with zstd, using prefix (may be empty) as reference. */
+sp_status	sp_codec_encode_zstd(sp_ctx *ctx, sp_codec *c, int level,
+								 const uint8_t *src, size_t n,
+								 const uint8_t *prefix, size_t plen,
+								 uint8_t *out, size_t cap, size_t *out_len);
+
+/* Decompress exactly n bytes, using the same prefix. */
+sp_status	sp_codec_decode_zstd(sp_ctx *ctx, sp_codec *c,
+								 const uint8_t *prefix, size_t plen,
+								 const uint8_t *payload, size_t plen_payload,
+								 uint8_t *dst, size_t n);
+
+#endif							/* SPARSE_CODEC_H */

@@ -1,0 +1,582 @@
+/*
+ * compress.c -- write a delta of a fine-tune against its base.
+ *
+ * How it works: both sides are opened as models (a file or a directory);
+ * every base safetensors header is parsed and its tensors indexed by name.
+ * The base files the delta will read are found first (a planning pass over
+ * the fine-tune headers), hashed with SHA-256 and listed in the BASES record.
+ * Then each fine-tune file is cut into segments that cover it exactly:
+ * header and gaps (generic zstd chunks with the partner base file's bytes
+ * around the same offset as prefix), paired tensors (tensor chunks against
+ * the same-named base tensor; chunks equal to the base become COPY extents,
+ * merged so an identical tensor costs one record), and unpaired tensors
+ * (tensor chunks with no base).  Each file's SHA-256 is computed while it is
+ * read and stored in FILE_END; the delta goes to a temporary file that is
+ * fsynced and renamed into place only when complete.  Memory is a handful of
+ * chunk-sized buffers, whatever the model size.
+ */
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
+
+#include "codec.h"
+#include "container.h"
+#include "model.h"
+
+/* A run of output bytes equal to base bytes, not yet written. */
+typedef struct copy_run
+{
+	bool		active;
+	uint32_t	base;
+	uint64_t	base_off;
+	uint64_t	len;
+	XXH3_state_t sum;
+} copy_run;
+
+/* State of one compression. */
+typedef struct encoder
+{
+	sp_ctx	   *ctx;
+	int			level;
+	sp_model   *base;
+	sp_model   *ft;
+	uint32_t   *slot;			/* base file index -> BASES index or SP_NO_BASE */
+	uint32_t	nslots;
+	sp_codec	codec;
+	uint8_t    *fbuf;			/* fine-tune bytes of a chunk */
+	uint8_t    *bbuf;			/* base bytes of a chunk or prefix window */
+	uint8_t    *pay;			/* chunk record payload */
+	size_t		pay_cap;
+	sp_out	   *out;
+	copy_run	copy;
+	sp_sha256	sha;			/* SHA-256 of the fine-tune file being coded */
+	uint64_t	chunks;			/* chunks of the current file */
+	int			nchanged;		/* non-copy chunks of the current file */
+	uint64_t	done,
+				total;
+	uint8_t		base_digest[SP_SHA256_LEN];
+} encoder;
+
+/* ---- planning ------------------------------------------------------------ */
+
+/* Mark base file idx as read by the delta. */
+static void
+use_base(encoder *e, long idx)
+{
+	if (idx >= 0 && e->slot[idx] == SP_NO_BASE)
+		e->slot[idx] = e->nslots++;
+}
+
+/* Find every base file the delta will read. */
+static sp_status
+plan_bases(encoder *e)
+{
+	sp_ctx	   *ctx = e->ctx;
+
+	for (size_t i = 0; i < e->ft->fs.n; i++)
+	{
+		sp_st_header h = {0};
+		bool		st = sp_is_safetensors_name(e->ft->fs.f[i].rel);
+
+		if (st && sp_read_st_header(ctx, &e->ft->fs, i, &h) != SP_OK)
+			return ctx->err.code;
+		use_base(e, sp_partner(e->base, &e->ft->fs, i, st ? &h : NULL));
+		for (size_t j = 0; j < h.n; j++)
+		{
+			const sp_tref *r = sp_model_lookup(e->base, h.t[j].name);
+
+			if (r && r->t->dtype == h.t[j].dtype && r->t->end > r->t->begin)
+				use_base(e, r->file);
+		}
+		sp_st_free(ctx, &h);
+		e->total += e->ft->fs.f[i].size;
+	}
+	return SP_OK;
+}
+
+/* Write the BASES record: name, size and SHA-256 of every base file read. */
+static sp_status
+write_bases(encoder *e)
+{
+	sp_ctx	   *ctx = e->ctx;
+	size_t		len = 4;
+	uint8_t    *p,
+			   *q;
+	sp_sha256	man;
+	sp_status	rc = SP_OK;
+
+	for (size_t i = 0; i < e->base->fs.n; i++)
+		if (e->slot[i] != SP_NO_BASE)
+			len += 8 + 32 + 2 + strlen(e->base->fs.f[i].rel);
+	if (len > SP_REC_MAX)
+		return sp_fail(ctx, SP_ERR_INVALID_ARG, "base model has too many files");
+	if ((p = sp_alloc(ctx, len)) == NULL)
+		return SP_ERR_NOMEM;
+	if (sp_sha256_init(ctx, &man) != SP_OK)
+	{
+		sp_free(ctx, p);
+		return ctx->err.code;
+	}
+	sp_put32(p, e->nslots);
+	q = p + 4;
+	for (uint32_t s = 0; s < e->nslots && rc == SP_OK; s++)
+		for (size_t i = 0; i < e->base->fs.n && rc == SP_OK; i++)
+		{
+			const sp_file *f = &e->base->fs.f[i];
+			size_t		nl = strlen(f->rel);
+			char		hex[65];
+
+			if (e->slot[i] != s)
+				continue;
+			sp_put64(q, f->size);
+			rc = sp_fileset_sha256(ctx, &e->base->fs, i, q + 8);
+			sp_put16(q + 40, (uint16_t) nl);
+			memcpy(q + 42, f->rel, nl);
+			sp_hex(q + 8, 32, hex);
+			sp_sha256_update(&man, hex, 64);
+			sp_sha256_update(&man, "  ", 2);
+			sp_sha256_update(&man, f->rel, nl);
+			sp_sha256_update(&man, "\n", 1);
+			if (!e->base->fs.is_dir)
+				memcpy(e->base_digest, q + 8, 32);
+			q += 42 + nl;
+		}
+	if (e->base->fs.is_dir)
+		sp_sha256_final(&man, e->base_digest);
+	sp_sha256_free(&man);
+	if (rc == SP_OK)
+		rc = sp_write_record(ctx, e->out, SP_REC_BASES, p, len);
+	sp_free(ctx, p);
+	return rc;
+}
+
+/* ---- chunks -------------------------------------------------------------- */
+
+/* Write a chunk record: fixed header, then payload already at e->pay + HDR. */
+static sp_status
+emit_chunk(encoder *e, const sp_chunk_hdr *h, size_t payload_len)
+{
+	sp_chunk_hdr_put(e->pay, h);
+	e->chunks++;
+	return sp_write_record(e->ctx, e->out, SP_REC_CHUNK, e->pay, SP_CHUNK_HDR + payload_len);
+}
+
+/* Write the pending copy run, if any. */
+static sp_status
+flush_copy(encoder *e)
+{
+	sp_chunk_hdr h = {0};
+
+	if (!e->copy.active)
+		return SP_OK;
+	e->copy.active = false;
+	h.kind = SP_CHUNK_COPY;
+	h.base = e->copy.base;
+	h.out_len = e->copy.len;
+	h.base_off = e->copy.base_off;
+	h.base_len = e->copy.len;
+	h.checksum = XXH3_64bits_digest(&e->copy.sum);
+	return emit_chunk(e, &h, 0);
+}
+
+/* Extend (or start) the copy run with n bytes at base offset off. */
+static sp_status
+add_copy(encoder *e, uint32_t slot, uint64_t off, const uint8_t *bytes, size_t n)
+{
+	copy_run   *c = &e->copy;
+
+	if (c->active && (c->base != slot || c->base_off + c->len != off))
+		if (flush_copy(e) != SP_OK)
+			return e->ctx->err.code;
+	if (!c->active)
+	{
+		c->active = true;
+		c->base = slot;
+		c->base_off = off;
+		c->len = 0;
+		XXH3_64bits_reset(&c->sum);
+	}
+	c->len += n;
+	XXH3_64bits_update(&c->sum, bytes, n);
+	return SP_OK;
+}
+
+/* Read n fine-tune bytes of file fi at off into fbuf, hashing them. */
+static sp_status
+read_ft(encoder *e, size_t fi, uint64_t off, size_t n)
+{
+	if (sp_check_interrupt(e->ctx) != SP_OK ||
+		sp_fileset_read(e->ctx, &e->ft->fs, fi, off, e->fbuf, n) != SP_OK)
+		return e->ctx->err.code;
+	sp_sha256_update(&e->sha, e->fbuf, n);
+	e->done += n;
+	sp_progress(e->ctx, e->done, e->total);
+	return SP_OK;
+}
+
+/* Code [off, off+n) of file fi with zstd, prefixed by partner bytes nearby. */
+static sp_status
+code_generic(encoder *e, size_t fi, long partner, uint64_t off, uint64_t n)
+{
+	while (n > 0)
+	{
+		size_t		len = (size_t) SP_MIN(n, (uint64_t) SP_ZSTD_CHUNK);
+		sp_chunk_hdr h = {SP_CHUNK_ZSTD, 0, 0, SP_NO_BASE, len, 0, 0, 0};
+		size_t		used;
+
+		if (read_ft(e, fi, off, len) != SP_OK)
+			return e->ctx->err.code;
+		if (partner >= 0)
+		{
+			uint64_t	psize = e->base->fs.f[partner].size;
+
+			h.base = e->slot[partner];
+			h.base_off = off > SP_PREFIX_BEFORE ? off - SP_PREFIX_BEFORE : 0;
+			h.base_off = SP_MIN(h.base_off, psize);
+			h.base_len = SP_MIN((uint64_t) SP_PREFIX_MAX, psize - h.base_off);
+			if (sp_fileset_read(e->ctx, &e->base->fs, partner, h.base_off, e->bbuf,
+								(size_t) h.base_len) != SP_OK)
+				return e->ctx->err.code;
+			if (off + len <= psize &&
+				memcmp(e->bbuf + (off - h.base_off), e->fbuf, len) == 0)
+			{
+				if (add_copy(e, h.base, off, e->fbuf, len) != SP_OK)
+					return e->ctx->err.code;
+				off += len, n -= len;
+				continue;
+			}
+		}
+		h.checksum = XXH3_64bits(e->fbuf, len);
+		if (flush_copy(e) != SP_OK ||
+			sp_codec_encode_zstd(e->ctx, &e->codec, e->level, e->fbuf, len, e->bbuf,
+								 (size_t) h.base_len, e->pay + SP_CHUNK_HDR,
+								 e->pay_cap - SP_CHUNK_HDR, &used) != SP_OK ||
+			emit_chunk(e, &h, used) != SP_OK)
+			return e->ctx->err.code;
+		e->nchanged++;
+		off += len, n -= len;
+	}
+	return SP_OK;
+}
+
+/* Code n bytes of a tensor at off, against base tensor bytes at boff (slot) or none. */
+static sp_status
+code_tensor(encoder *e, size_t fi, sp_dtype dt, uint64_t off, uint64_t n,
+			long bfile, uint64_t boff)
+{
+	while (n > 0)
+	{
+		size_t		len = (size_t) SP_MIN(n, (uint64_t) SP_TENSOR_CHUNK);
+		sp_chunk_hdr h = {SP_CHUNK_TENSOR, 0, (uint8_t) dt, SP_NO_BASE, len, 0, 0, 0};
+		size_t		used;
+
+		if (read_ft(e, fi, off, len) != SP_OK)
+			return e->ctx->err.code;
+		if (bfile >= 0)
+		{
+			h.base = e->slot[bfile];
+			h.base_off = boff;
+			h.base_len = len;
+			if (sp_fileset_read(e->ctx, &e->base->fs, bfile, boff, e->bbuf, len) != SP_OK)
+				return e->ctx->err.code;
+			if (memcmp(e->bbuf, e->fbuf, len) == 0)
+			{
+				if (add_copy(e, h.base, boff, e->fbuf, len) != SP_OK)
+					return e->ctx->err.code;
+				off += len, boff += len, n -= len;
+				continue;
+			}
+		}
+		h.checksum = XXH3_64bits(e->fbuf, len);
+		if (flush_copy(e) != SP_OK ||
+			sp_codec_encode_tensor(e->ctx, &e->codec, e->level, dt, e->fbuf,
+								   bfile >= 0 ? e->bbuf : NULL, len, e->pay + SP_CHUNK_HDR,
+								   e->pay_cap - SP_CHUNK_HDR, &used, &h.transform) != SP_OK ||
+			emit_chunk(e, &h, used) != SP_OK)
+			return e->ctx->err.code;
+		e->nchanged++;
+		off += len, boff += len, n -= len;
+	}
+	return SP_OK;
+}
+
+/* Code one tensor: the part that pairs with a base tensor, then the rest. */
+static sp_status
+code_one_tensor(encoder *e, size_t fi, const sp_tensor *t)
+{
+	const sp_tref *r = sp_model_lookup(e->base, t->name);
+	uint64_t	len = t->end - t->begin,
+				paired = 0;
+
+	if (r && r->t->dtype == t->dtype)
+		paired = SP_MIN(len, r->t->end - r->t->begin);
+	if (paired && code_tensor(e, fi, t->dtype, t->begin, paired, r->file, r->t->begin) != SP_OK)
+		return e->ctx->err.code;
+	return code_tensor(e, fi, t->dtype, t->begin + paired, len - paired, -1, 0);
+}
+
+/* Code a safetensors file: header and gaps generic, tensors as tensors. */
+static sp_status
+code_safetensors(encoder *e, size_t fi, const sp_st_header *h, long partner)
+{
+	uint64_t	pos = 0;
+
+	for (size_t j = 0; j < h->n; j++)
+	{
+		const sp_tensor *t = &h->t[j];
+
+		if (t->end == t->begin)
+			continue;
+		if (t->begin > pos && code_generic(e, fi, partner, pos, t->begin - pos) != SP_OK)
+			return e->ctx->err.code;
+		if (code_one_tensor(e, fi, t) != SP_OK)
+			return e->ctx->err.code;
+		pos = t->end;
+	}
+	return code_generic(e, fi, partner, pos, h->file_size - pos);
+}
+
+/* Write FILE record for file fi. */
+static sp_status
+write_file_record(encoder *e, size_t fi, long partner)
+{
+	const sp_file *f = &e->ft->fs.f[fi];
+	size_t		nl = strlen(f->rel);
+	uint8_t    *p = e->pay;
+
+	sp_put64(p, f->size);
+	sp_put32(p + 8, partner >= 0 ? e->slot[partner] : SP_NO_BASE);
+	sp_put16(p + 12, (uint16_t) nl);
+	memcpy(p + 14, f->rel, nl);
+	return sp_write_record(e->ctx, e->out, SP_REC_FILE, p, 14 + nl);
+}
+
+/* Add "HEX  NAME\n" to a manifest digest (the format sha256sum prints). */
+void
+sp_manifest_add(sp_sha256 *man, const uint8_t digest[SP_SHA256_LEN], const char *rel)
+{
+	char		hex[65];
+
+	sp_hex(digest, SP_SHA256_LEN, hex);
+	sp_sha256_update(man, hex, 64);
+	sp_sha256_update(man, "  ", 2);
+	sp_sha256_update(man, rel, strlen(rel));
+	sp_sha256_update(man, "\n", 1);
+}
+
+/* Code one fine-tune file: FILE, chunks, FILE_END; its digest goes to digest. */
+static sp_status
+code_file(encoder *e, size_t fi, uint8_t digest[SP_SHA256_LEN])
+{
+	sp_ctx	   *ctx = e->ctx;
+	const sp_file *f = &e->ft->fs.f[fi];
+	sp_st_header h = {0};
+	bool		st = sp_is_safetensors_name(f->rel);
+	long		partner;
+	uint8_t		end[48] = {0};
+	sp_status	rc;
+
+	if (st && sp_read_st_header(ctx, &e->ft->fs, fi, &h) != SP_OK)
+		return ctx->err.code;
+	partner = sp_partner(e->base, &e->ft->fs, fi, st ? &h : NULL);
+	e->chunks = 0;
+	e->nchanged = 0;
+	rc = sp_sha256_init(ctx, &e->sha);
+	if (rc == SP_OK)
+		rc = write_file_record(e, fi, partner);
+	if (rc == SP_OK)
+		rc = st ? code_safetensors(e, fi, &h, partner) : code_generic(e, fi, partner, 0, f->size);
+	if (rc == SP_OK)
+		rc = flush_copy(e);
+	sp_st_free(ctx, &h);
+	if (e->sha.md)
+		sp_sha256_final(&e->sha, digest);
+	sp_sha256_free(&e->sha);
+	if (rc != SP_OK)
+		return rc;
+	end[0] = e->nchanged == 0 && f->size > 0 ? SP_METHOD_COPY
+		: st ? SP_METHOD_TENSOR : partner >= 0 ? SP_METHOD_ZSTD_REF : SP_METHOD_ZSTD;
+	sp_put64(end + 8, e->chunks);
+	memcpy(end + 16, digest, SP_SHA256_LEN);
+	return sp_write_record(ctx, e->out, SP_REC_FILE_END, end, sizeof(end));
+}
+
+/* Code every fine-tune file, then END (file count, bytes, ft and base digests). */
+static sp_status
+code_all(encoder *e, uint8_t ft_digest[SP_SHA256_LEN])
+{
+	sp_ctx	   *ctx = e->ctx;
+	sp_sha256	man;
+	uint8_t		end[80] = {0};
+	sp_status	rc = SP_OK;
+
+	if (sp_sha256_init(ctx, &man) != SP_OK)
+		return ctx->err.code;
+	for (size_t i = 0; i < e->ft->fs.n && rc == SP_OK; i++)
+	{
+		uint8_t		d[SP_SHA256_LEN];
+
+		if ((rc = code_file(e, i, d)) == SP_OK)
+		{
+			sp_manifest_add(&man, d, e->ft->fs.f[i].rel);
+			if (!e->ft->fs.is_dir)
+				memcpy(ft_digest, d, SP_SHA256_LEN);
+		}
+	}
+	if (e->ft->fs.is_dir)
+		sp_sha256_final(&man, ft_digest);
+	sp_sha256_free(&man);
+	if (rc != SP_OK)
+		return rc;
+	sp_put32(end, (uint32_t) e->ft->fs.n);
+	sp_put64(end + 8, e->total);
+	memcpy(end + 16, ft_digest, SP_SHA256_LEN);
+	memcpy(end + 48, e->base_digest, SP_SHA256_LEN);
+	return sp_write_record(ctx, e->out, SP_REC_END, end, sizeof(end));
+}
+
+/* Allocate the encoder's buffers and codec. */
+static sp_status
+encoder_init(sp_ctx *ctx, encoder *e, sp_model *base, sp_model *ft, sp_out *out, int level)
+{
+	memset(e, 0, sizeof(*e));
+	e->ctx = ctx;
+	e->level = level;
+	e->base = base;
+	e->ft = ft;
+	e->out = out;
+	e->pay_cap = SP_CHUNK_HDR + sp_codec_bound(SP_CHUNK_MAX) + 14 + SP_MAX_NAME;
+	e->slot = sp_alloc(ctx, (base->fs.n ? base->fs.n : 1) * sizeof(uint32_t));
+	e->fbuf = sp_alloc(ctx, SP_CHUNK_MAX);
+	e->bbuf = sp_alloc(ctx, SP_PREFIX_MAX);
+	e->pay = sp_alloc(ctx, e->pay_cap);
+	if (!e->slot || !e->fbuf || !e->bbuf || !e->pay)
+		return SP_ERR_NOMEM;
+	for (size_t i = 0; i < base->fs.n; i++)
+		e->slot[i] = SP_NO_BASE;
+	return sp_codec_init(ctx, &e->codec);
+}
+
+/* Free what encoder_init allocated. */
+static void
+encoder_free(encoder *e)
+{
+	if (e->ctx == NULL)
+		return;
+	sp_codec_free(e->ctx, &e->codec);
+	sp_free(e->ctx, e->slot);
+	sp_free(e->ctx, e->fbuf);
+	sp_free(e->ctx, e->bbuf);
+	sp_free(e->ctx, e->pay);
+}
+
+/* Run a whole compression into out (already opened). */
+static sp_status
+compress_models(sp_ctx *ctx, sp_model *base, sp_model *ft, sp_out *out, int level,
+				sp_compress_result *res)
+{
+	encoder		e;
+	uint8_t		ftd[SP_SHA256_LEN];
+	sp_status	rc;
+
+	rc = encoder_init(ctx, &e, base, ft, out, level);
+	if (rc == SP_OK)
+		rc = plan_bases(&e);
+	if (rc == SP_OK)
+		rc = sp_write_header(ctx, out, ft->fs.is_dir ? SP_FLAG_DIR : 0);
+	if (rc == SP_OK)
+		rc = write_bases(&e);
+	if (rc == SP_OK)
+		rc = code_all(&e, ftd);
+	if (rc == SP_OK)
+	{
+		res->ft_bytes = e.total;
+		sp_hex(ftd, SP_SHA256_LEN, res->ft_sha256);
+		sp_hex(e.base_digest, SP_SHA256_LEN, res->base_sha256);
+	}
+	encoder_free(&e);
+	return rc;
+}
+
+/* Fill the size ratios of a result. */
+static void
+finish_result(sp_compress_result *res, uint64_t delta_bytes, double t0)
+{
+	res->delta_bytes = delta_bytes;
+	res->compression_ratio = delta_bytes ? (double) res->ft_bytes / (double) delta_bytes : 0;
+	res->savings_pct = res->ft_bytes ? 100.0 * (1.0 - (double) delta_bytes / (double) res->ft_bytes) : 0;
+	res->elapsed_ms = sp_now_ms() - t0;
+}
+
+/* Validate a compression level. */
+static sp_status
+check_level(sp_ctx *ctx, int level)
+{
+	if (level < SP_LEVEL_MIN || level > SP_LEVEL_MAX)
+		return sp_fail(ctx, SP_ERR_INVALID_ARG,
+					   "compression level %d is out of range (%d to %d)",
+					   level, SP_LEVEL_MIN, SP_LEVEL_MAX);
+	return SP_OK;
+}
+
+sp_status
+sp_delta_compress(sp_ctx *ctx, const char *base, const char *ft, const char *out,
+				  int level, sp_compress_result *res)
+{
+	double		t0 = sp_now_ms();
+	sp_model	bm = {0},
+				fm = {0};
+	sp_out		o = {0};
+	char	   *out_path = NULL;
+	sp_status	rc;
+
+	memset(res, 0, sizeof(*res));
+	if ((rc = check_level(ctx, level)) == SP_OK &&
+		(rc = sp_path_output(ctx, out, &out_path)) == SP_OK &&
+		(rc = sp_model_open(ctx, base, true, &bm)) == SP_OK &&
+		(rc = sp_model_open(ctx, ft, false, &fm)) == SP_OK &&
+		(rc = sp_out_file(ctx, &o, out_path)) == SP_OK &&
+		(rc = compress_models(ctx, &bm, &fm, &o, level, res)) == SP_OK)
+	{
+		uint64_t	written = o.written;
+
+		if ((rc = sp_out_commit(ctx, &o)) == SP_OK)
+		{
+			snprintf(res->delta_path, sizeof(res->delta_path), "%s", out_path);
+			finish_result(res, written, t0);
+		}
+	}
+	sp_out_abort(ctx, &o);
+	sp_model_close(ctx, &fm);
+	sp_model_close(ctx, &bm);
+	sp_free(ctx, out_path);
+	return rc;
+}
+
+sp_status
+sp_delta_compress_mem(sp_ctx *ctx, const void *base, size_t base_len,
+					  const void *ft, size_t ft_len, int level, size_t max_out,
+					  void **out, size_t *out_len)
+{
+	sp_model	bm = {0},
+				fm = {0};
+	sp_out		o;
+	sp_compress_result res;
+	sp_status	rc;
+
+	*out = NULL;
+	*out_len = 0;
+	sp_out_mem(&o, max_out);
+	if ((rc = check_level(ctx, level)) == SP_OK &&
+		(rc = sp_model_mem(ctx, "base.safetensors", base, base_len, true, &bm)) == SP_OK &&
+		(rc = sp_model_mem(ctx, "model.safetensors", ft, ft_len, false, &fm)) == SP_OK &&
+		(rc = compress_models(ctx, &bm, &fm, &o, level, &res)) == SP_OK)
+	{
+		*out = o.mem;
+		*out_len = o.mem_len;
+		o.mem = NULL;
+	}
+	sp_out_abort(ctx, &o);
+	sp_model_close(ctx, &fm);
+	sp_model_close(ctx, &bm);
+	return rc;
+}

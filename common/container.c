@@ -1,0 +1,185 @@
+/*
+ * container.c -- reading and writing records of the delta container.
+ *
+ * The reader never trusts a length: a record's payload length is checked
+ * against SP_REC_MAX and against the bytes left in the delta before any
+ * buffer is sized or any byte is read, and the checksum is verified before
+ * the payload is handed to a decoder.
+ */
+#include "container.h"
+
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
+
+const char *
+sp_method_name(int method)
+{
+	switch (method)
+	{
+		case SP_METHOD_TENSOR:
+			return "tensor-delta";
+		case SP_METHOD_ZSTD_REF:
+			return "zstd-ref";
+		case SP_METHOD_ZSTD:
+			return "zstd";
+		case SP_METHOD_COPY:
+			return "copy";
+	}
+	return NULL;
+}
+
+void
+sp_chunk_hdr_put(uint8_t *p, const sp_chunk_hdr *h)
+{
+	p[0] = h->kind;
+	p[1] = h->transform;
+	p[2] = h->dtype;
+	p[3] = 0;
+	sp_put32(p + 4, h->base);
+	sp_put64(p + 8, h->out_len);
+	sp_put64(p + 16, h->base_off);
+	sp_put64(p + 24, h->base_len);
+	sp_put64(p + 32, h->checksum);
+}
+
+void
+sp_chunk_hdr_get(const uint8_t *p, sp_chunk_hdr *h)
+{
+	h->kind = p[0];
+	h->transform = p[1];
+	h->dtype = p[2];
+	h->base = sp_get32(p + 4);
+	h->out_len = sp_get64(p + 8);
+	h->base_off = sp_get64(p + 16);
+	h->base_len = sp_get64(p + 24);
+	h->checksum = sp_get64(p + 32);
+}
+
+sp_status
+sp_write_header(sp_ctx *ctx, sp_out *o, uint32_t flags)
+{
+	uint8_t		h[SP_HEADER_LEN] = {0};
+
+	memcpy(h, SP_MAGIC, 8);
+	sp_put16(h + 8, SP_FORMAT_VERSION);
+	sp_put16(h + 10, 0);
+	sp_put32(h + 12, flags);
+	return sp_out_write(ctx, o, h, sizeof(h));
+}
+
+sp_status
+sp_write_record(sp_ctx *ctx, sp_out *o, int type, const uint8_t *payload, size_t len)
+{
+	uint8_t		h[SP_REC_HDR] = {(uint8_t) type, 0, 0, 0};
+	uint8_t		sum[SP_REC_SUM];
+	XXH3_state_t st;
+
+	if (len > SP_REC_MAX)
+		return sp_fail(ctx, SP_ERR_INTERNAL, "record of %zu bytes is too large", len);
+	sp_put32(h + 4, (uint32_t) len);
+	XXH3_64bits_reset(&st);
+	XXH3_64bits_update(&st, h, sizeof(h));
+	XXH3_64bits_update(&st, payload, len);
+	sp_put64(sum, XXH3_64bits_digest(&st));
+	if (sp_out_write(ctx, o, h, sizeof(h)) != SP_OK ||
+		sp_out_write(ctx, o, payload, len) != SP_OK ||
+		sp_out_write(ctx, o, sum, sizeof(sum)) != SP_OK)
+		return ctx->err.code;
+	return SP_OK;
+}
+
+sp_status
+sp_reader_open(sp_ctx *ctx, sp_reader *r, sp_fileset *src)
+{
+	uint8_t		h[SP_HEADER_LEN];
+	unsigned	version;
+
+	memset(r, 0, sizeof(*r));
+	r->src = src;
+	r->name = src->f[0].path ? src->f[0].path : src->f[0].rel;
+	r->size = src->f[0].size;
+	if (r->size < SP_HEADER_LEN)
+		return sp_fail(ctx, SP_ERR_NOT_DELTA, "\"%s\" is not a sparse delta: it is too short", r->name);
+	if (sp_fileset_read(ctx, src, 0, 0, h, sizeof(h)) != SP_OK)
+		return ctx->err.code;
+	if (memcmp(h, SP_MAGIC, 8) != 0)
+		return sp_fail(ctx, SP_ERR_NOT_DELTA, "\"%s\" is not a sparse delta: bad magic", r->name);
+	version = sp_get16(h + 8);
+	if (version != SP_FORMAT_VERSION)
+		return sp_fail(ctx, SP_ERR_UNSUPPORTED_VERSION,
+					   "delta \"%s\" has format version %u; this build reads version %d",
+					   r->name, version, SP_FORMAT_VERSION);
+	r->flags = sp_get32(h + 12);
+	if ((r->flags & ~SP_FLAGS_KNOWN) != 0 || sp_get16(h + 10) != 0)
+		return sp_fail(ctx, SP_ERR_UNSUPPORTED_VERSION,
+					   "delta \"%s\" uses flags this build does not know", r->name);
+	r->pos = SP_HEADER_LEN;
+	return SP_OK;
+}
+
+/* Make r->buf hold at least n bytes. */
+static sp_status
+reader_reserve(sp_ctx *ctx, sp_reader *r, size_t n)
+{
+	if (n <= r->cap)
+		return SP_OK;
+	sp_free(ctx, r->buf);
+	r->cap = 0;
+	r->buf = sp_alloc(ctx, n);
+	if (r->buf == NULL)
+		return SP_ERR_NOMEM;
+	r->cap = n;
+	return SP_OK;
+}
+
+sp_status
+sp_reader_next(sp_ctx *ctx, sp_reader *r, bool skip_chunks)
+{
+	uint8_t		h[SP_REC_HDR],
+				sum[SP_REC_SUM];
+	size_t		len,
+				want;
+
+	if (r->size - r->pos < SP_REC_HDR)
+		return sp_fail(ctx, SP_ERR_TRUNCATED, "delta \"%s\" is truncated at byte %llu",
+					   r->name, (unsigned long long) r->size);
+	if (sp_fileset_read(ctx, r->src, 0, r->pos, h, sizeof(h)) != SP_OK)
+		return ctx->err.code;
+	len = sp_get32(h + 4);
+	if (h[0] < SP_REC_BASES || h[0] > SP_REC_END || h[1] || h[2] || h[3] || len > SP_REC_MAX)
+		return sp_fail(ctx, SP_ERR_CORRUPT, "delta \"%s\" is corrupted: bad record at byte %llu",
+					   r->name, (unsigned long long) r->pos);
+	if (r->size - r->pos - SP_REC_HDR < (uint64_t) len + SP_REC_SUM)
+		return sp_fail(ctx, SP_ERR_TRUNCATED, "delta \"%s\" is truncated at byte %llu",
+					   r->name, (unsigned long long) r->size);
+	r->rec_start = r->pos;
+	r->type = h[0];
+	r->len = len;
+	want = (skip_chunks && h[0] == SP_REC_CHUNK) ? SP_MIN(len, (size_t) SP_CHUNK_HDR) : len;
+	if (reader_reserve(ctx, r, want) != SP_OK ||
+		sp_fileset_read(ctx, r->src, 0, r->pos + SP_REC_HDR, r->buf, want) != SP_OK ||
+		sp_fileset_read(ctx, r->src, 0, r->pos + SP_REC_HDR + len, sum, sizeof(sum)) != SP_OK)
+		return ctx->err.code;
+	if (want == len)
+	{
+		XXH3_state_t st;
+
+		XXH3_64bits_reset(&st);
+		XXH3_64bits_update(&st, h, sizeof(h));
+		XXH3_64bits_update(&st, r->buf, len);
+		if (XXH3_64bits_digest(&st) != sp_get64(sum))
+			return sp_fail(ctx, SP_ERR_CORRUPT,
+						   "delta \"%s\" is corrupted: checksum mismatch in record at byte %llu",
+						   r->name, (unsigned long long) r->pos);
+	}
+	r->pos += SP_REC_HDR + len + SP_REC_SUM;
+	return SP_OK;
+}
+
+void
+sp_reader_close(sp_ctx *ctx, sp_reader *r)
+{
+	sp_free(ctx, r->buf);
+	r->buf = NULL;
+	r->cap = 0;
+}

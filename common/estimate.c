@@ -1,0 +1,297 @@
+/*
+ * estimate.c -- predict the delta size from a small sample, in well under a
+ * second.
+ *
+ * How it works: the fine-tune's headers are parsed and every tensor is paired
+ * by name as the encoder would.  From each tensor, evenly spaced windows of
+ * 64 KiB are coded with the real chunk coder at level 3 (about
+ * sample_fraction of its bytes, at least SP_MIN_WINDOWS windows; a tensor
+ * smaller than that is coded whole) and the coded/raw ratio is extrapolated
+ * to the whole tensor.  Headers, gaps and other files are coded whole when
+ * small, else sampled the same way with their zstd prefix window.  Record
+ * overhead is added per chunk.  A tensor whose sampled windows all equal the
+ * base counts as identical and costs one COPY record.
+ */
+#include "codec.h"
+#include "container.h"
+#include "model.h"
+
+#define SP_WINDOW (64u << 10)
+#define SP_MIN_WINDOWS 3
+#define SP_EST_LEVEL 3
+#define SP_RECORD_COST (SP_REC_HDR + SP_CHUNK_HDR + SP_REC_SUM)
+
+/* State of one estimate. */
+typedef struct estimator
+{
+	sp_ctx	   *ctx;
+	sp_model   *base;
+	sp_fileset *ft;
+	double		fraction;
+	sp_codec	codec;
+	uint8_t    *fbuf,
+			   *bbuf,
+			   *pay;
+	size_t		pay_cap;
+	double		est;			/* estimated delta bytes so far */
+	sp_estimate *out;
+} estimator;
+
+/* Number of sample windows for a region of len bytes (0: code it whole). */
+static uint64_t
+windows_for(const estimator *s, uint64_t len)
+{
+	uint64_t	k = (uint64_t) (s->fraction * (double) len / SP_WINDOW + 0.999);
+
+	k = SP_MAX(k, (uint64_t) SP_MIN_WINDOWS);
+	return k * SP_WINDOW >= len ? 0 : k;
+}
+
+/* Start of window i of k in a region of len bytes, aligned to w. */
+static uint64_t
+window_at(uint64_t i, uint64_t k, uint64_t len, size_t win, size_t w)
+{
+	uint64_t	span = len - win;
+	uint64_t	at = k > 1 ? (uint64_t) ((double) span * (double) i / (double) (k - 1)) : span / 2;
+
+	return at / w * w;
+}
+
+/* Coded size of n tensor bytes at off (base at boff in bfile, or none); *same if equal. */
+static sp_status
+code_tensor_window(estimator *s, size_t fi, sp_dtype dt, uint64_t off, size_t n,
+				   long bfile, uint64_t boff, size_t *coded, bool *same)
+{
+	uint8_t		tr;
+
+	if (sp_check_interrupt(s->ctx) != SP_OK ||
+		sp_fileset_read(s->ctx, s->ft, fi, off, s->fbuf, n) != SP_OK ||
+		(bfile >= 0 && sp_fileset_read(s->ctx, &s->base->fs, bfile, boff, s->bbuf, n) != SP_OK))
+		return s->ctx->err.code;
+	*same = bfile >= 0 && memcmp(s->fbuf, s->bbuf, n) == 0;
+	if (*same)
+	{
+		*coded = 0;
+		return SP_OK;
+	}
+	return sp_codec_encode_tensor(s->ctx, &s->codec, SP_EST_LEVEL, dt, s->fbuf,
+								  bfile >= 0 ? s->bbuf : NULL, n, s->pay, s->pay_cap, coded, &tr);
+}
+
+/* Estimate a run of tensor bytes; *all_same tells if every sample equalled the base. */
+static sp_status
+estimate_tensor_run(estimator *s, size_t fi, sp_dtype dt, uint64_t off, uint64_t len,
+					long bfile, uint64_t boff, bool *all_same)
+{
+	size_t		w = (size_t) sp_dtype_size(dt);
+	size_t		win = SP_WINDOW / w * w;
+	uint64_t	k = windows_for(s, len),
+				sampled = 0;
+	double		coded_sum = 0;
+
+	*all_same = true;
+	for (uint64_t i = 0; i < (k ? k : (len + SP_TENSOR_CHUNK - 1) / SP_TENSOR_CHUNK); i++)
+	{
+		uint64_t	at = k ? window_at(i, k, len, win, w) : i * SP_TENSOR_CHUNK;
+		size_t		n = k ? win : (size_t) SP_MIN((uint64_t) SP_TENSOR_CHUNK, len - at);
+		size_t		coded;
+		bool		same = false;
+
+		if (code_tensor_window(s, fi, dt, off + at, n, bfile, boff + at, &coded, &same) != SP_OK)
+			return s->ctx->err.code;
+		*all_same = *all_same && same;
+		coded_sum += (double) coded;
+		sampled += n;
+	}
+	if (!*all_same)
+		s->est += coded_sum * ((double) len / (double) sampled) +
+			SP_RECORD_COST * (double) ((len + SP_TENSOR_CHUNK - 1) / SP_TENSOR_CHUNK);
+	else
+		s->est += SP_RECORD_COST;
+	return SP_OK;
+}
+
+/* Estimate one tensor and count it. */
+static sp_status
+estimate_tensor(estimator *s, size_t fi, const sp_tensor *t)
+{
+	const sp_tref *r = sp_model_lookup(s->base, t->name);
+	uint64_t	len = t->end - t->begin,
+				paired = 0;
+	bool		same = true,
+				same2 = true;
+
+	s->out->tensors_total++;
+	if (r && r->t->dtype == t->dtype)
+		paired = SP_MIN(len, r->t->end - r->t->begin);
+	if (paired && estimate_tensor_run(s, fi, t->dtype, t->begin, paired, r->file,
+									  r->t->begin, &same) != SP_OK)
+		return s->ctx->err.code;
+	if (len > paired && estimate_tensor_run(s, fi, t->dtype, t->begin + paired, len - paired,
+											-1, 0, &same2) != SP_OK)
+		return s->ctx->err.code;
+	if (!r || r->t->dtype != t->dtype)
+		s->out->tensors_unpaired++;
+	else if (same && (len == paired || len == 0))
+		s->out->tensors_identical++;
+	else
+		s->out->tensors_changed++;
+	return SP_OK;
+}
+
+/* Coded size of a generic window at off (n bytes) with the partner prefix. */
+static sp_status
+code_generic_window(estimator *s, size_t fi, long partner, uint64_t off, size_t n, double *coded)
+{
+	uint64_t	boff = 0,
+				blen = 0;
+	size_t		used;
+
+	if (sp_check_interrupt(s->ctx) != SP_OK ||
+		sp_fileset_read(s->ctx, s->ft, fi, off, s->fbuf, n) != SP_OK)
+		return s->ctx->err.code;
+	if (partner >= 0)
+	{
+		uint64_t	psize = s->base->fs.f[partner].size;
+
+		boff = SP_MIN(off > SP_PREFIX_BEFORE ? off - SP_PREFIX_BEFORE : 0, psize);
+		blen = SP_MIN((uint64_t) SP_PREFIX_MAX, psize - boff);
+		if (sp_fileset_read(s->ctx, &s->base->fs, partner, boff, s->bbuf, (size_t) blen) != SP_OK)
+			return s->ctx->err.code;
+		if (off + n <= psize && memcmp(s->bbuf + (off - boff), s->fbuf, n) == 0)
+		{
+			*coded = 0;
+			return SP_OK;
+		}
+	}
+	if (sp_codec_encode_zstd(s->ctx, &s->codec, SP_EST_LEVEL, s->fbuf, n, s->bbuf,
+							 (size_t) blen, s->pay, s->pay_cap, &used) != SP_OK)
+		return s->ctx->err.code;
+	*coded = (double) used;
+	return SP_OK;
+}
+
+/* Estimate a generic region [off, off+len) of file fi. */
+static sp_status
+estimate_generic(estimator *s, size_t fi, long partner, uint64_t off, uint64_t len)
+{
+	uint64_t	k = len <= SP_ZSTD_CHUNK ? 0 : windows_for(s, len),
+				sampled = 0;
+	double		coded_sum = 0;
+
+	for (uint64_t i = 0; i < (k ? k : (len + SP_ZSTD_CHUNK - 1) / SP_ZSTD_CHUNK); i++)
+	{
+		uint64_t	at = k ? window_at(i, k, len, SP_WINDOW, 1) : i * SP_ZSTD_CHUNK;
+		size_t		n = k ? SP_WINDOW : (size_t) SP_MIN((uint64_t) SP_ZSTD_CHUNK, len - at);
+		double		coded = 0;
+
+		if (code_generic_window(s, fi, partner, off + at, n, &coded) != SP_OK)
+			return s->ctx->err.code;
+		coded_sum += coded;
+		sampled += n;
+	}
+	if (len)
+		s->est += coded_sum * ((double) len / (double) sampled) +
+			SP_RECORD_COST * (double) ((len + SP_ZSTD_CHUNK - 1) / SP_ZSTD_CHUNK);
+	return SP_OK;
+}
+
+/* Estimate one fine-tune file. */
+static sp_status
+estimate_file(estimator *s, size_t fi)
+{
+	sp_st_header h = {0};
+	bool		st = sp_is_safetensors_name(s->ft->f[fi].rel);
+	uint64_t	pos = 0;
+	long		partner;
+	sp_status	rc = SP_OK;
+
+	if (st && sp_read_st_header(s->ctx, s->ft, fi, &h) != SP_OK)
+		return s->ctx->err.code;
+	partner = sp_partner(s->base, s->ft, fi, st ? &h : NULL);
+	s->est += 2 * SP_REC_HDR + 2 * SP_REC_SUM + 14 + 48 + strlen(s->ft->f[fi].rel);
+	for (size_t j = 0; j < h.n && rc == SP_OK; j++)
+	{
+		const sp_tensor *t = &h.t[j];
+
+		if (t->end == t->begin)
+		{
+			s->out->tensors_total++;
+			s->out->tensors_identical += sp_model_lookup(s->base, t->name) != NULL;
+			s->out->tensors_unpaired += sp_model_lookup(s->base, t->name) == NULL;
+			continue;
+		}
+		if (t->begin > pos)
+			rc = estimate_generic(s, fi, partner, pos, t->begin - pos);
+		if (rc == SP_OK)
+			rc = estimate_tensor(s, fi, t);
+		pos = t->end;
+	}
+	if (rc == SP_OK)
+		rc = estimate_generic(s, fi, partner, pos, s->ft->f[fi].size - pos);
+	sp_st_free(s->ctx, &h);
+	return rc;
+}
+
+/* Allocate the estimator's buffers. */
+static sp_status
+estimator_init(sp_ctx *ctx, estimator *s)
+{
+	s->ctx = ctx;
+	s->pay_cap = sp_codec_bound(SP_CHUNK_MAX);
+	s->fbuf = sp_alloc(ctx, SP_CHUNK_MAX);
+	s->bbuf = sp_alloc(ctx, SP_PREFIX_MAX);
+	s->pay = sp_alloc(ctx, s->pay_cap);
+	if (!s->fbuf || !s->bbuf || !s->pay)
+		return SP_ERR_NOMEM;
+	return sp_codec_init(ctx, &s->codec);
+}
+
+sp_status
+sp_delta_estimate(sp_ctx *ctx, const char *base, const char *ft, double sample_fraction,
+				  sp_estimate *out)
+{
+	double		t0 = sp_now_ms();
+	sp_model	bm = {0};
+	sp_fileset	fs = {0};
+	estimator	s = {0};
+	sp_status	rc;
+
+	memset(out, 0, sizeof(*out));
+	fs.fd = -1;
+	if (!(sample_fraction > 0 && sample_fraction <= 1))
+		return sp_fail(ctx, SP_ERR_INVALID_ARG,
+					   "sample fraction %g is out of range (greater than 0, at most 1)", sample_fraction);
+	s.fraction = sample_fraction;
+	s.out = out;
+	s.ft = &fs;
+	s.base = &bm;
+	if ((rc = sp_model_open(ctx, base, true, &bm)) == SP_OK &&
+		(rc = sp_fileset_open(ctx, ft, &fs)) == SP_OK &&
+		(rc = estimator_init(ctx, &s)) == SP_OK)
+	{
+		s.est = SP_HEADER_LEN + 3 * (SP_REC_HDR + SP_REC_SUM) + 80 + 4;
+		for (size_t i = 0; i < bm.fs.n; i++)
+			out->base_bytes += bm.fs.f[i].size;
+		for (size_t i = 0; i < fs.n && rc == SP_OK; i++)
+		{
+			out->ft_bytes += fs.f[i].size;
+			rc = estimate_file(&s, i);
+		}
+	}
+	if (rc == SP_OK)
+	{
+		out->est_delta_bytes = (uint64_t) (s.est + 0.5);
+		out->est_compression = s.est > 0 ? (double) out->ft_bytes / s.est : 0;
+		out->savings_pct = out->ft_bytes ? 100.0 * (1.0 - s.est / (double) out->ft_bytes) : 0;
+		out->elapsed_ms = sp_now_ms() - t0;
+	}
+	if (s.ctx)
+		sp_codec_free(ctx, &s.codec);
+	sp_free(ctx, s.fbuf);
+	sp_free(ctx, s.bbuf);
+	sp_free(ctx, s.pay);
+	sp_fileset_close(ctx, &fs);
+	sp_model_close(ctx, &bm);
+	return rc;
+}

@@ -1,0 +1,781 @@
+/*
+ * files.c -- canonical paths, model file sets, positioned reads, atomic
+ * outputs.
+ *
+ * Security: every path a caller names is resolved with realpath() before use
+ * and, when ctx->root is set, must lie under the resolved root; files found
+ * while walking a model directory are resolved too, so a symlink inside the
+ * tree cannot lead outside the root.  Names read from a delta are checked by
+ * sp_rel_name_ok before they become paths, so a hostile delta cannot write
+ * outside its output directory.
+ *
+ * Atomicity: a file output is written as ".NAME.sparse-tmp-XXXXXX" in the
+ * destination directory, fsynced, and renamed with RENAME_NOREPLACE (falling
+ * back to link+unlink), then the directory is fsynced.  A failure or cancel
+ * unlinks the temporary file, so no partial output is ever visible.
+ */
+#define _GNU_SOURCE
+#include "files.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util.h"
+
+/* Is canonical path p equal to or below canonical root r? */
+static bool
+path_under(const char *p, const char *r)
+{
+	size_t		n = strlen(r);
+
+	if (n == 1 && r[0] == '/')
+		return true;
+	return strncmp(p, r, n) == 0 && (p[n] == '\0' || p[n] == '/');
+}
+
+/* Check a canonical path against ctx->root (resolved here). */
+static sp_status
+check_root(sp_ctx *ctx, const char *canon, const char *shown)
+{
+	char	   *root;
+	bool		ok;
+
+	if (ctx->root == NULL || ctx->root[0] == '\0')
+		return SP_OK;
+	root = realpath(ctx->root, NULL);
+	if (root == NULL)
+		return sp_fail_io(ctx, errno, "could not resolve root directory \"%s\"", ctx->root);
+	ok = path_under(canon, root);
+	free(root);
+	if (!ok)
+		return sp_fail(ctx, SP_ERR_OUTSIDE_ROOT,
+					   "path \"%s\" is outside the allowed root \"%s\"", shown, ctx->root);
+	return SP_OK;
+}
+
+sp_status
+sp_path_input(sp_ctx *ctx, const char *path, char **out)
+{
+	char	   *canon;
+
+	*out = NULL;
+	if (path == NULL || path[0] == '\0')
+		return sp_fail(ctx, SP_ERR_INVALID_ARG, "path must not be empty");
+	canon = realpath(path, NULL);
+	if (canon == NULL)
+		return sp_fail_io(ctx, errno, "could not open \"%s\"", path);
+	if (check_root(ctx, canon, path) == SP_OK)
+		*out = sp_strdup(ctx, canon);
+	free(canon);
+	return *out ? SP_OK : ctx->err.code;
+}
+
+sp_status
+sp_path_output(sp_ctx *ctx, const char *path, char **out)
+{
+	const char *slash;
+	char	   *dir,
+			   *canon_dir;
+	const char *base;
+	struct stat st;
+	size_t		n;
+
+	*out = NULL;
+	if (path == NULL || path[0] == '\0')
+		return sp_fail(ctx, SP_ERR_INVALID_ARG, "output path must not be empty");
+	slash = strrchr(path, '/');
+	base = slash ? slash + 1 : path;
+	if (base[0] == '\0' || strcmp(base, ".") == 0 || strcmp(base, "..") == 0)
+		return sp_fail(ctx, SP_ERR_INVALID_ARG, "output path \"%s\" must name a file", path);
+	if (lstat(path, &st) == 0)
+		return sp_fail(ctx, SP_ERR_EXISTS, "output \"%s\" already exists", path);
+	n = slash ? (size_t) (slash - path) : 1;
+	dir = strndup(slash ? (slash == path ? "/" : path) : ".", n ? n : 1);
+	if (dir == NULL)
+		return sp_fail(ctx, SP_ERR_NOMEM, "out of memory");
+	canon_dir = realpath(dir, NULL);
+	free(dir);
+	if (canon_dir == NULL)
+		return sp_fail_io(ctx, errno, "could not open directory of output \"%s\"", path);
+	if (check_root(ctx, canon_dir, path) == SP_OK)
+	{
+		*out = sp_alloc(ctx, strlen(canon_dir) + strlen(base) + 2);
+		if (*out)
+			sprintf(*out, "%s%s%s", canon_dir, strcmp(canon_dir, "/") ? "/" : "", base);
+	}
+	free(canon_dir);
+	return *out ? SP_OK : ctx->err.code;
+}
+
+bool
+sp_rel_name_ok(const char *rel)
+{
+	const char *p = rel;
+	size_t		len = strlen(rel);
+
+	if (len == 0 || len > SP_MAX_NAME || rel[0] == '/')
+		return false;
+	while (*p)
+	{
+		const char *e = strchr(p, '/');
+		size_t		n = e ? (size_t) (e - p) : strlen(p);
+
+		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+			return false;
+		p += n;
+		if (*p == '/')
+			p++;
+		else
+			break;
+	}
+	return rel[len - 1] != '/';
+}
+
+/* Append one file to a set being built. */
+static sp_status
+fileset_add(sp_ctx *ctx, sp_fileset *fs, size_t *cap, const char *rel,
+			const char *path, uint64_t size)
+{
+	sp_file    *f;
+
+	if (fs->n >= SP_MAX_FILES)
+		return sp_fail(ctx, SP_ERR_INVALID_ARG, "directory \"%s\" holds more than %d files",
+					   fs->path, SP_MAX_FILES);
+	if (fs->n == *cap)
+	{
+		size_t		ncap = *cap ? *cap * 2 : 16;
+		sp_file    *nf = sp_calloc(ctx, ncap, sizeof(sp_file));
+
+		if (nf == NULL)
+			return SP_ERR_NOMEM;
+		if (fs->n)
+			memcpy(nf, fs->f, fs->n * sizeof(sp_file));
+		sp_free(ctx, fs->f);
+		fs->f = nf;
+		*cap = ncap;
+	}
+	f = &fs->f[fs->n];
+	f->rel = sp_strdup(ctx, rel);
+	f->path = path ? sp_strdup(ctx, path) : NULL;
+	f->size = size;
+	if (f->rel == NULL || (path && f->path == NULL))
+	{
+		sp_free(ctx, f->rel);
+		sp_free(ctx, f->path);
+		return SP_ERR_NOMEM;
+	}
+	fs->n++;
+	return SP_OK;
+}
+
+/* Add one directory entry (file or subdirectory) found while walking. */
+static sp_status walk_dir(sp_ctx *ctx, sp_fileset *fs, size_t *cap,
+						  const char *dir, const char *prefix, int depth);
+
+/* Handle one entry of a directory being walked. */
+static sp_status
+walk_entry(sp_ctx *ctx, sp_fileset *fs, size_t *cap, const char *full,
+		   const char *rel, int depth)
+{
+	struct stat st;
+	char	   *canon;
+	sp_status	rc;
+
+	if (lstat(full, &st) != 0)
+		return sp_fail_io(ctx, errno, "could not stat \"%s\"", full);
+	if (S_ISDIR(st.st_mode))
+		return walk_dir(ctx, fs, cap, full, rel, depth + 1);
+	if (S_ISLNK(st.st_mode) && (stat(full, &st) != 0 || !S_ISREG(st.st_mode)))
+		return SP_OK;			/* dangling or directory links are skipped: no loops */
+	if (!S_ISREG(st.st_mode))
+		return SP_OK;
+	/* a symlink (as in hub caches) is followed only if it stays under the root */
+	canon = realpath(full, NULL);
+	if (canon == NULL)
+		return sp_fail_io(ctx, errno, "could not resolve \"%s\"", full);
+	rc = check_root(ctx, canon, full);
+	if (rc == SP_OK)
+		rc = fileset_add(ctx, fs, cap, rel, canon, (uint64_t) st.st_size);
+	free(canon);
+	return rc;
+}
+
+/* Sort directory entry names bytewise for a deterministic order. */
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* Read and sort the names in one directory (malloc'd; freed by caller). */
+static sp_status
+list_dir(sp_ctx *ctx, const char *dir, char ***names, size_t *count)
+{
+	DIR		   *d = opendir(dir);
+	struct dirent *e;
+	size_t		cap = 0;
+
+	*names = NULL;
+	*count = 0;
+	if (d == NULL)
+		return sp_fail_io(ctx, errno, "could not open directory \"%s\"", dir);
+	while ((e = readdir(d)) != NULL)
+	{
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		if (*count == cap)
+		{
+			char	  **nn = realloc(*names, (cap = cap ? cap * 2 : 32) * sizeof(char *));
+
+			if (nn == NULL)
+				break;
+			*names = nn;
+		}
+		if (((*names)[*count] = strdup(e->d_name)) == NULL)
+			break;
+		(*count)++;
+	}
+	closedir(d);
+	if (e != NULL)
+		return sp_fail(ctx, SP_ERR_NOMEM, "out of memory listing \"%s\"", dir);
+	qsort(*names, *count, sizeof(char *), cmp_str);
+	return SP_OK;
+}
+
+static sp_status
+walk_dir(sp_ctx *ctx, sp_fileset *fs, size_t *cap, const char *dir,
+		 const char *prefix, int depth)
+{
+	char	  **names;
+	size_t		count;
+	sp_status	rc;
+
+	if (depth > SP_MAX_DEPTH)
+		return sp_fail(ctx, SP_ERR_INVALID_ARG, "directory \"%s\" is nested too deeply", dir);
+	rc = list_dir(ctx, dir, &names, &count);
+	for (size_t i = 0; i < count; i++)
+	{
+		char		full[PATH_MAX],
+					rel[PATH_MAX];
+
+		if (rc == SP_OK)
+		{
+			snprintf(full, sizeof(full), "%s/%s", dir, names[i]);
+			snprintf(rel, sizeof(rel), "%s%s%s", prefix, prefix[0] ? "/" : "", names[i]);
+			if (strlen(rel) > SP_MAX_NAME || strlen(full) >= PATH_MAX - 1)
+				rc = sp_fail(ctx, SP_ERR_INVALID_ARG, "path \"%s\" is too long", full);
+			else if ((rc = sp_check_interrupt(ctx)) == SP_OK)
+				rc = walk_entry(ctx, fs, cap, full, rel, depth);
+		}
+		free(names[i]);
+	}
+	free(names);
+	return rc;
+}
+
+sp_status
+sp_fileset_open(sp_ctx *ctx, const char *path, sp_fileset *fs)
+{
+	struct stat st;
+	size_t		cap = 0;
+	sp_status	rc;
+
+	memset(fs, 0, sizeof(*fs));
+	fs->fd = -1;
+	if ((rc = sp_path_input(ctx, path, &fs->path)) != SP_OK)
+		return rc;
+	if (stat(fs->path, &st) != 0)
+		return sp_fail_io(ctx, errno, "could not stat \"%s\"", path);
+	if (S_ISDIR(st.st_mode))
+	{
+		fs->is_dir = true;
+		rc = walk_dir(ctx, fs, &cap, fs->path, "", 0);
+	}
+	else if (S_ISREG(st.st_mode))
+	{
+		const char *slash = strrchr(fs->path, '/');
+
+		rc = fileset_add(ctx, fs, &cap, slash ? slash + 1 : fs->path, fs->path,
+						 (uint64_t) st.st_size);
+	}
+	else
+		rc = sp_fail(ctx, SP_ERR_INVALID_ARG, "\"%s\" is not a regular file or directory", path);
+	if (rc != SP_OK)
+		sp_fileset_close(ctx, fs);
+	return rc;
+}
+
+sp_status
+sp_fileset_mem(sp_ctx *ctx, const char *name, const void *buf, size_t len,
+			   sp_fileset *fs)
+{
+	size_t		cap = 0;
+	sp_status	rc;
+
+	memset(fs, 0, sizeof(*fs));
+	fs->fd = -1;
+	fs->path = sp_strdup(ctx, name);
+	if (fs->path == NULL)
+		return SP_ERR_NOMEM;
+	rc = fileset_add(ctx, fs, &cap, name, NULL, len);
+	if (rc == SP_OK)
+		fs->f[0].mem = buf;
+	else
+		sp_fileset_close(ctx, fs);
+	return rc;
+}
+
+void
+sp_fileset_close(sp_ctx *ctx, sp_fileset *fs)
+{
+	if (fs->fd >= 0)
+		close(fs->fd);
+	fs->fd = -1;
+	for (size_t i = 0; i < fs->n; i++)
+	{
+		sp_free(ctx, fs->f[i].rel);
+		sp_free(ctx, fs->f[i].path);
+	}
+	sp_free(ctx, fs->f);
+	sp_free(ctx, fs->path);
+	memset(fs, 0, sizeof(*fs));
+	fs->fd = -1;
+}
+
+long
+sp_fileset_find(const sp_fileset *fs, const char *rel)
+{
+	size_t		lo = 0,
+				hi = fs->n;
+
+	while (lo < hi)				/* names are sorted bytewise */
+	{
+		size_t		mid = (lo + hi) / 2;
+		int			c = strcmp(fs->f[mid].rel, rel);
+
+		if (c == 0)
+			return (long) mid;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
+/* Make sure fs->fd is open on file idx. */
+static sp_status
+fileset_fd(sp_ctx *ctx, sp_fileset *fs, size_t idx)
+{
+	if (fs->fd >= 0 && fs->fd_idx == idx)
+		return SP_OK;
+	if (fs->fd >= 0)
+		close(fs->fd);
+	fs->fd = open(fs->f[idx].path, O_RDONLY | O_CLOEXEC);
+	if (fs->fd < 0)
+		return sp_fail_io(ctx, errno, "could not open \"%s\"", fs->f[idx].path);
+	fs->fd_idx = idx;
+	return SP_OK;
+}
+
+sp_status
+sp_fileset_read(sp_ctx *ctx, sp_fileset *fs, size_t idx, uint64_t off,
+				void *buf, size_t len)
+{
+	sp_file    *f = &fs->f[idx];
+	size_t		done = 0;
+
+	if (off > f->size || len > f->size - off)
+		return sp_fail(ctx, SP_ERR_INTERNAL, "read past the end of \"%s\"", f->rel);
+	if (f->mem)
+	{
+		memcpy(buf, f->mem + off, len);
+		return SP_OK;
+	}
+	if (fileset_fd(ctx, fs, idx) != SP_OK)
+		return ctx->err.code;
+	while (done < len)
+	{
+		ssize_t		r = pread(fs->fd, (uint8_t *) buf + done, len - done, (off_t) (off + done));
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return sp_fail_io(ctx, errno, "could not read \"%s\"", f->path);
+		if (r == 0)
+			return sp_fail(ctx, SP_ERR_IO, "could not read \"%s\": file shrank while being read",
+						   f->path);
+		done += (size_t) r;
+	}
+	return SP_OK;
+}
+
+sp_status
+sp_fileset_sha256(sp_ctx *ctx, sp_fileset *fs, size_t idx, uint8_t out[32])
+{
+	const size_t step = 1 << 20;
+	uint8_t    *buf = NULL;
+	sp_sha256	sha;
+	uint64_t	off = 0,
+				size = fs->f[idx].size;
+	sp_status	rc;
+
+	if ((rc = sp_sha256_init(ctx, &sha)) != SP_OK)
+		return rc;
+	if (fs->f[idx].mem)
+		sp_sha256_update(&sha, fs->f[idx].mem, size);
+	else if ((buf = sp_alloc(ctx, step)) == NULL)
+		rc = SP_ERR_NOMEM;
+	while (rc == SP_OK && buf && off < size)
+	{
+		size_t		n = (size_t) SP_MIN((uint64_t) step, size - off);
+
+		if ((rc = sp_check_interrupt(ctx)) == SP_OK &&
+			(rc = sp_fileset_read(ctx, fs, idx, off, buf, n)) == SP_OK)
+			sp_sha256_update(&sha, buf, n);
+		off += n;
+	}
+	sp_sha256_final(&sha, out);
+	sp_sha256_free(&sha);
+	sp_free(ctx, buf);
+	return rc;
+}
+
+/* ---- outputs ------------------------------------------------------------ */
+
+/* Write all of p to fd, retrying on EINTR and short writes. */
+static sp_status
+write_all(sp_ctx *ctx, int fd, const void *p, size_t n, const char *path)
+{
+	while (n > 0)
+	{
+		ssize_t		w = write(fd, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return sp_fail_io(ctx, errno, "could not write \"%s\"", path);
+		p = (const uint8_t *) p + w;
+		n -= (size_t) w;
+	}
+	return SP_OK;
+}
+
+/* Build "DIR/.NAME.sparse-tmp-XXXXXX" for a final path (malloc'd via hooks). */
+static char *
+tmp_name_for(sp_ctx *ctx, const char *final_path)
+{
+	const char *slash = strrchr(final_path, '/');
+	size_t		dlen = slash ? (size_t) (slash - final_path) : 0;
+	const char *base = slash ? slash + 1 : final_path;
+	char	   *t = sp_alloc(ctx, strlen(final_path) + 32);
+
+	if (t)
+		sprintf(t, "%.*s/.%s.sparse-tmp-XXXXXX", (int) dlen, final_path, base);
+	return t;
+}
+
+sp_status
+sp_out_file(sp_ctx *ctx, sp_out *o, const char *final_path)
+{
+	memset(o, 0, sizeof(*o));
+	o->kind = SP_OUT_FILE;
+	o->fd = -1;
+	o->final_path = sp_strdup(ctx, final_path);
+	o->tmp_path = tmp_name_for(ctx, final_path);
+	if (o->final_path == NULL || o->tmp_path == NULL)
+		return SP_ERR_NOMEM;
+	o->fd = mkostemp(o->tmp_path, O_CLOEXEC);
+	if (o->fd < 0)
+	{
+		int			err = errno;
+
+		sp_free(ctx, o->tmp_path);
+		o->tmp_path = NULL;
+		return sp_fail_io(ctx, err, "could not create a temporary file for \"%s\"", final_path);
+	}
+	fchmod(o->fd, 0644);
+	return SP_OK;
+}
+
+void
+sp_out_mem(sp_out *o, size_t max)
+{
+	memset(o, 0, sizeof(*o));
+	o->kind = SP_OUT_MEM;
+	o->fd = -1;
+	o->mem_max = max;
+}
+
+/* Grow an in-memory output to hold need bytes, within its limit. */
+static sp_status
+mem_reserve(sp_ctx *ctx, sp_out *o, size_t need)
+{
+	size_t		cap;
+	uint8_t    *nm;
+
+	if (need > o->mem_max)
+		return sp_fail(ctx, SP_ERR_TOO_LARGE,
+					   "result would exceed the size limit of %zu bytes", o->mem_max);
+	if (need <= o->mem_cap)
+		return SP_OK;
+	cap = SP_MAX(need, SP_MIN(o->mem_max, SP_MAX(o->mem_cap * 2, (size_t) 65536)));
+	if ((nm = sp_alloc(ctx, cap)) == NULL)
+		return SP_ERR_NOMEM;
+	if (o->mem_len)
+		memcpy(nm, o->mem, o->mem_len);
+	sp_free(ctx, o->mem);
+	o->mem = nm;
+	o->mem_cap = cap;
+	return SP_OK;
+}
+
+sp_status
+sp_out_write(sp_ctx *ctx, sp_out *o, const void *p, size_t n)
+{
+	sp_status	rc = SP_OK;
+
+	if (o->kind == SP_OUT_FILE)
+		rc = write_all(ctx, o->fd, p, n, o->tmp_path ? o->tmp_path : o->final_path);
+	else if (o->kind == SP_OUT_MEM)
+	{
+		if (n > SIZE_MAX - o->mem_len)
+			return sp_fail(ctx, SP_ERR_TOO_LARGE, "result is too large");
+		if ((rc = mem_reserve(ctx, o, o->mem_len + n)) == SP_OK && n)
+		{
+			memcpy(o->mem + o->mem_len, p, n);
+			o->mem_len += n;
+		}
+	}
+	if (rc == SP_OK)
+		o->written += n;
+	return rc;
+}
+
+/* fsync the directory holding path so a rename in it is durable. */
+static sp_status
+fsync_parent(sp_ctx *ctx, const char *path)
+{
+	char		dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	int			fd;
+
+	snprintf(dir, sizeof(dir), "%.*s", slash && slash != path ? (int) (slash - path) : 1,
+			 slash ? path : ".");
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return sp_fail_io(ctx, errno, "could not open directory \"%s\"", dir);
+	if (fsync(fd) != 0 && errno != EINVAL)
+	{
+		int			err = errno;
+
+		close(fd);
+		return sp_fail_io(ctx, err, "could not fsync directory \"%s\"", dir);
+	}
+	close(fd);
+	return SP_OK;
+}
+
+/* Rename from to to, failing rather than replacing an existing to. */
+static sp_status
+rename_noreplace(sp_ctx *ctx, const char *from, const char *to)
+{
+	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+		return SP_OK;
+	if (errno == EEXIST)
+		return sp_fail(ctx, SP_ERR_EXISTS, "output \"%s\" already exists", to);
+	if (errno != EINVAL && errno != ENOSYS)
+		return sp_fail_io(ctx, errno, "could not rename \"%s\" to \"%s\"", from, to);
+	/* file systems without RENAME_NOREPLACE: link() also refuses to replace */
+	if (link(from, to) != 0)
+		return errno == EEXIST ? sp_fail(ctx, SP_ERR_EXISTS, "output \"%s\" already exists", to)
+			: sp_fail_io(ctx, errno, "could not rename \"%s\" to \"%s\"", from, to);
+	unlink(from);
+	return SP_OK;
+}
+
+sp_status
+sp_out_commit(sp_ctx *ctx, sp_out *o)
+{
+	const char *path = o->tmp_path ? o->tmp_path : o->final_path;
+
+	if (o->kind != SP_OUT_FILE)
+		return SP_OK;
+	if (fsync(o->fd) != 0)
+		return sp_fail_io(ctx, errno, "could not fsync \"%s\"", path);
+	if (close(o->fd) != 0)
+	{
+		o->fd = -1;
+		return sp_fail_io(ctx, errno, "could not close \"%s\"", path);
+	}
+	o->fd = -1;
+	if (o->tmp_path == NULL)
+		return SP_OK;			/* inside a temporary directory: renamed with it */
+	if (rename_noreplace(ctx, o->tmp_path, o->final_path) != SP_OK)
+		return ctx->err.code;
+	sp_free(ctx, o->tmp_path);
+	o->tmp_path = NULL;
+	return fsync_parent(ctx, o->final_path);
+}
+
+void
+sp_out_abort(sp_ctx *ctx, sp_out *o)
+{
+	if (o->fd >= 0)
+		close(o->fd);
+	o->fd = -1;
+	if (o->tmp_path)
+		unlink(o->tmp_path);
+	sp_free(ctx, o->tmp_path);
+	sp_free(ctx, o->final_path);
+	sp_free(ctx, o->mem);
+	o->tmp_path = o->final_path = NULL;
+	o->mem = NULL;
+}
+
+sp_status
+sp_outdir_begin(sp_ctx *ctx, const char *final_path, char **tmp_dir)
+{
+	*tmp_dir = tmp_name_for(ctx, final_path);
+	if (*tmp_dir == NULL)
+		return SP_ERR_NOMEM;
+	if (mkdtemp(*tmp_dir) == NULL)
+	{
+		int			err = errno;
+
+		sp_free(ctx, *tmp_dir);
+		*tmp_dir = NULL;
+		return sp_fail_io(ctx, err, "could not create a temporary directory for \"%s\"", final_path);
+	}
+	chmod(*tmp_dir, 0755);
+	return SP_OK;
+}
+
+/* Create the parent directories of rel inside dir. */
+static sp_status
+make_parents(sp_ctx *ctx, const char *dir, const char *rel)
+{
+	char		path[PATH_MAX];
+	size_t		dlen = strlen(dir);
+
+	if (dlen + 1 + strlen(rel) >= sizeof(path))
+		return sp_fail(ctx, SP_ERR_INVALID_ARG, "path \"%s/%s\" is too long", dir, rel);
+	memcpy(path, dir, dlen);
+	path[dlen] = '/';
+	memcpy(path + dlen + 1, rel, strlen(rel) + 1);
+	for (char *p = path + dlen + 1; (p = strchr(p, '/')) != NULL; p++)
+	{
+		*p = '\0';
+		if (mkdir(path, 0755) != 0 && errno != EEXIST)
+			return sp_fail_io(ctx, errno, "could not create directory \"%s\"", path);
+		*p = '/';
+	}
+	return SP_OK;
+}
+
+sp_status
+sp_outdir_file(sp_ctx *ctx, const char *tmp_dir, const char *rel, sp_out *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->kind = SP_OUT_FILE;
+	o->fd = -1;
+	if (!sp_rel_name_ok(rel))
+		return sp_fail(ctx, SP_ERR_CORRUPT, "delta names an unsafe file \"%s\"", rel);
+	if (make_parents(ctx, tmp_dir, rel) != SP_OK)
+		return ctx->err.code;
+	o->final_path = sp_alloc(ctx, strlen(tmp_dir) + strlen(rel) + 2);
+	if (o->final_path == NULL)
+		return SP_ERR_NOMEM;
+	sprintf(o->final_path, "%s/%s", tmp_dir, rel);
+	o->fd = open(o->final_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (o->fd < 0)
+		return errno == EEXIST
+			? sp_fail(ctx, SP_ERR_CORRUPT, "delta names file \"%s\" twice", rel)
+			: sp_fail_io(ctx, errno, "could not create \"%s\"", o->final_path);
+	return SP_OK;
+}
+
+/* fsync every directory under (and including) path, depth first. */
+static sp_status
+fsync_tree(sp_ctx *ctx, const char *path, int depth)
+{
+	char	  **names;
+	size_t		count;
+	sp_status	rc;
+	int			fd;
+
+	if (depth > SP_MAX_DEPTH + 1)
+		return SP_OK;
+	if ((rc = list_dir(ctx, path, &names, &count)) != SP_OK)
+		return rc;
+	for (size_t i = 0; i < count; i++)
+	{
+		char		sub[PATH_MAX];
+		struct stat st;
+
+		snprintf(sub, sizeof(sub), "%s/%s", path, names[i]);
+		if (rc == SP_OK && lstat(sub, &st) == 0 && S_ISDIR(st.st_mode))
+			rc = fsync_tree(ctx, sub, depth + 1);
+		free(names[i]);
+	}
+	free(names);
+	if (rc != SP_OK)
+		return rc;
+	if ((fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return sp_fail_io(ctx, errno, "could not open directory \"%s\"", path);
+	if (fsync(fd) != 0 && errno != EINVAL)
+		rc = sp_fail_io(ctx, errno, "could not fsync directory \"%s\"", path);
+	close(fd);
+	return rc;
+}
+
+sp_status
+sp_outdir_commit(sp_ctx *ctx, const char *tmp_dir, const char *final_path)
+{
+	if (fsync_tree(ctx, tmp_dir, 0) != SP_OK)
+		return ctx->err.code;
+	if (rename_noreplace(ctx, tmp_dir, final_path) != SP_OK)
+		return ctx->err.code;
+	return fsync_parent(ctx, final_path);
+}
+
+/* Remove a directory tree we created (entries are ours: no symlink follows). */
+static void
+remove_tree(const char *path, int depth)
+{
+	char	  **names;
+	size_t		count;
+	sp_ctx		tmp;
+
+	sp_ctx_init(&tmp);
+	if (depth > SP_MAX_DEPTH + 1 || list_dir(&tmp, path, &names, &count) != SP_OK)
+		return;
+	for (size_t i = 0; i < count; i++)
+	{
+		char		sub[PATH_MAX];
+		struct stat st;
+
+		snprintf(sub, sizeof(sub), "%s/%s", path, names[i]);
+		if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode))
+			remove_tree(sub, depth + 1);
+		else
+			unlink(sub);
+		free(names[i]);
+	}
+	free(names);
+	rmdir(path);
+}
+
+void
+sp_outdir_abort(sp_ctx *ctx, const char *tmp_dir)
+{
+	(void) ctx;
+	if (tmp_dir)
+		remove_tree(tmp_dir, 0);
+}

@@ -1,0 +1,234 @@
+/*
+ * util.c -- errors, hook-based allocation, interrupts, timing and SHA-256.
+ *
+ * Every failure in the core goes through sp_fail/sp_fail_io, which fill
+ * ctx->err once (the first error wins, so cleanup after a failure cannot
+ * overwrite the message that explains it).  SHA-256 is OpenSSL's EVP
+ * implementation: the same digest the hub's LFS storage keys files by.
+ */
+#include "util.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+
+#ifndef SPARSE_VERSION
+#define SPARSE_VERSION "0.0.0"
+#endif
+
+/* Default allocator: malloc. */
+static void *
+default_alloc(void *user, size_t size)
+{
+	(void) user;
+	return malloc(size ? size : 1);
+}
+
+/* Default free: free. */
+static void
+default_free(void *user, void *p)
+{
+	(void) user;
+	free(p);
+}
+
+/* Default interrupt check: never interrupted. */
+static int
+default_interrupted(void *user)
+{
+	(void) user;
+	return 0;
+}
+
+void
+sp_ctx_init(sp_ctx *ctx)
+{
+	memset(ctx, 0, sizeof(*ctx));
+	ctx->hooks.alloc = default_alloc;
+	ctx->hooks.free = default_free;
+	ctx->hooks.interrupted = default_interrupted;
+	ctx->root = "";
+}
+
+const char *
+sp_version(void)
+{
+	return SPARSE_VERSION;
+}
+
+const char *
+sp_status_name(sp_status code)
+{
+	static const char *const names[] = {
+		"SP_OK", "SP_ERR_NOMEM", "SP_ERR_CANCELLED", "SP_ERR_INVALID_ARG",
+		"SP_ERR_IO", "SP_ERR_EXISTS", "SP_ERR_OUTSIDE_ROOT",
+		"SP_ERR_NOT_SAFETENSORS", "SP_ERR_HEADER_TOO_LARGE", "SP_ERR_BAD_JSON",
+		"SP_ERR_BAD_OFFSETS", "SP_ERR_UNKNOWN_DTYPE", "SP_ERR_SHAPE_MISMATCH",
+		"SP_ERR_NOT_DELTA", "SP_ERR_UNSUPPORTED_VERSION", "SP_ERR_TRUNCATED",
+		"SP_ERR_CORRUPT", "SP_ERR_WRONG_BASE", "SP_ERR_VERIFY_FAILED",
+		"SP_ERR_TOO_LARGE", "SP_ERR_INTERNAL"
+	};
+
+	if ((unsigned) code < sizeof(names) / sizeof(names[0]))
+		return names[code];
+	return "SP_ERR_UNKNOWN";
+}
+
+/* Fill ctx->err unless an error is already recorded. */
+static void
+set_error(sp_ctx *ctx, sp_status code, int err, const char *fmt, va_list ap)
+{
+	if (ctx->err.code != SP_OK)
+		return;
+	ctx->err.code = code;
+	ctx->err.sys_errno = err;
+	vsnprintf(ctx->err.msg, sizeof(ctx->err.msg), fmt, ap);
+}
+
+sp_status
+sp_fail(sp_ctx *ctx, sp_status code, const char *fmt,...)
+{
+	va_list		ap;
+
+	va_start(ap, fmt);
+	set_error(ctx, code, 0, fmt, ap);
+	va_end(ap);
+	return ctx->err.code;
+}
+
+sp_status
+sp_fail_io(sp_ctx *ctx, int err, const char *fmt,...)
+{
+	va_list		ap;
+	size_t		len;
+
+	if (ctx->err.code != SP_OK)
+		return ctx->err.code;
+	va_start(ap, fmt);
+	set_error(ctx, SP_ERR_IO, err, fmt, ap);
+	va_end(ap);
+	len = strlen(ctx->err.msg);
+	snprintf(ctx->err.msg + len, sizeof(ctx->err.msg) - len, ": %s", strerror(err));
+	return SP_ERR_IO;
+}
+
+void *
+sp_alloc(sp_ctx *ctx, size_t size)
+{
+	void	   *p = ctx->hooks.alloc(ctx->hooks.user, size ? size : 1);
+
+	if (p == NULL)
+		sp_fail(ctx, SP_ERR_NOMEM, "out of memory allocating %zu bytes", size);
+	return p;
+}
+
+void *
+sp_calloc(sp_ctx *ctx, size_t n, size_t size)
+{
+	size_t		total;
+	void	   *p;
+
+	if (__builtin_mul_overflow(n, size, &total))
+	{
+		sp_fail(ctx, SP_ERR_NOMEM, "out of memory allocating %zu x %zu bytes", n, size);
+		return NULL;
+	}
+	p = sp_alloc(ctx, total);
+	if (p)
+		memset(p, 0, total);
+	return p;
+}
+
+void
+sp_free(sp_ctx *ctx, void *p)
+{
+	if (p)
+		ctx->hooks.free(ctx->hooks.user, p);
+}
+
+char *
+sp_strdup(sp_ctx *ctx, const char *s)
+{
+	size_t		n = strlen(s) + 1;
+	char	   *p = sp_alloc(ctx, n);
+
+	if (p)
+		memcpy(p, s, n);
+	return p;
+}
+
+sp_status
+sp_check_interrupt(sp_ctx *ctx)
+{
+	if (ctx->hooks.interrupted && ctx->hooks.interrupted(ctx->hooks.user))
+		return sp_fail(ctx, SP_ERR_CANCELLED, "canceling statement due to user request");
+	return SP_OK;
+}
+
+void
+sp_progress(sp_ctx *ctx, uint64_t done, uint64_t total)
+{
+	if (ctx->hooks.progress)
+		ctx->hooks.progress(ctx->hooks.user, done, total);
+}
+
+double
+sp_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
+}
+
+sp_status
+sp_sha256_init(sp_ctx *ctx, sp_sha256 *s)
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+
+	s->md = md;
+	if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+	{
+		EVP_MD_CTX_free(md);
+		s->md = NULL;
+		return sp_fail(ctx, SP_ERR_NOMEM, "could not initialize SHA-256");
+	}
+	return SP_OK;
+}
+
+void
+sp_sha256_update(sp_sha256 *s, const void *p, size_t n)
+{
+	if (n)
+		EVP_DigestUpdate((EVP_MD_CTX *) s->md, p, n);
+}
+
+void
+sp_sha256_final(sp_sha256 *s, uint8_t out[SP_SHA256_LEN])
+{
+	unsigned int len = SP_SHA256_LEN;
+
+	EVP_DigestFinal_ex((EVP_MD_CTX *) s->md, out, &len);
+}
+
+void
+sp_sha256_free(sp_sha256 *s)
+{
+	EVP_MD_CTX_free((EVP_MD_CTX *) s->md);
+	s->md = NULL;
+}
+
+void
+sp_hex(const uint8_t *d, size_t n, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++)
+	{
+		out[2 * i] = hex[d[i] >> 4];
+		out[2 * i + 1] = hex[d[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
