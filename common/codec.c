@@ -45,10 +45,9 @@ sp_codec_init(sp_ctx *ctx, sp_codec *c)
 	c->cap = SP_CHUNK_MAX;
 	c->cctx = ZSTD_createCCtx_advanced(mem);
 	c->dctx = ZSTD_createDCtx_advanced(mem);
-	c->trans = sp_alloc(ctx, c->cap);
 	c->planar = sp_alloc(ctx, c->cap);
 	c->probe = sp_alloc(ctx, sp_codec_bound(PROBE_BYTES));
-	if (!c->cctx || !c->dctx || !c->trans || !c->planar || !c->probe)
+	if (!c->cctx || !c->dctx || !c->planar || !c->probe)
 	{
 		sp_codec_free(ctx, c);
 		return sp_fail(ctx, SP_ERR_NOMEM, "out of memory creating the codec");
@@ -61,7 +60,6 @@ sp_codec_free(sp_ctx *ctx, sp_codec *c)
 {
 	ZSTD_freeCCtx(c->cctx);
 	ZSTD_freeDCtx(c->dctx);
-	sp_free(ctx, c->trans);
 	sp_free(ctx, c->planar);
 	sp_free(ctx, c->probe);
 	memset(c, 0, sizeof(*c));
@@ -76,38 +74,58 @@ dtype_is_float(sp_dtype dt)
 }
 
 /*
- * Forward and inverse transforms for one word width.  FMAP/FUNMAP make float
- * bit patterns order-preserving; ZZ/UNZZ fold the sign of a difference into
- * the low bit so small magnitudes leave the high planes zero.
+ * Forward and inverse transforms for one word width, fused with the split
+ * into byte planes (and the join back), so each byte is touched once.  The
+ * map is branchless: negative patterns flip entirely, positive ones flip the
+ * sign bit only.  tr and fl are constants at every call site after inlining,
+ * so the loops carry no branches and vectorize.
  */
+#define SP_INLINE static inline __attribute__((always_inline))
 #define DEFINE_TRANSFORMS(W, T) \
-static inline T fmap##W(T x, bool fl) { const T s = (T) ((T) 1 << (W - 1)); \
-	return fl ? ((x & s) ? (T) ~x : (T) (x | s)) : x; } \
-static inline T funmap##W(T y, bool fl) { const T s = (T) ((T) 1 << (W - 1)); \
-	return fl ? ((y & s) ? (T) (y & (T) ~s) : (T) ~y) : y; } \
-static void fwd##W(int tr, bool fl, const uint8_t *f, const uint8_t *b, uint8_t *t, size_t n) \
+SP_INLINE T fmap##W(T x, bool fl) { const T s = (T) ((T) 1 << (W - 1)); \
+	return fl ? (T) (x ^ ((T) (0 - (T) (x >> (W - 1))) | s)) : x; } \
+SP_INLINE T funmap##W(T y, bool fl) { const T s = (T) ((T) 1 << (W - 1)); \
+	return fl ? (T) (y ^ ((T) ((T) (y >> (W - 1)) - 1) | s)) : y; } \
+SP_INLINE T fwd_word##W(int tr, bool fl, T x, T y) { T d; \
+	if (tr == SP_TR_NONE) return x; \
+	if (tr == SP_TR_XOR) return (T) (x ^ y); \
+	d = (T) (fmap##W(x, fl) - fmap##W(y, fl)); \
+	return (T) ((T) (d << 1) ^ (T) (0 - (T) (d >> (W - 1)))); } \
+SP_INLINE T inv_word##W(int tr, bool fl, T d, T y) { \
+	if (tr == SP_TR_NONE) return d; \
+	if (tr == SP_TR_XOR) return (T) (d ^ y); \
+	d = (T) ((T) (d >> 1) ^ (T) (0 - (T) (d & 1))); \
+	return funmap##W((T) (d + fmap##W(y, fl)), fl); } \
+SP_INLINE void fwd_loop##W(int tr, bool fl, const uint8_t *f, const uint8_t *b, uint8_t *p, size_t m) \
 { \
-	const T *F = (const T *) f, *B = (const T *) b; T *O = (T *) t; \
-	for (size_t i = 0; i < n; i++) { \
-		T x, y, d; memcpy(&x, F + i, sizeof(T)); \
-		if (tr == SP_TR_NONE) { memcpy(O + i, &x, sizeof(T)); continue; } \
-		memcpy(&y, B + i, sizeof(T)); \
-		if (tr == SP_TR_XOR) d = (T) (x ^ y); \
-		else { d = (T) (fmap##W(x, fl) - fmap##W(y, fl)); \
-			d = (T) ((T) (d << 1) ^ (T) (0 - (T) (d >> (W - 1)))); } \
-		memcpy(O + i, &d, sizeof(T)); } \
+	for (size_t i = 0; i < m; i++) { \
+		T x, y = 0, d; memcpy(&x, f + i * sizeof(T), sizeof(T)); \
+		if (tr != SP_TR_NONE) memcpy(&y, b + i * sizeof(T), sizeof(T)); \
+		d = fwd_word##W(tr, fl, x, y); \
+		for (size_t k = 0; k < sizeof(T); k++) p[k * m + i] = (uint8_t) (d >> (8 * k)); } \
 } \
-static void inv##W(int tr, bool fl, const uint8_t *t, const uint8_t *b, uint8_t *f, size_t n) \
+SP_INLINE void inv_loop##W(int tr, bool fl, const uint8_t *p, const uint8_t *b, uint8_t *f, size_t m) \
 { \
-	const T *I = (const T *) t, *B = (const T *) b; T *F = (T *) f; \
-	for (size_t i = 0; i < n; i++) { \
-		T d, y, x; memcpy(&d, I + i, sizeof(T)); \
-		if (tr == SP_TR_NONE) { memcpy(F + i, &d, sizeof(T)); continue; } \
-		memcpy(&y, B + i, sizeof(T)); \
-		if (tr == SP_TR_XOR) x = (T) (d ^ y); \
-		else { d = (T) ((T) (d >> 1) ^ (T) (0 - (T) (d & 1))); \
-			x = funmap##W((T) (d + fmap##W(y, fl)), fl); } \
-		memcpy(F + i, &x, sizeof(T)); } \
+	for (size_t i = 0; i < m; i++) { \
+		T d = 0, y = 0, x; \
+		for (size_t k = 0; k < sizeof(T); k++) d |= (T) ((T) p[k * m + i] << (8 * k)); \
+		if (tr != SP_TR_NONE) memcpy(&y, b + i * sizeof(T), sizeof(T)); \
+		x = inv_word##W(tr, fl, d, y); \
+		memcpy(f + i * sizeof(T), &x, sizeof(T)); } \
+} \
+static void fwd##W(int tr, bool fl, const uint8_t *f, const uint8_t *b, uint8_t *p, size_t m) \
+{ \
+	if (tr == SP_TR_NONE) fwd_loop##W(SP_TR_NONE, false, f, b, p, m); \
+	else if (tr == SP_TR_XOR) fwd_loop##W(SP_TR_XOR, false, f, b, p, m); \
+	else if (fl) fwd_loop##W(SP_TR_SUB, true, f, b, p, m); \
+	else fwd_loop##W(SP_TR_SUB, false, f, b, p, m); \
+} \
+static void inv##W(int tr, bool fl, const uint8_t *p, const uint8_t *b, uint8_t *f, size_t m) \
+{ \
+	if (tr == SP_TR_NONE) inv_loop##W(SP_TR_NONE, false, p, b, f, m); \
+	else if (tr == SP_TR_XOR) inv_loop##W(SP_TR_XOR, false, p, b, f, m); \
+	else if (fl) inv_loop##W(SP_TR_SUB, true, p, b, f, m); \
+	else inv_loop##W(SP_TR_SUB, false, p, b, f, m); \
 }
 
 DEFINE_TRANSFORMS(8, uint8_t)
@@ -115,70 +133,38 @@ DEFINE_TRANSFORMS(16, uint16_t)
 DEFINE_TRANSFORMS(32, uint32_t)
 DEFINE_TRANSFORMS(64, uint64_t)
 
-/* Apply transform tr to n bytes (words of width w). */
+/* Transform n bytes of ft against base with tr and split into planes. */
 static void
-transform_forward(int tr, sp_dtype dt, const uint8_t *f, const uint8_t *b, uint8_t *t, size_t n)
+transform_forward(int tr, sp_dtype dt, const uint8_t *f, const uint8_t *b, uint8_t *planes, size_t n)
 {
 	bool		fl = dtype_is_float(dt);
 	int			w = sp_dtype_size(dt);
 
 	if (w == 1)
-		fwd8(tr, fl, f, b, t, n);
+		fwd8(tr, fl, f, b, planes, n);
 	else if (w == 2)
-		fwd16(tr, fl, f, b, t, n / 2);
+		fwd16(tr, fl, f, b, planes, n / 2);
 	else if (w == 4)
-		fwd32(tr, fl, f, b, t, n / 4);
+		fwd32(tr, fl, f, b, planes, n / 4);
 	else
-		fwd64(tr, fl, f, b, t, n / 8);
+		fwd64(tr, fl, f, b, planes, n / 8);
 }
 
-/* Undo transform tr. */
+/* Join planes and undo transform tr against base into ft. */
 static void
-transform_inverse(int tr, sp_dtype dt, const uint8_t *t, const uint8_t *b, uint8_t *f, size_t n)
+transform_inverse(int tr, sp_dtype dt, const uint8_t *planes, const uint8_t *b, uint8_t *f, size_t n)
 {
 	bool		fl = dtype_is_float(dt);
 	int			w = sp_dtype_size(dt);
 
 	if (w == 1)
-		inv8(tr, fl, t, b, f, n);
+		inv8(tr, fl, planes, b, f, n);
 	else if (w == 2)
-		inv16(tr, fl, t, b, f, n / 2);
+		inv16(tr, fl, planes, b, f, n / 2);
 	else if (w == 4)
-		inv32(tr, fl, t, b, f, n / 4);
+		inv32(tr, fl, planes, b, f, n / 4);
 	else
-		inv64(tr, fl, t, b, f, n / 8);
-}
-
-/* Split words of width w into w planes (plane k = byte k of each word). */
-static void
-split_planes(const uint8_t *t, uint8_t *p, size_t n, int w)
-{
-	size_t		m = n / (size_t) w;
-
-	if (w == 1)
-	{
-		memcpy(p, t, n);
-		return;
-	}
-	for (size_t i = 0; i < m; i++)
-		for (int k = 0; k < w; k++)
-			p[(size_t) k * m + i] = t[i * (size_t) w + (size_t) k];
-}
-
-/* Interleave w planes back into words. */
-static void
-join_planes(const uint8_t *p, uint8_t *t, size_t n, int w)
-{
-	size_t		m = n / (size_t) w;
-
-	if (w == 1)
-	{
-		memcpy(t, p, n);
-		return;
-	}
-	for (size_t i = 0; i < m; i++)
-		for (int k = 0; k < w; k++)
-			t[i * (size_t) w + (size_t) k] = p[(size_t) k * m + i];
+		inv64(tr, fl, planes, b, f, n / 8);
 }
 
 /* Store one plane of m bytes at out; returns bytes used or 0 on error. */
@@ -224,8 +210,7 @@ encode_with(sp_ctx *ctx, sp_codec *c, int level, sp_dtype dt, int tr,
 	size_t		m = n / (size_t) w,
 				used = 0;
 
-	transform_forward(tr, dt, ft, base, c->trans, n);
-	split_planes(c->trans, c->planar, n, w);
+	transform_forward(tr, dt, ft, base, c->planar, n);
 	for (int k = 0; k < w; k++)
 	{
 		size_t		u = encode_plane(ctx, c, level, c->planar + (size_t) k * m, m,
@@ -238,27 +223,55 @@ encode_with(sp_ctx *ctx, sp_codec *c, int level, sp_dtype dt, int tr,
 	return used;
 }
 
-/* Pick the transform for a chunk by coding a probe (or all) both ways. */
-static int
-choose_transform(sp_ctx *ctx, sp_codec *c, int level, sp_dtype dt,
-				 const uint8_t *ft, const uint8_t *base, size_t n)
+/*
+ * Code a chunk against its base: SUB and XOR are both tried on a probe (the
+ * whole chunk when it is small or the level is high) and the smaller wins.
+ * When the probe was the whole chunk its result is kept, not redone.
+ */
+static size_t
+encode_against(sp_ctx *ctx, sp_codec *c, int level, sp_dtype dt, const uint8_t *ft,
+			   const uint8_t *base, size_t n, uint8_t *out, size_t cap, int *tr)
 {
 	size_t		w = (size_t) sp_dtype_size(dt);
 	size_t		pn = level >= 10 ? n : SP_MIN(n, PROBE_BYTES / w * w);
-	size_t		cap = sp_codec_bound(pn);
-	uint8_t    *buf = pn > PROBE_BYTES ? sp_alloc(ctx, cap) : c->probe;
+	size_t		pcap = sp_codec_bound(pn);
+	uint8_t    *buf = pn > PROBE_BYTES ? sp_alloc(ctx, pcap) : c->probe;
 	size_t		sub,
 				xr;
 
 	if (buf == NULL)
-		return -1;
-	sub = encode_with(ctx, c, level, dt, SP_TR_SUB, ft, base, pn, buf, cap);
-	xr = encode_with(ctx, c, level, dt, SP_TR_XOR, ft, base, pn, buf, cap);
+		return 0;
+	sub = encode_with(ctx, c, level, dt, SP_TR_SUB, ft, base, pn, out, cap);
+	xr = sub ? encode_with(ctx, c, level, dt, SP_TR_XOR, ft, base, pn, buf, pcap) : 0;
+	*tr = xr < sub ? SP_TR_XOR : SP_TR_SUB;
+	if (xr && xr < sub && pn == n)
+		memcpy(out, buf, xr);
 	if (buf != c->probe)
 		sp_free(ctx, buf);
 	if (sub == 0 || xr == 0)
-		return -1;
-	return xr < sub ? SP_TR_XOR : SP_TR_SUB;
+		return 0;
+	if (pn == n)
+		return *tr == SP_TR_XOR ? xr : sub;
+	return encode_with(ctx, c, level, dt, *tr, ft, base, n, out, cap);
+}
+
+/* The zstd level used for byte planes: level 1 codes them as well as 3, faster. */
+static int
+plane_level_for(int level)
+{
+	return level <= 3 ? 1 : level;
+}
+
+sp_status
+sp_codec_encode_tensor_as(sp_ctx *ctx, sp_codec *c, int level, sp_dtype dt, int transform,
+						  const uint8_t *ft, const uint8_t *base, size_t n,
+						  uint8_t *out, size_t cap, size_t *out_len)
+{
+	if (n > c->cap || n % (size_t) sp_dtype_size(dt) != 0 || cap < sp_codec_bound(n) ||
+		transform < 0 || transform >= SP_TR_COUNT || (transform != SP_TR_NONE && base == NULL))
+		return sp_fail(ctx, SP_ERR_INTERNAL, "bad tensor chunk of %zu bytes", n);
+	*out_len = encode_with(ctx, c, plane_level_for(level), dt, transform, ft, base, n, out, cap);
+	return *out_len ? SP_OK : ctx->err.code;
 }
 
 sp_status
@@ -267,13 +280,15 @@ sp_codec_encode_tensor(sp_ctx *ctx, sp_codec *c, int level, sp_dtype dt,
 					   uint8_t *out, size_t cap, size_t *out_len, uint8_t *transform)
 {
 	int			tr = SP_TR_NONE;
+	int			plane_level = plane_level_for(level);
 	size_t		used;
 
 	if (n > c->cap || n % (size_t) sp_dtype_size(dt) != 0 || cap < sp_codec_bound(n))
 		return sp_fail(ctx, SP_ERR_INTERNAL, "bad tensor chunk of %zu bytes", n);
-	if (base != NULL && (tr = choose_transform(ctx, c, level, dt, ft, base, n)) < 0)
-		return ctx->err.code;
-	used = encode_with(ctx, c, level, dt, tr, ft, base, n, out, cap);
+	if (base != NULL)
+		used = encode_against(ctx, c, plane_level, dt, ft, base, n, out, cap, &tr);
+	else
+		used = encode_with(ctx, c, plane_level, dt, SP_TR_NONE, ft, NULL, n, out, cap);
 	if (used == 0)
 		return ctx->err.code;
 	*out_len = used;
@@ -338,8 +353,7 @@ sp_codec_decode_tensor(sp_ctx *ctx, sp_codec *c, sp_dtype dt, uint8_t transform,
 			return ctx->err.code;
 	if (pos != plen)
 		return sp_fail(ctx, SP_ERR_CORRUPT, "tensor chunk payload has trailing bytes");
-	join_planes(c->planar, c->trans, n, w);
-	transform_inverse(transform, dt, c->trans, base, ft, n);
+	transform_inverse(transform, dt, c->planar, base, ft, n);
 	return SP_OK;
 }
 

@@ -38,8 +38,7 @@ typedef struct sp_codec
 {
 	ZSTD_CCtx  *cctx;
 	ZSTD_DCtx  *dctx;
-	uint8_t    *trans;			/* transformed words */
-	uint8_t    *planar;			/* the same, split into planes */
+	uint8_t    *planar;			/* transformed words split into byte planes */
 	uint8_t    *probe;			/* encoded probe output */
 	size_t		cap;			/* size of each buffer above */
 } sp_codec;
@@ -58,6 +57,11 @@ sp_status	sp_codec_encode_tensor(sp_ctx *ctx, sp_codec *c, int level, sp_dtype d
 								   const uint8_t *ft, const uint8_t *base, size_t n,
 								   uint8_t *out, size_t cap, size_t *out_len,
 								   uint8_t *transform);
+
+/* Encode with a given transform (the estimator reuses one choice per tensor). */
+sp_status	sp_codec_encode_tensor_as(sp_ctx *ctx, sp_codec *c, int level, sp_dtype dt,
+									  int transform, const uint8_t *ft, const uint8_t *base,
+									  size_t n, uint8_t *out, size_t cap, size_t *out_len);
 
 /* Decode a tensor chunk payload into ft (n bytes). */
 sp_status	sp_codec_decode_tensor(sp_ctx *ctx, sp_codec *c, sp_dtype dt,

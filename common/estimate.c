@@ -57,12 +57,16 @@ window_at(uint64_t i, uint64_t k, uint64_t len, size_t win, size_t w)
 	return at / w * w;
 }
 
-/* Coded size of n tensor bytes at off (base at boff in bfile, or none); *same if equal. */
+/*
+ * Coded size of n tensor bytes at off (base at boff in bfile, or none); *same
+ * if equal.  *tr < 0 asks for the encoder's own choice and receives it, so
+ * later windows of the same tensor reuse it instead of trying both.
+ */
 static sp_status
 code_tensor_window(estimator *s, size_t fi, sp_dtype dt, uint64_t off, size_t n,
-				   long bfile, uint64_t boff, size_t *coded, bool *same)
+				   long bfile, uint64_t boff, size_t *coded, bool *same, int *tr)
 {
-	uint8_t		tr;
+	uint8_t		chosen;
 
 	if (sp_check_interrupt(s->ctx) != SP_OK ||
 		sp_fileset_read(s->ctx, s->ft, fi, off, s->fbuf, n) != SP_OK ||
@@ -74,8 +78,16 @@ code_tensor_window(estimator *s, size_t fi, sp_dtype dt, uint64_t off, size_t n,
 		*coded = 0;
 		return SP_OK;
 	}
-	return sp_codec_encode_tensor(s->ctx, &s->codec, SP_EST_LEVEL, dt, s->fbuf,
-								  bfile >= 0 ? s->bbuf : NULL, n, s->pay, s->pay_cap, coded, &tr);
+	if (bfile < 0)
+		*tr = SP_TR_NONE;
+	if (*tr >= 0)
+		return sp_codec_encode_tensor_as(s->ctx, &s->codec, SP_EST_LEVEL, dt, *tr, s->fbuf,
+										 bfile >= 0 ? s->bbuf : NULL, n, s->pay, s->pay_cap, coded);
+	if (sp_codec_encode_tensor(s->ctx, &s->codec, SP_EST_LEVEL, dt, s->fbuf, s->bbuf, n,
+							   s->pay, s->pay_cap, coded, &chosen) != SP_OK)
+		return s->ctx->err.code;
+	*tr = chosen;
+	return SP_OK;
 }
 
 /* Estimate a run of tensor bytes; *all_same tells if every sample equalled the base. */
@@ -88,6 +100,7 @@ estimate_tensor_run(estimator *s, size_t fi, sp_dtype dt, uint64_t off, uint64_t
 	uint64_t	k = windows_for(s, len),
 				sampled = 0;
 	double		coded_sum = 0;
+	int			tr = -1;
 
 	*all_same = true;
 	for (uint64_t i = 0; i < (k ? k : (len + SP_TENSOR_CHUNK - 1) / SP_TENSOR_CHUNK); i++)
@@ -97,7 +110,7 @@ estimate_tensor_run(estimator *s, size_t fi, sp_dtype dt, uint64_t off, uint64_t
 		size_t		coded;
 		bool		same = false;
 
-		if (code_tensor_window(s, fi, dt, off + at, n, bfile, boff + at, &coded, &same) != SP_OK)
+		if (code_tensor_window(s, fi, dt, off + at, n, bfile, boff + at, &coded, &same, &tr) != SP_OK)
 			return s->ctx->err.code;
 		*all_same = *all_same && same;
 		coded_sum += (double) coded;
