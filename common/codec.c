@@ -213,9 +213,11 @@ encode_with(sp_ctx *ctx, sp_codec *c, int level, sp_dtype dt, int tr,
 	transform_forward(tr, dt, ft, base, c->planar, n);
 	for (int k = 0; k < w; k++)
 	{
-		size_t		u = encode_plane(ctx, c, level, c->planar + (size_t) k * m, m,
-									 out + used, cap - used);
+		size_t		u;
 
+		if (sp_check_interrupt(ctx) != SP_OK)
+			return 0;
+		u = encode_plane(ctx, c, level, c->planar + (size_t) k * m, m, out + used, cap - used);
 		if (u == 0)
 			return 0;
 		used += u;
@@ -368,6 +370,50 @@ window_log_for(size_t n)
 	return lg;
 }
 
+/*
+ * Feed zstd 64 KiB at a time and poll for interrupts in between, so even a
+ * level-19 chunk with an 8 MiB prefix stops within about one block's work.
+ * Returns 0 on success, 1 with the error recorded.
+ */
+static int
+compress_polled(sp_ctx *ctx, sp_codec *c, const uint8_t *src, size_t n,
+				uint8_t *out, size_t cap, size_t *out_len)
+{
+	ZSTD_outBuffer ob = {out, cap, 0};
+	size_t		fed = 0,
+				r;
+
+	for (;;)
+	{
+		size_t		step = SP_MIN(n - fed, (size_t) 64 << 10);
+		ZSTD_inBuffer ib = {src + fed, step, 0};
+		ZSTD_EndDirective mode = fed + step == n ? ZSTD_e_end : ZSTD_e_continue;
+
+		if (sp_check_interrupt(ctx) != SP_OK)
+			return 1;
+		do
+			r = ZSTD_compressStream2(c->cctx, &ob, &ib, mode);
+		while (!ZSTD_isError(r) && (ib.pos < ib.size || (mode == ZSTD_e_end && r != 0)) &&
+			   ob.pos < ob.size);
+		if (ZSTD_isError(r))
+		{
+			sp_fail(ctx, ZSTD_getErrorCode(r) == ZSTD_error_memory_allocation
+					? SP_ERR_NOMEM : SP_ERR_INTERNAL, "zstd: %s", ZSTD_getErrorName(r));
+			return 1;
+		}
+		if (ib.pos < ib.size || (mode == ZSTD_e_end && r != 0))
+		{
+			sp_fail(ctx, SP_ERR_INTERNAL, "zstd: output buffer too small");
+			return 1;
+		}
+		fed += step;
+		if (mode == ZSTD_e_end)
+			break;
+	}
+	*out_len = ob.pos;
+	return 0;
+}
+
 sp_status
 sp_codec_encode_zstd(sp_ctx *ctx, sp_codec *c, int level, const uint8_t *src, size_t n,
 					 const uint8_t *prefix, size_t plen, uint8_t *out, size_t cap,
@@ -381,13 +427,10 @@ sp_codec_encode_zstd(sp_ctx *ctx, sp_codec *c, int level, const uint8_t *src, si
 													 window_log_for(plen + n)))) ||
 		(plen && ZSTD_isError(ZSTD_CCtx_refPrefix(c->cctx, prefix, plen))))
 		return sp_fail(ctx, SP_ERR_NOMEM, "could not set up zstd");
-	z = ZSTD_compress2(c->cctx, out, cap, src, n);
+	ZSTD_CCtx_setPledgedSrcSize(c->cctx, n);
+	z = compress_polled(ctx, c, src, n, out, cap, out_len);
 	ZSTD_CCtx_reset(c->cctx, ZSTD_reset_session_and_parameters);
-	if (ZSTD_isError(z))
-		return sp_fail(ctx, ZSTD_getErrorCode(z) == ZSTD_error_memory_allocation
-					   ? SP_ERR_NOMEM : SP_ERR_INTERNAL, "zstd: %s", ZSTD_getErrorName(z));
-	*out_len = z;
-	return SP_OK;
+	return z == 0 ? SP_OK : ctx->err.code;
 }
 
 sp_status
