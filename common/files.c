@@ -14,7 +14,9 @@
  * back to link+unlink), then the directory is fsynced.  A failure or cancel
  * unlinks the temporary file, so no partial output is ever visible.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "files.h"
 
 #include <dirent.h>

@@ -77,6 +77,9 @@ sp_status_name(sp_status code)
 }
 
 /* Fill ctx->err unless an error is already recorded. */
+static void set_error(sp_ctx *ctx, sp_status code, int err, const char *fmt, va_list ap)
+			SP_PRINTF(4, 0);
+
 static void
 set_error(sp_ctx *ctx, sp_status code, int err, const char *fmt, va_list ap)
 {
