@@ -37,6 +37,7 @@ typedef struct decoder
 	bool		have_codec;
 	uint8_t    *obuf;			/* decoded chunk */
 	uint8_t    *bbuf;			/* base bytes of a chunk or prefix */
+	uint8_t    *cbuf;			/* base bytes converted to the chunk's dtype */
 	/* current file */
 	char	   *name;
 	uint64_t	size;
@@ -217,7 +218,8 @@ apply_copy(decoder *d, const sp_chunk_hdr *h)
 	XXH3_state_t st;
 	uint64_t	done = 0;
 
-	if (h->base_len != h->out_len || d->rd.len != SP_CHUNK_HDR)
+	if (h->base_len != h->out_len || d->rd.len != SP_CHUNK_HDR || h->dtype || h->transform ||
+		h->base_dtype)
 		return corrupt(d, "bad COPY chunk");
 	XXH3_64bits_reset(&st);
 	while (done < h->out_len)
@@ -236,16 +238,14 @@ apply_copy(decoder *d, const sp_chunk_hdr *h)
 	return SP_OK;
 }
 
-/* Decode a ZSTD or TENSOR chunk into obuf. */
+/* Decode a ZSTD chunk into obuf. */
 static sp_status
-decode_chunk(decoder *d, const sp_chunk_hdr *h)
+decode_zstd_chunk(decoder *d, const sp_chunk_hdr *h)
 {
-	const uint8_t *payload = d->rd.buf + SP_CHUNK_HDR;
-	size_t		plen = d->rd.len - SP_CHUNK_HDR;
 	const uint8_t *bp = NULL;
 
-	if (h->out_len > SP_CHUNK_MAX || h->base_len > SP_PREFIX_MAX)
-		return corrupt(d, "chunk is larger than allowed");
+	if (h->base_len > SP_PREFIX_MAX || h->dtype || h->transform || h->base_dtype)
+		return corrupt(d, "bad ZSTD chunk");
 	if (h->base != SP_NO_BASE)
 	{
 		if (read_base(d, h->base, h->base_off, h->base_len, d->bbuf) != SP_OK)
@@ -254,13 +254,51 @@ decode_chunk(decoder *d, const sp_chunk_hdr *h)
 	}
 	else if (h->base_len != 0)
 		return corrupt(d, "chunk has a base range but no base file");
-	if (h->kind == SP_CHUNK_ZSTD)
-		return sp_codec_decode_zstd(d->ctx, &d->codec, bp, (size_t) h->base_len, payload, plen,
-									d->obuf, (size_t) h->out_len);
-	if (h->dtype >= SP_DT_COUNT || (bp && h->base_len != h->out_len))
+	return sp_codec_decode_zstd(d->ctx, &d->codec, bp, (size_t) h->base_len,
+								d->rd.buf + SP_CHUNK_HDR, d->rd.len - SP_CHUNK_HDR,
+								d->obuf, (size_t) h->out_len);
+}
+
+/* Decode a TENSOR chunk into obuf, converting its base's dtype if needed. */
+static sp_status
+decode_tensor_chunk(decoder *d, const sp_chunk_hdr *h)
+{
+	sp_dtype	dt = (sp_dtype) h->dtype;
+	sp_dtype	bdt = h->base_dtype ? (sp_dtype) (h->base_dtype - 1) : dt;
+	const uint8_t *bp = NULL;
+	uint64_t	elems;
+
+	if (h->dtype >= SP_DT_COUNT || h->out_len % (uint64_t) sp_dtype_size(dt) != 0 ||
+		(h->base_dtype && (h->base_dtype > SP_DT_COUNT || !sp_convertible(bdt, dt))))
 		return corrupt(d, "bad TENSOR chunk");
-	return sp_codec_decode_tensor(d->ctx, &d->codec, (sp_dtype) h->dtype, h->transform, bp,
-								  payload, plen, d->obuf, (size_t) h->out_len);
+	elems = h->out_len / (uint64_t) sp_dtype_size(dt);
+	if (h->base != SP_NO_BASE)
+	{
+		if (h->base_len != elems * (uint64_t) sp_dtype_size(bdt) || h->base_len > SP_PREFIX_MAX)
+			return corrupt(d, "bad TENSOR chunk");
+		if (read_base(d, h->base, h->base_off, h->base_len, d->bbuf) != SP_OK)
+			return d->ctx->err.code;
+		bp = d->bbuf;
+		if (bdt != dt)
+		{
+			sp_convert(bdt, dt, d->bbuf, d->cbuf, (size_t) elems);
+			bp = d->cbuf;
+		}
+	}
+	else if (h->base_len != 0 || h->base_dtype)
+		return corrupt(d, "chunk has a base range but no base file");
+	return sp_codec_decode_tensor(d->ctx, &d->codec, dt, h->transform, bp,
+								  d->rd.buf + SP_CHUNK_HDR, d->rd.len - SP_CHUNK_HDR,
+								  d->obuf, (size_t) h->out_len);
+}
+
+/* Decode a ZSTD or TENSOR chunk into obuf. */
+static sp_status
+decode_chunk(decoder *d, const sp_chunk_hdr *h)
+{
+	if (h->out_len > SP_CHUNK_MAX)
+		return corrupt(d, "chunk is larger than allowed");
+	return h->kind == SP_CHUNK_ZSTD ? decode_zstd_chunk(d, h) : decode_tensor_chunk(d, h);
 }
 
 /* Handle a CHUNK record. */
@@ -384,7 +422,8 @@ decoder_init(sp_ctx *ctx, decoder *d, sp_fileset *delta, sp_fileset *base)
 	if (sp_sha256_init(ctx, &d->manifest) != SP_OK)
 		return ctx->err.code;
 	if ((d->obuf = sp_alloc(ctx, SP_CHUNK_MAX)) == NULL ||
-		(d->bbuf = sp_alloc(ctx, SP_PREFIX_MAX)) == NULL)
+		(d->bbuf = sp_alloc(ctx, SP_PREFIX_MAX)) == NULL ||
+		(d->cbuf = sp_alloc(ctx, SP_CHUNK_MAX)) == NULL)
 		return SP_ERR_NOMEM;
 	if (sp_codec_init(ctx, &d->codec) != SP_OK)
 		return ctx->err.code;
@@ -412,6 +451,7 @@ decoder_free(decoder *d)
 	sp_free(ctx, d->bases);
 	sp_free(ctx, d->obuf);
 	sp_free(ctx, d->bbuf);
+	sp_free(ctx, d->cbuf);
 	sp_free(ctx, d->name);
 }
 

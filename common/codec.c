@@ -167,6 +167,72 @@ transform_inverse(int tr, sp_dtype dt, const uint8_t *planes, const uint8_t *b, 
 		inv64(tr, fl, planes, b, f, n / 8);
 }
 
+/*
+ * Dtype conversion, so a fine-tune saved in another float type than its base
+ * (an F32 base published as BF16, say) is still coded against it: the base
+ * is converted to the fine-tune's dtype first, the same way on both sides.
+ * Only exact, integer-defined conversions are used (BF16 <-> F32 by bit
+ * arithmetic with round-to-nearest-even, F32 <-> F64 by IEEE casts), so the
+ * result does not depend on the platform.
+ */
+bool
+sp_convertible(sp_dtype from, sp_dtype to)
+{
+	return from != to &&
+		(from == SP_DT_F32 || from == SP_DT_BF16 || from == SP_DT_F64) &&
+		(to == SP_DT_F32 || to == SP_DT_BF16 || to == SP_DT_F64);
+}
+
+/* Read element i of a float tensor as a float (F64 narrowed by the caller). */
+static double
+load_float(sp_dtype dt, const uint8_t *p, size_t i)
+{
+	uint32_t	u;
+	float		f;
+	double		d;
+
+	if (dt == SP_DT_F64)
+	{
+		memcpy(&d, p + 8 * i, 8);
+		return d;
+	}
+	if (dt == SP_DT_BF16)
+		u = (uint32_t) sp_get16(p + 2 * i) << 16;
+	else
+		memcpy(&u, p + 4 * i, 4);
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+/* BF16 bits of a float: round to nearest even, NaN kept quiet. */
+static uint16_t
+bf16_of(float f)
+{
+	uint32_t	u;
+
+	memcpy(&u, &f, 4);
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return (uint16_t) ((u >> 16) | 0x40);
+	return (uint16_t) ((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+void
+sp_convert(sp_dtype from, sp_dtype to, const uint8_t *src, uint8_t *dst, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+	{
+		double		v = load_float(from, src, i);
+		float		f = (float) v;
+
+		if (to == SP_DT_F64)
+			memcpy(dst + 8 * i, &v, 8);
+		else if (to == SP_DT_F32)
+			memcpy(dst + 4 * i, &f, 4);
+		else
+			sp_put16(dst + 2 * i, bf16_of(f));
+	}
+}
+
 /* Store one plane of m bytes at out; returns bytes used or 0 on error. */
 static size_t
 encode_plane(sp_ctx *ctx, sp_codec *c, int level, const uint8_t *p, size_t m,

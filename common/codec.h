@@ -63,6 +63,12 @@ sp_status	sp_codec_encode_tensor_as(sp_ctx *ctx, sp_codec *c, int level, sp_dtyp
 									  int transform, const uint8_t *ft, const uint8_t *base,
 									  size_t n, uint8_t *out, size_t cap, size_t *out_len);
 
+/* Can base tensors of dtype from be converted to dtype to for pairing? */
+bool		sp_convertible(sp_dtype from, sp_dtype to);
+
+/* Convert n elements from one float dtype to another (round to nearest even). */
+void		sp_convert(sp_dtype from, sp_dtype to, const uint8_t *src, uint8_t *dst, size_t n);
+
 /* Decode a tensor chunk payload into ft (n bytes). */
 sp_status	sp_codec_decode_tensor(sp_ctx *ctx, sp_codec *c, sp_dtype dt,
 								   uint8_t transform, const uint8_t *base,

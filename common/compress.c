@@ -44,6 +44,7 @@ typedef struct encoder
 	sp_codec	codec;
 	uint8_t    *fbuf;			/* fine-tune bytes of a chunk */
 	uint8_t    *bbuf;			/* base bytes of a chunk or prefix window */
+	uint8_t    *cbuf;			/* base bytes converted to the fine-tune's dtype */
 	uint8_t    *pay;			/* chunk record payload */
 	size_t		pay_cap;
 	sp_out	   *out;
@@ -84,7 +85,8 @@ plan_bases(encoder *e)
 		{
 			const sp_tref *r = sp_model_lookup(e->base, h.t[j].name);
 
-			if (r && r->t->dtype == h.t[j].dtype && r->t->end > r->t->begin)
+			if (r && (r->t->dtype == h.t[j].dtype || sp_convertible(r->t->dtype, h.t[j].dtype)) &&
+				r->t->end > r->t->begin)
 				use_base(e, r->file);
 		}
 		sp_st_free(ctx, &h);
@@ -220,7 +222,7 @@ code_generic(encoder *e, size_t fi, long partner, uint64_t off, uint64_t n)
 	while (n > 0)
 	{
 		size_t		len = (size_t) SP_MIN(n, (uint64_t) SP_ZSTD_CHUNK);
-		sp_chunk_hdr h = {SP_CHUNK_ZSTD, 0, 0, SP_NO_BASE, len, 0, 0, 0};
+		sp_chunk_hdr h = {SP_CHUNK_ZSTD, 0, 0, 0, SP_NO_BASE, len, 0, 0, 0};
 		size_t		used;
 
 		if (read_ft(e, fi, off, len) != SP_OK)
@@ -258,15 +260,36 @@ code_generic(encoder *e, size_t fi, long partner, uint64_t off, uint64_t n)
 	return SP_OK;
 }
 
-/* Code n bytes of a tensor at off, against base tensor bytes at boff (slot) or none. */
+/*
+ * Read the base bytes for a tensor chunk of n fine-tune bytes (dtype dt)
+ * from base file bfile at boff, stored as bdt; returns them in dt, converted
+ * into cbuf when the dtypes differ.
+ */
+static const uint8_t *
+base_for_chunk(encoder *e, sp_dtype dt, sp_dtype bdt, long bfile, uint64_t boff, size_t n,
+			   uint64_t *blen)
+{
+	size_t		elems = n / (size_t) sp_dtype_size(dt);
+
+	*blen = (uint64_t) elems * (uint64_t) sp_dtype_size(bdt);
+	if (sp_fileset_read(e->ctx, &e->base->fs, bfile, boff, e->bbuf, (size_t) *blen) != SP_OK)
+		return NULL;
+	if (bdt == dt)
+		return e->bbuf;
+	sp_convert(bdt, dt, e->bbuf, e->cbuf, elems);
+	return e->cbuf;
+}
+
+/* Code n bytes of a tensor at off against base tensor bytes (dtype bdt) at boff, or none. */
 static sp_status
 code_tensor(encoder *e, size_t fi, sp_dtype dt, uint64_t off, uint64_t n,
-			long bfile, uint64_t boff)
+			long bfile, sp_dtype bdt, uint64_t boff)
 {
 	while (n > 0)
 	{
 		size_t		len = (size_t) SP_MIN(n, (uint64_t) SP_TENSOR_CHUNK);
-		sp_chunk_hdr h = {SP_CHUNK_TENSOR, 0, (uint8_t) dt, SP_NO_BASE, len, 0, 0, 0};
+		sp_chunk_hdr h = {SP_CHUNK_TENSOR, 0, (uint8_t) dt, 0, SP_NO_BASE, len, 0, 0, 0};
+		const uint8_t *bp = NULL;
 		size_t		used;
 
 		if (read_ft(e, fi, off, len) != SP_OK)
@@ -275,10 +298,10 @@ code_tensor(encoder *e, size_t fi, sp_dtype dt, uint64_t off, uint64_t n,
 		{
 			h.base = e->slot[bfile];
 			h.base_off = boff;
-			h.base_len = len;
-			if (sp_fileset_read(e->ctx, &e->base->fs, bfile, boff, e->bbuf, len) != SP_OK)
+			h.base_dtype = bdt == dt ? 0 : (uint8_t) (bdt + 1);
+			if ((bp = base_for_chunk(e, dt, bdt, bfile, boff, len, &h.base_len)) == NULL)
 				return e->ctx->err.code;
-			if (memcmp(e->bbuf, e->fbuf, len) == 0)
+			if (bdt == dt && memcmp(bp, e->fbuf, len) == 0)
 			{
 				if (add_copy(e, h.base, boff, e->fbuf, len) != SP_OK)
 					return e->ctx->err.code;
@@ -288,13 +311,13 @@ code_tensor(encoder *e, size_t fi, sp_dtype dt, uint64_t off, uint64_t n,
 		}
 		h.checksum = XXH3_64bits(e->fbuf, len);
 		if (flush_copy(e) != SP_OK ||
-			sp_codec_encode_tensor(e->ctx, &e->codec, e->level, dt, e->fbuf,
-								   bfile >= 0 ? e->bbuf : NULL, len, e->pay + SP_CHUNK_HDR,
-								   e->pay_cap - SP_CHUNK_HDR, &used, &h.transform) != SP_OK ||
+			sp_codec_encode_tensor(e->ctx, &e->codec, e->level, dt, e->fbuf, bp, len,
+								   e->pay + SP_CHUNK_HDR, e->pay_cap - SP_CHUNK_HDR,
+								   &used, &h.transform) != SP_OK ||
 			emit_chunk(e, &h, used) != SP_OK)
 			return e->ctx->err.code;
 		e->nchanged++;
-		off += len, boff += len, n -= len;
+		off += len, boff += h.base_len, n -= len;
 	}
 	return SP_OK;
 }
@@ -306,12 +329,14 @@ code_one_tensor(encoder *e, size_t fi, const sp_tensor *t)
 	const sp_tref *r = sp_model_lookup(e->base, t->name);
 	uint64_t	len = t->end - t->begin,
 				paired = 0;
+	size_t		w = (size_t) sp_dtype_size(t->dtype);
 
-	if (r && r->t->dtype == t->dtype)
-		paired = SP_MIN(len, r->t->end - r->t->begin);
-	if (paired && code_tensor(e, fi, t->dtype, t->begin, paired, r->file, r->t->begin) != SP_OK)
+	if (r && (r->t->dtype == t->dtype || sp_convertible(r->t->dtype, t->dtype)))
+		paired = SP_MIN(len / w, (r->t->end - r->t->begin) / (uint64_t) sp_dtype_size(r->t->dtype)) * w;
+	if (paired && code_tensor(e, fi, t->dtype, t->begin, paired, r->file, r->t->dtype,
+							  r->t->begin) != SP_OK)
 		return e->ctx->err.code;
-	return code_tensor(e, fi, t->dtype, t->begin + paired, len - paired, -1, 0);
+	return code_tensor(e, fi, t->dtype, t->begin + paired, len - paired, -1, t->dtype, 0);
 }
 
 /* Code a safetensors file: header and gaps generic, tensors as tensors. */
@@ -448,8 +473,9 @@ encoder_init(sp_ctx *ctx, encoder *e, sp_model *base, sp_model *ft, sp_out *out,
 	e->slot = sp_alloc(ctx, (base->fs.n ? base->fs.n : 1) * sizeof(uint32_t));
 	e->fbuf = sp_alloc(ctx, SP_CHUNK_MAX);
 	e->bbuf = sp_alloc(ctx, SP_PREFIX_MAX);
+	e->cbuf = sp_alloc(ctx, SP_CHUNK_MAX);
 	e->pay = sp_alloc(ctx, e->pay_cap);
-	if (!e->slot || !e->fbuf || !e->bbuf || !e->pay)
+	if (!e->slot || !e->fbuf || !e->bbuf || !e->cbuf || !e->pay)
 		return SP_ERR_NOMEM;
 	for (size_t i = 0; i < base->fs.n; i++)
 		e->slot[i] = SP_NO_BASE;
@@ -466,6 +492,7 @@ encoder_free(encoder *e)
 	sp_free(e->ctx, e->slot);
 	sp_free(e->ctx, e->fbuf);
 	sp_free(e->ctx, e->bbuf);
+	sp_free(e->ctx, e->cbuf);
 	sp_free(e->ctx, e->pay);
 }
 

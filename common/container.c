@@ -34,7 +34,7 @@ sp_chunk_hdr_put(uint8_t *p, const sp_chunk_hdr *h)
 	p[0] = h->kind;
 	p[1] = h->transform;
 	p[2] = h->dtype;
-	p[3] = 0;
+	p[3] = h->base_dtype;
 	sp_put32(p + 4, h->base);
 	sp_put64(p + 8, h->out_len);
 	sp_put64(p + 16, h->base_off);
@@ -48,6 +48,7 @@ sp_chunk_hdr_get(const uint8_t *p, sp_chunk_hdr *h)
 	h->kind = p[0];
 	h->transform = p[1];
 	h->dtype = p[2];
+	h->base_dtype = p[3];
 	h->base = sp_get32(p + 4);
 	h->out_len = sp_get64(p + 8);
 	h->base_off = sp_get64(p + 16);

@@ -46,6 +46,7 @@ typedef struct sp_chunk_hdr
 	uint8_t		kind;
 	uint8_t		transform;
 	uint8_t		dtype;
+	uint8_t		base_dtype;		/* 0: same as dtype; else the base's dtype + 1 */
 	uint32_t	base;			/* index into BASES, or SP_NO_BASE */
 	uint64_t	out_len;
 	uint64_t	base_off;

@@ -31,6 +31,7 @@ typedef struct estimator
 	sp_codec	codec;
 	uint8_t    *fbuf,
 			   *bbuf,
+			   *cbuf,
 			   *pay;
 	size_t		pay_cap;
 	double		est;			/* estimated delta bytes so far */
@@ -64,15 +65,23 @@ window_at(uint64_t i, uint64_t k, uint64_t len, size_t win, size_t w)
  */
 static sp_status
 code_tensor_window(estimator *s, size_t fi, sp_dtype dt, uint64_t off, size_t n,
-				   long bfile, uint64_t boff, size_t *coded, bool *same, int *tr)
+				   long bfile, sp_dtype bdt, uint64_t boff, size_t *coded, bool *same, int *tr)
 {
+	size_t		elems = n / (size_t) sp_dtype_size(dt);
 	uint8_t		chosen;
+	uint8_t    *bp = s->bbuf;
 
 	if (sp_check_interrupt(s->ctx) != SP_OK ||
 		sp_fileset_read(s->ctx, s->ft, fi, off, s->fbuf, n) != SP_OK ||
-		(bfile >= 0 && sp_fileset_read(s->ctx, &s->base->fs, bfile, boff, s->bbuf, n) != SP_OK))
+		(bfile >= 0 && sp_fileset_read(s->ctx, &s->base->fs, bfile, boff, s->bbuf,
+									   elems * (size_t) sp_dtype_size(bdt)) != SP_OK))
 		return s->ctx->err.code;
-	*same = bfile >= 0 && memcmp(s->fbuf, s->bbuf, n) == 0;
+	if (bfile >= 0 && bdt != dt)
+	{
+		sp_convert(bdt, dt, s->bbuf, s->cbuf, elems);
+		bp = s->cbuf;
+	}
+	*same = bfile >= 0 && memcmp(s->fbuf, bp, n) == 0;
 	if (*same)
 	{
 		*coded = 0;
@@ -82,8 +91,8 @@ code_tensor_window(estimator *s, size_t fi, sp_dtype dt, uint64_t off, size_t n,
 		*tr = SP_TR_NONE;
 	if (*tr >= 0)
 		return sp_codec_encode_tensor_as(s->ctx, &s->codec, SP_EST_LEVEL, dt, *tr, s->fbuf,
-										 bfile >= 0 ? s->bbuf : NULL, n, s->pay, s->pay_cap, coded);
-	if (sp_codec_encode_tensor(s->ctx, &s->codec, SP_EST_LEVEL, dt, s->fbuf, s->bbuf, n,
+										 bfile >= 0 ? bp : NULL, n, s->pay, s->pay_cap, coded);
+	if (sp_codec_encode_tensor(s->ctx, &s->codec, SP_EST_LEVEL, dt, s->fbuf, bp, n,
 							   s->pay, s->pay_cap, coded, &chosen) != SP_OK)
 		return s->ctx->err.code;
 	*tr = chosen;
@@ -93,7 +102,7 @@ code_tensor_window(estimator *s, size_t fi, sp_dtype dt, uint64_t off, size_t n,
 /* Estimate a run of tensor bytes; *all_same tells if every sample equalled the base. */
 static sp_status
 estimate_tensor_run(estimator *s, size_t fi, sp_dtype dt, uint64_t off, uint64_t len,
-					long bfile, uint64_t boff, bool *all_same)
+					long bfile, sp_dtype bdt, uint64_t boff, bool *all_same)
 {
 	size_t		w = (size_t) sp_dtype_size(dt);
 	size_t		win = SP_WINDOW / w * w;
@@ -110,7 +119,10 @@ estimate_tensor_run(estimator *s, size_t fi, sp_dtype dt, uint64_t off, uint64_t
 		size_t		coded;
 		bool		same = false;
 
-		if (code_tensor_window(s, fi, dt, off + at, n, bfile, boff + at, &coded, &same, &tr) != SP_OK)
+		uint64_t	bat = at / w * (uint64_t) sp_dtype_size(bdt);
+
+		if (code_tensor_window(s, fi, dt, off + at, n, bfile, bdt, boff + bat, &coded, &same,
+							   &tr) != SP_OK)
 			return s->ctx->err.code;
 		*all_same = *all_same && same;
 		coded_sum += (double) coded;
@@ -131,19 +143,21 @@ estimate_tensor(estimator *s, size_t fi, const sp_tensor *t)
 	const sp_tref *r = sp_model_lookup(s->base, t->name);
 	uint64_t	len = t->end - t->begin,
 				paired = 0;
+	uint64_t	w = (uint64_t) sp_dtype_size(t->dtype);
 	bool		same = true,
-				same2 = true;
+				same2 = true,
+				pairs = r && (r->t->dtype == t->dtype || sp_convertible(r->t->dtype, t->dtype));
 
 	s->out->tensors_total++;
-	if (r && r->t->dtype == t->dtype)
-		paired = SP_MIN(len, r->t->end - r->t->begin);
-	if (paired && estimate_tensor_run(s, fi, t->dtype, t->begin, paired, r->file,
+	if (pairs)
+		paired = SP_MIN(len / w, (r->t->end - r->t->begin) / (uint64_t) sp_dtype_size(r->t->dtype)) * w;
+	if (paired && estimate_tensor_run(s, fi, t->dtype, t->begin, paired, r->file, r->t->dtype,
 									  r->t->begin, &same) != SP_OK)
 		return s->ctx->err.code;
 	if (len > paired && estimate_tensor_run(s, fi, t->dtype, t->begin + paired, len - paired,
-											-1, 0, &same2) != SP_OK)
+											-1, t->dtype, 0, &same2) != SP_OK)
 		return s->ctx->err.code;
-	if (!r || r->t->dtype != t->dtype)
+	if (!pairs)
 		s->out->tensors_unpaired++;
 	else if (same && (len == paired || len == 0))
 		s->out->tensors_identical++;
@@ -254,8 +268,9 @@ estimator_init(sp_ctx *ctx, estimator *s)
 	s->pay_cap = sp_codec_bound(SP_CHUNK_MAX);
 	s->fbuf = sp_alloc(ctx, SP_CHUNK_MAX);
 	s->bbuf = sp_alloc(ctx, SP_PREFIX_MAX);
+	s->cbuf = sp_alloc(ctx, SP_CHUNK_MAX);
 	s->pay = sp_alloc(ctx, s->pay_cap);
-	if (!s->fbuf || !s->bbuf || !s->pay)
+	if (!s->fbuf || !s->bbuf || !s->cbuf || !s->pay)
 		return SP_ERR_NOMEM;
 	return sp_codec_init(ctx, &s->codec);
 }
@@ -303,6 +318,7 @@ sp_delta_estimate(sp_ctx *ctx, const char *base, const char *ft, double sample_f
 		sp_codec_free(ctx, &s.codec);
 	sp_free(ctx, s.fbuf);
 	sp_free(ctx, s.bbuf);
+	sp_free(ctx, s.cbuf);
 	sp_free(ctx, s.pay);
 	sp_fileset_close(ctx, &fs);
 	sp_model_close(ctx, &bm);
