@@ -387,6 +387,7 @@ decode_records(decoder *d, uint8_t digest[SP_SHA256_LEN])
 	{
 		if ((rc = sp_reader_next(d->ctx, &d->rd, false)) != SP_OK)
 			return rc;
+		sp_progress(d->ctx, d->rd.pos, d->rd.size);
 		switch (d->rd.type)
 		{
 			case SP_REC_FILE:
@@ -461,9 +462,9 @@ apply_paths(sp_ctx *ctx, const char *base, const char *delta, const char *out,
 			sp_apply_result *res)
 {
 	double		t0 = sp_now_ms();
-	sp_fileset	bfs = {0},
-				dfs = {0};
-	decoder		d = {0};
+	sp_fileset	bfs = {.fd = -1},
+				dfs = {.fd = -1};
+	decoder		d = {.out.fd = -1};
 	char	   *out_path = NULL;
 	uint8_t		digest[SP_SHA256_LEN];
 	sp_status	rc;
@@ -511,6 +512,7 @@ sp_status
 sp_delta_apply(sp_ctx *ctx, const char *base, const char *delta, const char *out,
 			   sp_apply_result *res)
 {
+	sp_clear_error(ctx);
 	if (out == NULL)
 		return sp_fail(ctx, SP_ERR_INVALID_ARG, "output path must not be empty");
 	return apply_paths(ctx, base, delta, out, res);
@@ -519,6 +521,7 @@ sp_delta_apply(sp_ctx *ctx, const char *base, const char *delta, const char *out
 sp_status
 sp_delta_verify(sp_ctx *ctx, const char *base, const char *delta, sp_apply_result *res)
 {
+	sp_clear_error(ctx);
 	return apply_paths(ctx, base, delta, NULL, res);
 }
 
@@ -527,12 +530,13 @@ sp_delta_apply_mem(sp_ctx *ctx, const void *base, size_t base_len,
 				   const void *delta, size_t delta_len, size_t max_out,
 				   void **out, size_t *out_len)
 {
-	sp_fileset	bfs = {0},
-				dfs = {0};
-	decoder		d = {0};
+	sp_fileset	bfs = {.fd = -1},
+				dfs = {.fd = -1};
+	decoder		d = {.out.fd = -1};
 	uint8_t		digest[SP_SHA256_LEN];
 	sp_status	rc;
 
+	sp_clear_error(ctx);
 	*out = NULL;
 	*out_len = 0;
 	bfs.fd = dfs.fd = -1;
@@ -603,7 +607,8 @@ info_walk(decoder *d, sp_info *info)
 
 	for (;;)
 	{
-		if (sp_reader_next(d->ctx, &d->rd, true) != SP_OK)
+		if (sp_check_interrupt(d->ctx) != SP_OK ||
+			sp_reader_next(d->ctx, &d->rd, true) != SP_OK)
 			return d->ctx->err.code;
 		if (d->rd.type == SP_REC_END)
 			return d->in_file || d->rd.pos != d->rd.size ? corrupt(d, "bad END record") : SP_OK;
@@ -636,7 +641,7 @@ info_walk(decoder *d, sp_info *info)
 static sp_status
 info_fileset(sp_ctx *ctx, sp_fileset *dfs, sp_info *out)
 {
-	decoder		d = {0};
+	decoder		d = {.out.fd = -1};
 	sp_status	rc;
 
 	memset(out, 0, sizeof(*out));
@@ -656,9 +661,10 @@ info_fileset(sp_ctx *ctx, sp_fileset *dfs, sp_info *out)
 sp_status
 sp_delta_info(sp_ctx *ctx, const char *delta, sp_info *out)
 {
-	sp_fileset	dfs = {0};
+	sp_fileset	dfs = {.fd = -1};
 	sp_status	rc;
 
+	sp_clear_error(ctx);
 	memset(out, 0, sizeof(*out));
 	dfs.fd = -1;
 	if ((rc = sp_fileset_open(ctx, delta, &dfs)) == SP_OK)
@@ -671,9 +677,10 @@ sp_delta_info(sp_ctx *ctx, const char *delta, sp_info *out)
 sp_status
 sp_delta_info_mem(sp_ctx *ctx, const void *delta, size_t delta_len, sp_info *out)
 {
-	sp_fileset	dfs = {0};
+	sp_fileset	dfs = {.fd = -1};
 	sp_status	rc;
 
+	sp_clear_error(ctx);
 	memset(out, 0, sizeof(*out));
 	dfs.fd = -1;
 	if ((rc = sp_fileset_mem(ctx, "delta", delta, delta_len, &dfs)) == SP_OK)

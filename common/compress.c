@@ -550,12 +550,13 @@ sp_delta_compress(sp_ctx *ctx, const char *base, const char *ft, const char *out
 				  int level, sp_compress_result *res)
 {
 	double		t0 = sp_now_ms();
-	sp_model	bm = {0},
-				fm = {0};
-	sp_out		o = {0};
+	sp_model	bm = {.fs.fd = -1},
+				fm = {.fs.fd = -1};
+	sp_out		o = {.fd = -1};
 	char	   *out_path = NULL;
 	sp_status	rc;
 
+	sp_clear_error(ctx);
 	memset(res, 0, sizeof(*res));
 	if ((rc = check_level(ctx, level)) == SP_OK &&
 		(rc = sp_path_output(ctx, out, &out_path)) == SP_OK &&
@@ -584,12 +585,13 @@ sp_delta_compress_mem(sp_ctx *ctx, const void *base, size_t base_len,
 					  const void *ft, size_t ft_len, int level, size_t max_out,
 					  void **out, size_t *out_len)
 {
-	sp_model	bm = {0},
-				fm = {0};
+	sp_model	bm = {.fs.fd = -1},
+				fm = {.fs.fd = -1};
 	sp_out		o;
 	sp_compress_result res;
 	sp_status	rc;
 
+	sp_clear_error(ctx);
 	*out = NULL;
 	*out_len = 0;
 	sp_out_mem(&o, max_out);

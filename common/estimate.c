@@ -280,11 +280,12 @@ sp_delta_estimate(sp_ctx *ctx, const char *base, const char *ft, double sample_f
 				  sp_estimate *out)
 {
 	double		t0 = sp_now_ms();
-	sp_model	bm = {0};
-	sp_fileset	fs = {0};
+	sp_model	bm = {.fs.fd = -1};
+	sp_fileset	fs = {.fd = -1};
 	estimator	s = {0};
 	sp_status	rc;
 
+	sp_clear_error(ctx);
 	memset(out, 0, sizeof(*out));
 	fs.fd = -1;
 	if (!(sample_fraction > 0 && sample_fraction <= 1))
@@ -305,6 +306,7 @@ sp_delta_estimate(sp_ctx *ctx, const char *base, const char *ft, double sample_f
 		{
 			out->ft_bytes += fs.f[i].size;
 			rc = estimate_file(&s, i);
+			sp_progress(ctx, i + 1, fs.n);
 		}
 	}
 	if (rc == SP_OK)

@@ -95,8 +95,6 @@ sp_path_output(sp_ctx *ctx, const char *path, char **out)
 	base = slash ? slash + 1 : path;
 	if (base[0] == '\0' || strcmp(base, ".") == 0 || strcmp(base, "..") == 0)
 		return sp_fail(ctx, SP_ERR_INVALID_ARG, "output path \"%s\" must name a file", path);
-	if (lstat(path, &st) == 0)
-		return sp_fail(ctx, SP_ERR_EXISTS, "output \"%s\" already exists", path);
 	n = slash ? (size_t) (slash - path) : 1;
 	dir = strndup(slash ? (slash == path ? "/" : path) : ".", n ? n : 1);
 	if (dir == NULL)
@@ -105,6 +103,7 @@ sp_path_output(sp_ctx *ctx, const char *path, char **out)
 	free(dir);
 	if (canon_dir == NULL)
 		return sp_fail_io(ctx, errno, "could not open directory of output \"%s\"", path);
+	/* the root is checked before existence, so nothing outside it can be probed */
 	if (check_root(ctx, canon_dir, path) == SP_OK)
 	{
 		*out = sp_alloc(ctx, strlen(canon_dir) + strlen(base) + 2);
@@ -112,6 +111,12 @@ sp_path_output(sp_ctx *ctx, const char *path, char **out)
 			sprintf(*out, "%s%s%s", canon_dir, strcmp(canon_dir, "/") ? "/" : "", base);
 	}
 	free(canon_dir);
+	if (*out && lstat(*out, &st) == 0)
+	{
+		sp_free(ctx, *out);
+		*out = NULL;
+		return sp_fail(ctx, SP_ERR_EXISTS, "output \"%s\" already exists", path);
+	}
 	return *out ? SP_OK : ctx->err.code;
 }
 
@@ -215,6 +220,13 @@ cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
+/* Order files by relative name, bytewise (as sp_fileset_find expects). */
+static int
+cmp_file(const void *a, const void *b)
+{
+	return strcmp(((const sp_file *) a)->rel, ((const sp_file *) b)->rel);
+}
+
 /* Read and sort the names in one directory (malloc'd; freed by caller). */
 static sp_status
 list_dir(sp_ctx *ctx, const char *dir, char ***names, size_t *count)
@@ -246,7 +258,8 @@ list_dir(sp_ctx *ctx, const char *dir, char ***names, size_t *count)
 	closedir(d);
 	if (e != NULL)
 		return sp_fail(ctx, SP_ERR_NOMEM, "out of memory listing \"%s\"", dir);
-	qsort(*names, *count, sizeof(char *), cmp_str);
+	if (*count > 1)
+		qsort(*names, *count, sizeof(char *), cmp_str);
 	return SP_OK;
 }
 
@@ -298,6 +311,9 @@ sp_fileset_open(sp_ctx *ctx, const char *path, sp_fileset *fs)
 	{
 		fs->is_dir = true;
 		rc = walk_dir(ctx, fs, &cap, fs->path, "", 0);
+		/* "a/b" sorts after "a.json" bytewise but is walked first: sort the whole list */
+		if (rc == SP_OK && fs->n > 1)
+			qsort(fs->f, fs->n, sizeof(sp_file), cmp_file);
 	}
 	else if (S_ISREG(st.st_mode))
 	{

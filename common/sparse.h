@@ -101,7 +101,7 @@ typedef struct sp_estimate
 	int64_t		tensors_total;		/* tensors in the fine-tune */
 	int64_t		tensors_identical;	/* paired, and every sampled byte equal */
 	int64_t		tensors_changed;	/* paired, some sampled byte differs */
-	int64_t		tensors_unpaired;	/* no same-named base tensor of the same dtype */
+	int64_t		tensors_unpaired;	/* no same-named base tensor of the same or a convertible float dtype */
 	double		elapsed_ms;
 } sp_estimate;
 

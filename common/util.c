@@ -90,6 +90,12 @@ set_error(sp_ctx *ctx, sp_status code, int err, const char *fmt, va_list ap)
 	vsnprintf(ctx->err.msg, sizeof(ctx->err.msg), fmt, ap);
 }
 
+void
+sp_clear_error(sp_ctx *ctx)
+{
+	memset(&ctx->err, 0, sizeof(ctx->err));
+}
+
 sp_status
 sp_fail(sp_ctx *ctx, sp_status code, const char *fmt,...)
 {

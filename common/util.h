@@ -21,6 +21,9 @@
 #define SP_PRINTF(a, b)
 #endif
 
+/* Forget any error left in ctx by an earlier call (every entry point calls it). */
+void		sp_clear_error(sp_ctx *ctx);
+
 /* Record an error in ctx and return its code (so callers can "return sp_fail(...)"). */
 sp_status	sp_fail(sp_ctx *ctx, sp_status code, const char *fmt,...) SP_PRINTF(3, 4);
 

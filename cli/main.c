@@ -1,0 +1,318 @@
+/*
+ * main.c -- bin/sparse: entry point, option parsing and command dispatch.
+ *
+ * Usage: sparse [--json] [--quiet] [--root DIR] COMMAND ARGS...  (see
+ * cli_print_main_help or docs/cli-reference.md).  main() parses the global
+ * options up to the command name, looks the command up in cli_commands,
+ * parses the command's own options and positional arguments with one
+ * getopt_long table (global options are accepted after the command too),
+ * checks their count, and calls the command's run function.
+ *
+ * Exit status: 0 success, 1 the operation failed, 2 usage error, 128+N when
+ * stopped by signal N (130 for Ctrl-C).  SIGINT and SIGTERM only set a flag
+ * (cli_interrupted) that the core polls through hooks.interrupted about
+ * every MiB of work; the core then removes its temporary output and returns
+ * SP_ERR_CANCELLED, and we exit 128+N.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+/* Signal number that asked us to stop (0: none); set only by on_signal. */
+static volatile sig_atomic_t cli_interrupted = 0;
+
+/* The commands, in the order "sparse --help" lists them. */
+static const cli_command cli_commands[] = {
+	{"estimate", cmd_estimate, CLI_OPT_SAMPLE, 2, 2, "BASE FT [--sample F]",
+		"estimate the delta size of FT against BASE from a sample",
+		"Encodes about F (default 0.01, 0 < F <= 1) of the tensor bytes of FT\n"
+		"against BASE and extrapolates the size of the full delta. Writes nothing.\n"
+		"BASE and FT are .safetensors files or model directories.\n"
+		"\n"
+		"  -s, --sample F     fraction of the tensor bytes to encode (default 0.01)\n"},
+	{"compress", cmd_compress, CLI_OPT_OUT | CLI_OPT_LEVEL, 2, 2,
+		"BASE FT -o DELTA [--level N]",
+		"store FT as a delta against BASE",
+		"Writes the delta of FT against BASE to DELTA, which must not exist. The\n"
+		"file is written under a temporary name and renamed into place, so a\n"
+		"failure or Ctrl-C leaves nothing behind.\n"
+		"\n"
+		"  -o, --output DELTA  the delta file to create (required)\n"
+		"  -l, --level N       zstd level 1..19 (default 3; 19 is smallest, slowest)\n"},
+	{"apply", cmd_apply, CLI_OPT_OUT, 2, 2, "BASE DELTA -o OUT",
+		"rebuild the fine-tune from BASE and DELTA",
+		"Rebuilds the fine-tune byte for byte into OUT (a file, or a directory for\n"
+		"a directory delta), which must not exist, and checks every SHA-256\n"
+		"recorded in DELTA. Fails if BASE is not the base DELTA was made from.\n"
+		"\n"
+		"  -o, --output OUT    the file or directory to create (required)\n"},
+	{"verify", cmd_verify, 0, 2, 2, "BASE DELTA",
+		"rebuild in memory and check every digest; write nothing",
+		"Does what apply does, chunk by chunk in memory, without writing a file.\n"
+		"Exit status 0 means the delta rebuilds the recorded fine-tune exactly.\n"},
+	{"info", cmd_info, 0, 1, 1, "DELTA",
+		"list the files a delta rebuilds",
+		"Prints one row per file: name, size, delta bytes spent on it, method\n"
+		"(tensor-delta, zstd-ref, zstd or copy) and SHA-256. With --json, an array.\n"},
+	{"version", cmd_version, 0, 0, 0, "",
+		"print the version of sparse and of its delta format", ""},
+	{"help", cmd_help, 0, 0, 1, "[COMMAND]",
+		"show the help of sparse or of one command", ""},
+};
+
+#define CLI_NCOMMANDS ((int) (sizeof(cli_commands) / sizeof(cli_commands[0])))
+
+/* Long options: global ones first, then the command-specific ones. */
+enum
+{
+	OPT_JSON = 1000, OPT_QUIET, OPT_ROOT, OPT_HELP
+};
+static const struct option cli_longopts[] = {
+	{"json", no_argument, NULL, OPT_JSON},
+	{"quiet", no_argument, NULL, 'q'},
+	{"root", required_argument, NULL, OPT_ROOT},
+	{"help", no_argument, NULL, 'h'},
+	{"version", no_argument, NULL, 'V'},
+	{"output", required_argument, NULL, 'o'},
+	{"level", required_argument, NULL, 'l'},
+	{"sample", required_argument, NULL, 's'},
+	{NULL, 0, NULL, 0}
+};
+
+/* Signal handler: only records the signal (async-signal-safe). */
+static void
+on_signal(int signo)
+{
+	cli_interrupted = signo;
+}
+
+/* hooks.interrupted: nonzero once SIGINT or SIGTERM arrived. */
+static int
+cli_interrupted_hook(void *user)
+{
+	(void) user;
+	return cli_interrupted != 0;
+}
+
+/* True if a signal asked us to stop. */
+bool
+cli_was_interrupted(void)
+{
+	return cli_interrupted != 0;
+}
+
+/*
+ * Install on_signal for SIGINT and SIGTERM.  SA_RESETHAND: a second Ctrl-C
+ * kills the process at once, for the case where the core is blocked in a
+ * system call that does not return (a hung network file system); the price
+ * is that the temporary file may then stay behind, which the user asked for.
+ */
+static void
+install_signal_handlers(void)
+{
+	static const int signals[] = {SIGINT, SIGTERM};
+	struct sigaction sa;
+	struct sigaction old;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESETHAND;
+	for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++)
+	{
+		/* A signal ignored by our parent (a background job, nohup) stays ignored. */
+		if (sigaction(signals[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN)
+			continue;
+		sigaction(signals[i], &sa, NULL);
+	}
+}
+
+/* Fill a core context with our hooks and options. */
+void
+cli_ctx_init(sp_ctx *ctx, const cli_opts *opts)
+{
+	sp_ctx_init(ctx);
+	ctx->hooks.interrupted = cli_interrupted_hook;
+	/* A progress bar only for a person watching: never into a pipe or log. */
+	if (!opts->quiet && isatty(STDERR_FILENO))
+		ctx->hooks.progress = cli_progress;
+	ctx->root = opts->root ? opts->root : "";
+}
+
+/* Look a command up by name; NULL if there is none. */
+const cli_command *
+cli_find_command(const char *name)
+{
+	for (int i = 0; i < CLI_NCOMMANDS; i++)
+		if (strcmp(cli_commands[i].name, name) == 0)
+			return &cli_commands[i];
+	return NULL;
+}
+
+/* Print "sparse --help" on stdout. */
+void
+cli_print_main_help(void)
+{
+	printf("usage: sparse [--json] [--quiet] [--root DIR] COMMAND [ARGS...]\n\n"
+		   "Store a fine-tuned model as a lossless delta against its base model.\n\n"
+		   "commands:\n");
+	for (int i = 0; i < CLI_NCOMMANDS; i++)
+		printf("  %-9s %s\n", cli_commands[i].name, cli_commands[i].summary);
+	printf("\nglobal options (before or after the command):\n"
+		   "  --json       print one JSON object (an array for info) on stdout\n"
+		   "  --quiet, -q  no progress bar, and no output on success\n"
+		   "  --root DIR   refuse any path that resolves outside DIR\n"
+		   "  --help, -h   show this help, or a command's help after its name\n\n"
+		   "exit status: 0 ok, 1 failure, 2 usage error, 130 interrupted (Ctrl-C)\n"
+		   "Run 'sparse COMMAND --help' for the options of a command.\n");
+}
+
+/* Print "sparse CMD --help" on stdout. */
+void
+cli_print_command_help(const cli_command *cmd)
+{
+	printf("usage: sparse %s%s%s\n\n%s.\n", cmd->name, cmd->synopsis[0] ? " " : "",
+		   cmd->synopsis, cmd->summary);
+	if (cmd->help[0])
+		printf("\n%s", cmd->help);
+	printf("\nglobal options: --json, --quiet, --root DIR (see 'sparse --help')\n");
+}
+
+/* Name the option getopt_long just rejected, for an error message. */
+static const char *
+bad_option_name(char **argv)
+{
+	static char name[128];
+	const char *arg = argv[optind - 1];
+
+	/* A short option is named by optopt; a long one by its word, sans "=value". */
+	if (strncmp(arg, "--", 2) != 0 && optopt > 0 && optopt < 128)
+		snprintf(name, sizeof(name), "-%c", optopt);
+	else
+		snprintf(name, sizeof(name), "%.*s", (int) strcspn(arg, "="), arg);
+	return name;
+}
+
+/* Map one option of a command to its field; returns -1, or an exit status. */
+static int
+take_option(const cli_command *cmd, cli_opts *opts, cli_args *args, int c,
+			int longindex, char **argv)
+{
+	unsigned	need = c == 'o' ? CLI_OPT_OUT : c == 'l' ? CLI_OPT_LEVEL :
+		c == 's' ? CLI_OPT_SAMPLE : 0;
+
+	if (need != 0 && (cmd->allowed & need) == 0)
+	{
+		if (longindex >= 0)
+			return cli_usage_error(cmd, "unknown option \"--%s\"", cli_longopts[longindex].name);
+		return cli_usage_error(cmd, "unknown option \"-%c\"", c);
+	}
+	switch (c)
+	{
+		case OPT_JSON: opts->json = true; return -1;
+		case 'q': opts->quiet = true; return -1;
+		case OPT_ROOT: opts->root = optarg; return -1;
+		case 'h': cli_print_command_help(cmd); return CLI_EXIT_OK;
+		case 'o': args->out = optarg; return -1;
+		case 'l': args->level = optarg; return -1;
+		case 's': args->sample = optarg; return -1;
+		case ':':
+			return cli_usage_error(cmd, "option \"%s\" needs a value",
+								   bad_option_name(argv));
+		default:
+			return cli_usage_error(cmd, "unknown option \"%s\"",
+								   bad_option_name(argv));
+	}
+}
+
+/* Parse a command's options and arguments (argv[0] is its name). */
+static int
+parse_command_args(const cli_command *cmd, cli_opts *opts, cli_args *args,
+				   int argc, char **argv)
+{
+	int			c;
+	int			longindex = -1;
+
+	memset(args, 0, sizeof(*args));
+	optind = 0;					/* glibc: fully reinitialize getopt */
+	opterr = 0;					/* we print our own messages */
+	/* longindex tells "-o" from "--output" when naming a rejected option. */
+	while ((c = getopt_long(argc, argv, ":qho:l:s:", cli_longopts, &longindex)) != -1)
+	{
+		int			rc = take_option(cmd, opts, args, c, longindex, argv);
+
+		if (rc >= 0)
+			return rc;
+		longindex = -1;
+	}
+	for (int i = optind; i < argc; i++)
+	{
+		if (args->npos >= cmd->max_pos)
+			return cli_usage_error(cmd, "unexpected argument \"%s\"", argv[i]);
+		args->pos[args->npos++] = argv[i];
+	}
+	if (args->npos < cmd->min_pos)
+		return cli_usage_error(cmd, "expected %s", cmd->synopsis);
+	return -1;
+}
+
+/* Parse the global options before the command; returns -1 or an exit status. */
+static int
+parse_global_args(cli_opts *opts, int argc, char **argv)
+{
+	int			c;
+
+	opterr = 0;
+	/* "+": stop at the command name, whose options are parsed later. */
+	while ((c = getopt_long(argc, argv, "+:qhV", cli_longopts, NULL)) != -1)
+	{
+		switch (c)
+		{
+			case OPT_JSON: opts->json = true; break;
+			case 'q': opts->quiet = true; break;
+			case OPT_ROOT: opts->root = optarg; break;
+			case 'h': cli_print_main_help(); return CLI_EXIT_OK;
+			case 'V': return -2;
+			case ':':
+				return cli_usage_error(NULL, "option \"%s\" needs a value",
+									   bad_option_name(argv));
+			default:
+				return cli_usage_error(NULL, "unknown option \"%s\"",
+									   bad_option_name(argv));
+		}
+	}
+	return -1;
+}
+
+/* Entry point: global options, command lookup, command options, run. */
+int
+main(int argc, char **argv)
+{
+	cli_opts	opts = {false, false, NULL};
+	cli_args	args;
+	const cli_command *cmd;
+	int			rc;
+
+	install_signal_handlers();
+	rc = parse_global_args(&opts, argc, argv);
+	if (rc == -2)				/* --version */
+		return cmd_version(cli_find_command("version"), &opts, NULL);
+	if (rc >= 0)
+		return rc;
+	if (optind >= argc)
+		return cli_usage_error(NULL, "missing command");
+	if ((cmd = cli_find_command(argv[optind])) == NULL)
+		return cli_usage_error(NULL, "unknown command \"%s\"", argv[optind]);
+	rc = parse_command_args(cmd, &opts, &args, argc - optind, argv + optind);
+	if (rc >= 0)
+		return rc;
+	rc = cmd->run(cmd, &opts, &args);
+	if (cli_interrupted != 0)
+		return CLI_EXIT_SIGNAL_BASE + cli_interrupted;
+	return rc;
+}

@@ -1,0 +1,415 @@
+#!/usr/bin/env bash
+# test/cli/run.sh -- tests of the command-line tool bin/sparse.
+#
+# Usage (from the repository root):  make cli-test
+#    or:  SPARSE_DATA=/path/to/shared/data bash test/cli/run.sh
+#
+# How it works: every case runs bin/sparse with its stdout, stderr and exit
+# status captured (run), then asserts on them; each assertion prints
+# "ok N - desc" or "not ok N - desc" (with what was seen), and the script
+# ends with "N passed, N failed" and exits 1 if anything failed.  Work files
+# go to a fresh build/cli-test.XXXXXX, removed if every case passed and kept
+# for inspection otherwise.
+#
+# Covered: a round trip (compress, apply, cmp, sha256sum, verify) of every
+# base/ft pair and every consecutive chain step under $SPARSE_DATA/models;
+# a model directory; --json output parsed by python3 with its fields checked
+# against stat and sha256sum; exit status 1 (missing file, corrupted and
+# truncated delta, wrong base, existing output, --root) and 2 (usage
+# errors) with the exact messages; existing outputs left untouched; no
+# temporary file left after a failure; Ctrl-C (SIGINT) and SIGTERM; --quiet;
+# escaping of control characters in messages.
+set -u
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+SPARSE="$ROOT/bin/sparse"
+: "${SPARSE_DATA:?set SPARSE_DATA to the shared data directory (make cli-test does)}"
+DATA=$(realpath "$SPARSE_DATA")
+M="$DATA/models"
+# A fresh directory per run, so two runs at once cannot disturb each other.
+mkdir -p "$ROOT/build"
+W=$(realpath "$(mktemp -d "$ROOT/build/cli-test.XXXXXX")")
+
+n=0
+failed=0
+
+# ---- helpers ----------------------------------------------------------------
+
+# ok DESC / notok DESC [DETAIL]: record one result.
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+notok() {
+	n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"
+	[ $# -gt 1 ] && printf '#   %s\n' "$2" | head -20
+	return 0
+}
+
+# check DESC CMD...: ok when CMD succeeds.
+check() { local d=$1; shift; if "$@"; then ok "$d"; else notok "$d"; fi; }
+
+# run ARGS...: run bin/sparse; sets $rc, $out (stdout), $err (stderr).
+run() {
+	"$SPARSE" "$@" >"$W/.stdout" 2>"$W/.stderr"
+	rc=$?
+	out=$(cat "$W/.stdout")
+	err=$(cat "$W/.stderr")
+}
+
+# expect_rc N DESC: the last run exited with N.
+expect_rc() {
+	if [ "$rc" -eq "$1" ]; then ok "$2"; else notok "$2" "exit $rc, stderr: $err"; fi
+}
+
+# expect_err TEXT DESC: the last run's stderr is exactly TEXT.
+expect_err() {
+	if [ "$err" = "$1" ]; then ok "$2"; else notok "$2" "stderr was: $err | expected: $1"; fi
+}
+
+# json EXPR: evaluate a python expression over the last stdout parsed as j.
+json() {
+	python3 -c 'import json, sys; j = json.loads(sys.stdin.read()); print(eval(sys.argv[1]))' "$1" <"$W/.stdout"
+}
+
+# expect_json EXPR DESC: the python expression over the last JSON is True.
+expect_json() {
+	local v
+	v=$(json "$1" 2>&1)
+	if [ "$v" = "True" ]; then ok "$2"; else notok "$2" "$1 -> $v; stdout: $out"; fi
+}
+
+# sha FILE: its SHA-256 as sha256sum prints it.
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+
+# tensors FILE: number of tensors in a safetensors header.
+tensors() {
+	python3 -c 'import json, struct, sys
+f = open(sys.argv[1], "rb"); n = struct.unpack("<Q", f.read(8))[0]
+print(len([k for k in json.loads(f.read(n)) if k != "__metadata__"]))' "$1"
+}
+
+# differ A B: true when the two files differ.
+differ() { ! cmp -s "$1" "$2"; }
+
+# listing DIR: every entry of DIR, hidden ones too, on one line.
+listing() { ls -A "$1" | tr '\n' ' '; }
+
+# flip_byte FILE OFFSET: invert one byte in place (printf | dd conv=notrunc).
+flip_byte() {
+	local b
+	b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
+	printf "\\$(printf '%03o' $((b ^ 255)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}
+
+# ---- the tool exists and describes itself -----------------------------------
+
+if [ ! -x "$SPARSE" ]; then
+	echo "not ok 1 - $SPARSE is not built (run make bin/sparse)"
+	echo "0 passed, 1 failed"
+	exit 1
+fi
+
+run version
+expect_rc 0 "version exits 0"
+want=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$ROOT/sparse.control")
+check "version prints the version of sparse.control ($want)" \
+	grep -qx "sparse: *$want" "$W/.stdout"
+run --json version
+expect_json "j['version'] == '$want' and j['format_version'] == 1" "--json version fields"
+
+run --help
+expect_rc 0 "--help exits 0"
+cp "$W/.stdout" "$W/help.txt"
+for c in estimate compress apply verify info version; do
+	check "--help lists $c" grep -q "^  $c " "$W/help.txt"
+	run "$c" --help
+	if [ "$rc" -eq 0 ] && head -1 "$W/.stdout" | grep -q "^usage: sparse $c"; then
+		ok "$c --help prints its usage"
+	else
+		notok "$c --help prints its usage" "exit $rc: $out"
+	fi
+done
+run help compress
+check "help compress is compress --help" grep -q '^usage: sparse compress BASE FT -o DELTA' "$W/.stdout"
+
+# ---- round trip of every real pair ------------------------------------------
+
+# roundtrip NAME BASE FT [LEVEL]: compress, apply, cmp, sha256sum, verify.
+roundtrip() {
+	local name=$1 base=$2 ft=$3 level=${4:-3}
+	local d="$W/rt/$name.delta" o="$W/rt/$name.out"
+	mkdir -p "$W/rt"
+	run --json compress "$base" "$ft" -o "$d" --level "$level"
+	if [ "$rc" -ne 0 ]; then notok "$name: compress" "exit $rc: $err"; return; fi
+	local fsha; fsha=$(sha "$ft")
+	expect_json "j['ft_sha256'] == '$fsha' and j['delta_bytes'] == $(stat -c %s "$d")" \
+		"$name: compress -> ft_sha256 is sha256sum, delta_bytes is the file size"
+	run --json apply "$base" "$d" -o "$o"
+	if [ "$rc" -ne 0 ]; then notok "$name: apply" "exit $rc: $err"; return; fi
+	check "$name: rebuilt file is identical (cmp)" cmp -s "$ft" "$o"
+	check "$name: sha256sum of the rebuilt file matches" [ "$(sha "$o")" = "$fsha" ]
+	expect_json "j['sha256'] == '$fsha' and j['verified'] is True" "$name: apply reports sha256 and verified"
+	run verify "$base" "$d"
+	expect_rc 0 "$name: verify exits 0"
+}
+
+roundtrip gpt2-lora-r8 "$M/gpt2-lora-r8/base.safetensors" "$M/gpt2-lora-r8/ft.safetensors"
+roundtrip gpt2-lora-r8-l19 "$M/gpt2-lora-r8/base.safetensors" "$M/gpt2-lora-r8/ft.safetensors" 19
+roundtrip roberta "$M/roberta-lora-r4-biasall/base.safetensors" "$M/roberta-lora-r4-biasall/ft.safetensors"
+for p in f32 bf16; do
+	for f in ft ft_frozen; do
+		roundtrip "mlp-$f.$p" "$M/mlp-trained/base.$p.safetensors" "$M/mlp-trained/$f.$p.safetensors"
+	done
+done
+# Consecutive checkpoints of each chain (sorted by step number).
+for chain in gpt2-lora-r8 roberta-lora-r4-biasall; do
+	prev=""
+	for ck in $(ls "$M/$chain/chain" | sort -t- -k2 -n); do
+		[ -n "$prev" ] && roundtrip "$chain-chain-${prev%.safetensors}-${ck%.safetensors}" \
+			"$M/$chain/chain/$prev" "$M/$chain/chain/$ck"
+		prev=$ck
+	done
+done
+
+# ---- a model directory ----------------------------------------------------------
+
+mkdir -p "$W/dir/base" "$W/dir/ft"
+cp "$M/roberta-lora-r4-biasall/base.safetensors" "$W/dir/base/adapter_model.safetensors"
+cp "$M/roberta-lora-r4-biasall/adapter_config.json" "$W/dir/base/"
+cp "$M/roberta-lora-r4-biasall/ft.safetensors" "$W/dir/ft/adapter_model.safetensors"
+sed 's/"r": 4/"r": 4 /' "$M/roberta-lora-r4-biasall/adapter_config.json" >"$W/dir/ft/adapter_config.json"
+echo "trained for 200 more steps" >"$W/dir/ft/README.md"
+run --json compress "$W/dir/base" "$W/dir/ft" -o "$W/dir/ft.delta"
+expect_rc 0 "directory: compress exits 0"
+manifest=$(cd "$W/dir/ft" && find . -type f | sed 's|^\./||' | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
+expect_json "j['ft_sha256'] == '$manifest'" "directory: ft_sha256 is the SHA-256 of the manifest"
+run apply "$W/dir/base" "$W/dir/ft.delta" -o "$W/dir/out"
+expect_rc 0 "directory: apply exits 0"
+check "directory: rebuilt directory is identical (diff -r)" diff -r "$W/dir/ft" "$W/dir/out"
+run --json info "$W/dir/ft.delta"
+expect_json "sorted(r['name'] for r in j) == ['README.md', 'adapter_config.json', 'adapter_model.safetensors']" \
+	"directory: info lists the three files"
+expect_json "all(r['method'] in ('tensor-delta', 'zstd-ref', 'zstd', 'copy') for r in j)" \
+	"directory: info methods are known ones"
+expect_json "[r['method'] for r in j if r['name'] == 'adapter_model.safetensors'] == ['tensor-delta']" \
+	"directory: the safetensors file is stored as tensor-delta"
+
+# ---- --json output of each command ------------------------------------------
+
+B="$M/gpt2-lora-r8/base.safetensors"
+F="$M/gpt2-lora-r8/ft.safetensors"
+FSIZE=$(stat -c %s "$F")
+D="$W/rt/gpt2-lora-r8.delta"
+
+run --json estimate "$B" "$F" --sample 0.2
+expect_rc 0 "estimate exits 0"
+expect_json "j['ft_bytes'] == $FSIZE and j['base_bytes'] == $(stat -c %s "$B")" "estimate: ft_bytes and base_bytes are the file sizes"
+expect_json "j['tensors_total'] == $(tensors "$F")" "estimate: tensors_total is the header's tensor count"
+expect_json "j['tensors_identical'] + j['tensors_changed'] + j['tensors_unpaired'] == j['tensors_total']" \
+	"estimate: identical + changed + unpaired = total"
+expect_json "0 < j['est_delta_bytes'] < j['ft_bytes'] and j['sample_fraction'] == 0.2" \
+	"estimate: est_delta_bytes below ft_bytes, sample_fraction echoed"
+expect_json "abs(j['savings_pct'] - 100 * (1 - j['est_delta_bytes'] / j['ft_bytes'])) < 1e-6" \
+	"estimate: savings_pct = 100 * (1 - est/ft)"
+run --json estimate "$B" "$B"
+expect_json "j['tensors_identical'] == j['tensors_total'] and j['tensors_changed'] == 0" \
+	"estimate: a model against itself is all identical"
+
+run --json info "$D"
+expect_json "isinstance(j, list) and len(j) == 1" "info --json is an array of one row"
+expect_json "j[0]['name'] == 'ft.safetensors' and j[0]['bytes'] == $FSIZE and j[0]['sha256'] == '$(sha "$F")'" \
+	"info: name, bytes and sha256 of the fine-tune"
+expect_json "j[0]['method'] == 'tensor-delta' and 0 < j[0]['delta_bytes'] <= $(stat -c %s "$D")" \
+	"info: method tensor-delta, delta_bytes within the delta"
+
+run --json verify "$B" "$D"
+expect_json "j['out_path'] is None and j['verified'] is True and j['bytes'] == $FSIZE" \
+	"verify --json: out_path null, verified true, bytes"
+
+run --json compress "$B" "$F" -o "$W/json.delta" --level 1
+expect_json "j['delta_path'] == '$W/json.delta' and j['level'] == 1 and j['ft_bytes'] == $FSIZE" \
+	"compress --json: delta_path canonical, level and ft_bytes"
+expect_json "abs(j['compression_ratio'] - j['ft_bytes'] / j['delta_bytes']) < 1e-9 and j['base_sha256'] == '$(sha "$B")'" \
+	"compress --json: compression_ratio = ft/delta, base_sha256"
+
+# ---- human output -------------------------------------------------------------
+
+run compress "$B" "$F" -o "$W/human.delta"
+check "compress prints 'delta size:' with the exact byte count" \
+	grep -q "^delta size: .*($(stat -c %s "$W/human.delta") bytes)$" "$W/.stdout"
+check "compress prints the fine-tune sha256" grep -q "^fine-tune sha256: $(sha "$F")$" "$W/.stdout"
+check "no progress bar when stderr is not a terminal" [ -z "$err" ]
+run -q apply "$B" "$W/human.delta" -o "$W/quiet.out"
+check "--quiet apply prints nothing and succeeds" [ "$rc" -eq 0 -a -z "$out" -a -z "$err" ]
+run info "$D" --quiet
+check "--quiet is accepted after the command" [ "$rc" -eq 0 -a -z "$out" ]
+run --json info "$D"
+check "--json before the command gives JSON" python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$W/.stdout"
+run info "$D" --json
+check "--json after the command gives JSON" python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$W/.stdout"
+
+# ---- failures: exit status 1, exact messages, nothing left behind ----------------
+
+mkdir -p "$W/fail"
+run verify "$B" "$W/fail/missing.delta"
+expect_rc 1 "missing delta: exit 1"
+expect_err "sparse: verify: could not open \"$W/fail/missing.delta\": No such file or directory" \
+	"missing delta: exact message"
+run estimate "$W/fail/missing.safetensors" "$F"
+expect_rc 1 "missing base: exit 1"
+expect_err "sparse: estimate: could not open \"$W/fail/missing.safetensors\": No such file or directory" \
+	"missing base: exact message"
+
+run --json verify "$B" "$W/fail/missing.delta"
+expect_json "j['error']['code'] == 'SP_ERR_IO' and j['error']['errno'] == 2 and j['error']['command'] == 'verify'" \
+	"--json failure: an error object with code and errno on stdout"
+
+# corrupted delta: one byte flipped in the middle
+cp "$D" "$W/fail/corrupt.delta"
+flip_byte "$W/fail/corrupt.delta" $(($(stat -c %s "$D") / 2))
+check "the corrupted copy differs from the delta" differ "$D" "$W/fail/corrupt.delta"
+run apply "$B" "$W/fail/corrupt.delta" -o "$W/fail/corrupt.out"
+expect_rc 1 "corrupted delta: apply exits 1"
+check "corrupted delta: message names the delta and says corrupted" \
+	grep -q "^sparse: apply: delta \"$W/fail/corrupt.delta\" is corrupted" "$W/.stderr"
+check "corrupted delta: no output and no temporary file" \
+	[ "$(listing "$W/fail")" = "corrupt.delta " ]
+run verify "$B" "$W/fail/corrupt.delta"
+expect_rc 1 "corrupted delta: verify exits 1"
+
+# truncated delta
+head -c $(($(stat -c %s "$D") - 10)) "$D" >"$W/fail/trunc.delta"
+run apply "$B" "$W/fail/trunc.delta" -o "$W/fail/trunc.out"
+expect_rc 1 "truncated delta: apply exits 1"
+check "truncated delta: no output and no temporary file" \
+	[ "$(listing "$W/fail")" = "corrupt.delta trunc.delta " ]
+
+# not a delta
+run apply "$B" "$F" -o "$W/fail/x.out"
+expect_rc 1 "not a delta: exit 1"
+expect_err "sparse: apply: \"$F\" is not a sparse delta: bad magic" "not a delta: exact message"
+
+# wrong base
+RB="$M/roberta-lora-r4-biasall/base.safetensors"
+run apply "$RB" "$D" -o "$W/fail/wrongbase.out"
+expect_rc 1 "wrong base: apply exits 1"
+check "wrong base: message says wrong base and names the base" \
+	grep -q "^sparse: apply: wrong base: \"$RB\"" "$W/.stderr"
+check "wrong base: nothing written" [ ! -e "$W/fail/wrongbase.out" ]
+run verify "$M/gpt2-lora-r8/chain/ckpt-2000.safetensors" "$D"
+expect_rc 1 "wrong base of the same size: verify exits 1"
+
+# existing output: failure, original untouched, no temporary file
+echo "precious" >"$W/fail/exists"
+before=$(sha "$W/fail/exists")
+run compress "$B" "$F" -o "$W/fail/exists"
+expect_rc 1 "compress onto an existing file: exit 1"
+expect_err "sparse: compress: output \"$W/fail/exists\" already exists" "existing output: exact message"
+check "existing output: the file is untouched" [ "$(sha "$W/fail/exists")" = "$before" ]
+run apply "$B" "$D" -o "$W/fail/exists"
+expect_rc 1 "apply onto an existing file: exit 1"
+check "existing output: still untouched after apply" [ "$(sha "$W/fail/exists")" = "$before" ]
+check "existing output: no temporary file left" \
+	[ "$(listing "$W/fail")" = "corrupt.delta exists trunc.delta " ]
+
+# output directory missing
+run compress "$B" "$F" -o "$W/fail/nodir/x.delta"
+expect_rc 1 "output in a missing directory: exit 1"
+expect_err "sparse: compress: could not open directory of output \"$W/fail/nodir/x.delta\": No such file or directory" \
+	"output in a missing directory: exact message"
+
+# --root confines every path
+run --root "$W" compress "$B" "$F" -o "$W/fail/root.delta"
+expect_rc 1 "--root: an input outside the root fails"
+expect_err "sparse: compress: path \"$B\" is outside the allowed root \"$W\"" "--root: exact message"
+run --root "$M" compress "$B" "$F" -o "$W/fail/root.delta"
+expect_rc 1 "--root: an output outside the root fails"
+check "--root: nothing written" [ ! -e "$W/fail/root.delta" ]
+run --root "$M" verify "$B" "$M/../models/gpt2-lora-r8/../../models/gpt2-lora-r8/ft.safetensors"
+check "--root: '..' inside the root is resolved, not refused (fails later as not a delta)" \
+	grep -q 'is not a sparse delta' "$W/.stderr"
+
+# a control character in a path is escaped, not sent to the terminal
+nl_name="$W/fail/a
+b"
+echo x >"$nl_name"
+run compress "$B" "$F" -o "$nl_name"
+expect_err "sparse: compress: output \"$W/fail/a\\x0ab\" already exists" \
+	"a newline in a path is printed as \\x0a on one line"
+rm -f "$nl_name"
+
+# ---- usage errors: exit status 2 ------------------------------------------------
+
+run
+expect_rc 2 "no command: exit 2"
+expect_err "sparse: missing command (see 'sparse --help')" "no command: exact message"
+run frobnicate
+expect_rc 2 "unknown command: exit 2"
+expect_err "sparse: unknown command \"frobnicate\" (see 'sparse --help')" "unknown command: exact message"
+run compress "$B" "$F"
+expect_rc 2 "compress without -o: exit 2"
+expect_err "sparse: compress: missing -o DELTA (see 'sparse compress --help')" "missing -o: exact message"
+run apply "$B" "$D"
+expect_rc 2 "apply without -o: exit 2"
+for lv in 0 20 abc 3x -1; do
+	run compress "$B" "$F" -o "$W/usage.delta" --level "$lv"
+	expect_rc 2 "--level $lv: exit 2"
+done
+expect_err "sparse: compress: invalid level \"-1\": expected an integer from 1 to 19 (see 'sparse compress --help')" \
+	"bad --level: exact message"
+check "bad --level: nothing written" [ ! -e "$W/usage.delta" ]
+for s in 0 1.5 nan x; do
+	run estimate "$B" "$F" --sample "$s"
+	expect_rc 2 "--sample $s: exit 2"
+done
+run compress "$B" "$F" -o "$W/usage.delta" --frob
+expect_rc 2 "unknown option: exit 2"
+expect_err "sparse: compress: unknown option \"--frob\" (see 'sparse compress --help')" "unknown option: exact message"
+run verify "$B" "$D" -o "$W/usage.out"
+expect_rc 2 "an option the command does not take: exit 2"
+expect_err "sparse: verify: unknown option \"-o\" (see 'sparse verify --help')" "option not taken: exact message"
+run verify "$B"
+expect_rc 2 "too few arguments: exit 2"
+expect_err "sparse: verify: expected BASE DELTA (see 'sparse verify --help')" "too few arguments: exact message"
+run info "$D" "$D"
+expect_rc 2 "too many arguments: exit 2"
+run compress "$B" "$F" -o
+expect_rc 2 "-o without a value: exit 2"
+expect_err "sparse: compress: option \"-o\" needs a value (see 'sparse compress --help')" "-o without a value: exact message"
+
+# ---- Ctrl-C and SIGTERM: exit 128+N, no partial or temporary file --------------
+
+# interrupt SIGNAL STATUS: stop a slow compress (level 19) after 0.5 s.
+interrupt() {
+	local sig=$1 want=$2 start end
+	mkdir -p "$W/sig-$sig"
+	set -m						# own process group: background jobs get SIGINT
+	start=$(date +%s%N)
+	"$SPARSE" compress "$RB" "$M/roberta-lora-r4-biasall/ft.safetensors" \
+		-o "$W/sig-$sig/x.delta" --level 19 2>"$W/.stderr" &
+	local pid=$!
+	sleep 0.5
+	local during; during=$(listing "$W/sig-$sig")
+	kill "-$sig" "$pid"
+	wait "$pid"
+	rc=$?
+	end=$(date +%s%N)
+	set +m
+	err=$(cat "$W/.stderr")
+	expect_rc "$want" "SIG$sig: exit $want"
+	expect_err "sparse: compress: interrupted" "SIG$sig: message"
+	check "SIG$sig: a temporary file existed while running ($during)" \
+		[ "${during#.x.delta.sparse-tmp-}" != "$during" ]
+	check "SIG$sig: no output and no temporary file after" [ -z "$(listing "$W/sig-$sig")" ]
+	check "SIG$sig: stopped within 2 s" [ $(((end - start) / 1000000)) -lt 2500 ]
+}
+interrupt INT 130
+interrupt TERM 143
+
+# ---- summary ------------------------------------------------------------------
+
+echo "$((n - failed)) passed, $failed failed"
+if [ "$failed" -eq 0 ]; then
+	rm -rf "$W"
+else
+	echo "# work files kept in $W"
+	exit 1
+fi

@@ -1,0 +1,436 @@
+#!/usr/bin/env bash
+# run.sh -- tests of the SQLite extension (./sparse.so) through the real
+# sqlite3 shell.
+#
+#   make sqlite-test            (sets SPARSE_DATA, builds sparse.so first)
+#   SPARSE_DATA=../shared/data bash test/sqlite/run.sh
+#
+# Every statement runs in a fresh "sqlite3 -batch -bail" that first does
+# ".load ./sparse" (the script cd's to the repository root; SPARSE_EXT
+# names another build, e.g. one with sanitizers).  Each check
+# prints "ok N - what" or "not ok N - what" (with "# got/want" lines), the
+# last line is "N passed, N failed", and the exit status is 1 if any failed.
+#
+# Covered: round trip of every real model pair in $SPARSE_DATA/models
+# (sha256 from delta_apply = sha256sum, cmp, verify, info, estimate within 3
+# points of the real savings, blob functions); a model directory; every
+# error with its exact message and SQLite result code; NULL arguments;
+# DIRECTONLY (views and triggers cannot call the file functions) and
+# INNOCUOUS/DETERMINISTIC on the blob functions; SPARSE_ROOT confinement;
+# errors leave the surrounding transaction usable; sqlite3_interrupt (the
+# shell calls it on SIGINT) stops a long call.  All files go to a temporary
+# directory under build/, removed on exit.
+set -u
+
+cd "$(dirname "$0")/../.." || exit 1
+: "${SPARSE_DATA:?set SPARSE_DATA to the shared test data directory}"
+MODELS=$SPARSE_DATA/models
+VERSION=$(sed -n "s/^default_version = '\(.*\)'/\1/p" sparse.control)
+
+EXT=${SPARSE_EXT:-./sparse}
+if [ ! -f "$EXT.so" ]; then
+	echo "$EXT.so is missing: run make sparse.so" >&2
+	exit 1
+fi
+mkdir -p build
+T=$(mktemp -d "$PWD/build/sqlite-test.XXXXXX") || exit 1
+T=$(cd -P "$T" && pwd)
+trap 'rm -rf "$T"' EXIT
+
+n=0
+passed=0
+failed=0
+
+# Report a passing check.
+ok() {
+	n=$((n + 1)); passed=$((passed + 1))
+	echo "ok $n - $1"
+}
+
+# Report a failing check, with what we got and wanted.
+not_ok() {
+	n=$((n + 1)); failed=$((failed + 1))
+	echo "not ok $n - $1"
+	[ $# -ge 2 ] && printf '#   got:  %s\n' "$2"
+	[ $# -ge 3 ] && printf '#   want: %s\n' "$3"
+	return 0
+}
+
+# is DESC GOT WANT: pass if the two strings are equal.
+is() {
+	if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "$2" "$3"; fi
+}
+
+# check DESC CMD...: pass if the command succeeds.
+check() {
+	local desc=$1
+	shift
+	if "$@"; then ok "$desc"; else not_ok "$desc" "command failed: $*"; fi
+}
+
+# Quote a string as an SQL literal.
+q() {
+	printf "'%s'" "${1//\'/\'\'}"
+}
+
+# Run SQL (stdin of the shell) after loading the extension; stdout+stderr.
+sql() {
+	printf '.load %s\n%s\n' "$EXT" "$1" | sqlite3 -batch -bail 2>&1
+}
+
+# The error of SQL, without the shell's "Runtime error near line N: ".
+sql_error() {
+	sql "$1" | sed -n 's/^\(Runtime\|Parse\) error near line [0-9]*: //p' | tail -n 1
+}
+
+# expect_error DESC SQL WANT: the SQL fails with exactly this message.
+expect_error() {
+	is "$1" "$(sql_error "$2")" "$3"
+}
+
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+size() { stat -c %s "$1"; }
+
+# abs_le A B LIMIT: |A - B| <= LIMIT (decimals).
+abs_le() {
+	awk -v a="$1" -v b="$2" -v l="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && b != "" && d <= l) }'
+}
+
+# le64 N: N as 8 little-endian bytes (the safetensors length prefix).
+le64() {
+	local v=$1 i
+	for i in 0 1 2 3 4 5 6 7; do
+		printf "\\$(printf '%03o' $((v & 255)))"
+		v=$((v >> 8))
+	done
+}
+# mk_st OUT DATA: a safetensors file holding DATA as one F32 tensor.
+mk_st() {
+	local len hdr
+	len=$(size "$2")
+	hdr="{\"w\":{\"dtype\":\"F32\",\"shape\":[$((len / 4))],\"data_offsets\":[0,$len]}}"
+	while [ $(( ${#hdr} % 8 )) -ne 0 ]; do hdr="$hdr "; done
+	{ le64 ${#hdr}; printf '%s' "$hdr"; cat "$2"; } > "$1"
+}
+
+# ---- basics ---------------------------------------------------------------
+
+is "sparse_version() is the version in sparse.control" "$(sql "SELECT sparse_version();")" "$VERSION"
+is "the four functions and five modules are registered" \
+	"$(sql "SELECT count(*) FROM pragma_function_list WHERE name IN ('sparse_version','delta_compress_blob','delta_apply_blob');
+SELECT group_concat(name, ' ') FROM (SELECT name FROM pragma_module_list WHERE name LIKE 'delta%' ORDER BY name);")" \
+	"$(printf '4\ndelta_apply delta_compress delta_estimate delta_info delta_verify')"
+
+# ---- round trip of every real pair ----------------------------------------
+
+# roundtrip LABEL BASE FT: compress, apply, verify, info, estimate, blobs.
+roundtrip() {
+	local label=$1 base=$2 ft=$3 d=$T/rt-$4
+	local delta=$d.delta out=$d.out want_sha got est real
+	want_sha=$(sha "$ft")
+
+	got=$(sql "SELECT ft_sha256 || ' ' || base_sha256 || ' ' || delta_bytes || ' ' || delta_path
+FROM delta_compress($(q "$base"), $(q "$ft"), $(q "$delta"));")
+	is "$label: delta_compress reports both SHA-256, the delta size and path" \
+		"$got" "$want_sha $(sha "$base") $(size "$delta" 2>/dev/null) $delta"
+
+	got=$(sql "SELECT sha256 || ' ' || verified || ' ' || bytes || ' ' || out_path
+FROM delta_apply($(q "$base"), $(q "$delta"), $(q "$out"));")
+	is "$label: delta_apply sha256 equals sha256sum of ft, verified" \
+		"$got" "$want_sha 1 $(size "$ft") $out"
+	check "$label: rebuilt file is identical to ft (cmp)" cmp -s "$out" "$ft"
+
+	got=$(sql "SELECT sha256 || ' ' || verified || ' ' || bytes || ' ' || (out_path IS NULL)
+FROM delta_verify($(q "$base"), $(q "$delta"));")
+	is "$label: delta_verify checks every digest, out_path NULL" \
+		"$got" "$want_sha 1 $(size "$ft") 1"
+
+	got=$(sql "SELECT count(*), name, bytes, sha256, method IN ('tensor-delta','zstd-ref','zstd','copy'),
+	delta_bytes > 0 AND delta_bytes <= $(size "$delta") FROM delta_info($(q "$delta"));")
+	is "$label: delta_info lists the file, its size, SHA-256 and method" \
+		"$got" "1|$(basename "$ft")|$(size "$ft")|$want_sha|1|1"
+
+	est=$(sql "SELECT printf('%.3f', savings_pct) FROM delta_estimate($(q "$base"), $(q "$ft"));")
+	real=$(sql "SELECT printf('%.3f', savings_pct) FROM delta_compress($(q "$base"), $(q "$ft"), $(q "$d.2.delta"));")
+	if abs_le "$est" "$real" 3; then ok "$label: estimate $est% within 3 points of real savings $real%"
+	else not_ok "$label: estimate within 3 points of real savings" "estimate $est, real $real" "|difference| <= 3"; fi
+
+	got=$(sql "SELECT delta_apply_blob(readfile($(q "$base")),
+	delta_compress_blob(readfile($(q "$base")), readfile($(q "$ft")), 19)) = readfile($(q "$ft"));")
+	is "$label: delta_apply_blob(delta_compress_blob()) gives ft back" "$got" "1"
+
+	got=$(sql "SELECT delta_apply_blob(readfile($(q "$base")), readfile($(q "$delta"))) = readfile($(q "$ft"));")
+	is "$label: delta_apply_blob reads a delta file made by delta_compress" "$got" "1"
+}
+
+roundtrip "gpt2-lora-r8" "$MODELS/gpt2-lora-r8/base.safetensors" "$MODELS/gpt2-lora-r8/ft.safetensors" gpt2
+roundtrip "roberta-lora-r4-biasall" "$MODELS/roberta-lora-r4-biasall/base.safetensors" \
+	"$MODELS/roberta-lora-r4-biasall/ft.safetensors" roberta
+for dt in f32 bf16; do
+	for ft in ft ft_frozen; do
+		roundtrip "mlp-trained $ft.$dt" "$MODELS/mlp-trained/base.$dt.safetensors" \
+			"$MODELS/mlp-trained/$ft.$dt.safetensors" "mlp-$ft-$dt"
+	done
+done
+
+# ---- a model directory ----------------------------------------------------
+
+mkdir -p "$T/dir/base" "$T/dir/ft"
+cp "$MODELS/gpt2-lora-r8/base.safetensors" "$T/dir/base/adapter_model.safetensors"
+cp "$MODELS/gpt2-lora-r8/ft.safetensors" "$T/dir/ft/adapter_model.safetensors"
+cp "$MODELS/gpt2-lora-r8/adapter_config.json" "$T/dir/base/"
+sed 's/"r": 8/"r": 8, "note": "fine-tuned"/' "$MODELS/gpt2-lora-r8/adapter_config.json" > "$T/dir/ft/adapter_config.json"
+got=$(sql "SELECT c.ft_sha256 = a.sha256, a.verified, (SELECT count(*) FROM delta_info($(q "$T/dir.delta")))
+FROM delta_compress($(q "$T/dir/base"), $(q "$T/dir/ft"), $(q "$T/dir.delta")) AS c,
+     delta_apply($(q "$T/dir/base"), $(q "$T/dir.delta"), $(q "$T/dir/out")) AS a;")
+is "directory: compress then apply in one query, manifest digests agree, two files" "$got" "1|1|2"
+check "directory: rebuilt directory is identical (diff -r)" diff -r "$T/dir/ft" "$T/dir/out"
+
+# ---- SQL shape: joins, hidden columns, NULL ---------------------------------
+
+G=$MODELS/gpt2-lora-r8
+got=$(sql "CREATE TABLE pairs(name, base, ft);
+INSERT INTO pairs VALUES ('gpt2', $(q "$G/base.safetensors"), $(q "$G/ft.safetensors")),
+  ('roberta', $(q "$MODELS/roberta-lora-r4-biasall/base.safetensors"), $(q "$MODELS/roberta-lora-r4-biasall/ft.safetensors"));
+SELECT p.name, e.tensors_total FROM pairs AS p, delta_estimate(p.base, p.ft) AS e ORDER BY p.name;")
+is "delta_estimate takes its arguments from a joined table" "$got" "$(printf 'gpt2|24\nroberta|177')"
+is "argument columns read back as given" \
+	"$(sql "SELECT base = $(q "$G/base.safetensors"), sample_fraction FROM delta_estimate($(q "$G/base.safetensors"), $(q "$G/ft.safetensors"), 0.5);")" \
+	"1|0.5"
+is "a NULL argument gives one row of NULLs (STRICT, as in PostgreSQL)" \
+	"$(sql "SELECT count(*), count(savings_pct) FROM delta_estimate(NULL, $(q "$G/ft.safetensors"));")" "1|0"
+is "delta_info(NULL) gives no row" "$(sql "SELECT count(*) FROM delta_info(NULL);")" "0"
+is "blob functions return NULL for NULL" \
+	"$(sql "SELECT delta_apply_blob(NULL, x'00') IS NULL, delta_compress_blob(x'00', NULL) IS NULL, delta_compress_blob(x'00', x'00', NULL) IS NULL;")" "1|1|1"
+is "delta_info accepts a BLOB holding the delta" \
+	"$(sql "SELECT name, method FROM delta_info(readfile($(q "$T/rt-gpt2.delta")));")" "ft.safetensors|tensor-delta"
+
+# ---- errors, with their exact messages --------------------------------------
+
+printf 'short' > "$T/short.safetensors"
+printf '\004\000\000\000\000\000\000\000abcd' > "$T/nobrace.safetensors"
+printf 'hello world, not a model at all' > "$T/text.safetensors"
+head -c 1000 "$T/rt-gpt2.delta" > "$T/trunc.delta"
+cp "$T/rt-gpt2.delta" "$T/corrupt.delta"
+printf '\377\377\377\377' | dd of="$T/corrupt.delta" bs=1 seek=500000 conv=notrunc status=none
+R=$MODELS/roberta-lora-r4-biasall/base.safetensors
+
+expect_error "missing file" \
+	"SELECT * FROM delta_estimate($(q "$T/missing.safetensors"), $(q "$G/ft.safetensors"));" \
+	"could not open \"$T/missing.safetensors\": No such file or directory (14)"
+expect_error "not safetensors: too short" \
+	"SELECT * FROM delta_estimate($(q "$G/base.safetensors"), $(q "$T/short.safetensors"));" \
+	"\"$T/short.safetensors\" is not a safetensors file: it is too short (11)"
+expect_error "not safetensors: header does not start with '{'" \
+	"SELECT * FROM delta_compress($(q "$G/base.safetensors"), $(q "$T/nobrace.safetensors"), $(q "$T/x.delta"));" \
+	"\"$T/nobrace.safetensors\" is not a safetensors file: its header does not start with '{' (11)"
+expect_error "not safetensors: header length larger than the file" \
+	"SELECT * FROM delta_estimate($(q "$G/base.safetensors"), $(q "$T/text.safetensors"));" \
+	"safetensors header length 8031924123371070824 in \"$T/text.safetensors\" is larger than the file (31 bytes) (11)"
+expect_error "output exists" \
+	"SELECT * FROM delta_compress($(q "$G/base.safetensors"), $(q "$G/ft.safetensors"), $(q "$T/rt-gpt2.delta"));" \
+	"output \"$T/rt-gpt2.delta\" already exists (14)"
+expect_error "apply: output exists" \
+	"SELECT * FROM delta_apply($(q "$G/base.safetensors"), $(q "$T/rt-gpt2.delta"), $(q "$T/rt-gpt2.out"));" \
+	"output \"$T/rt-gpt2.out\" already exists (14)"
+expect_error "output directory missing" \
+	"SELECT * FROM delta_apply($(q "$G/base.safetensors"), $(q "$T/rt-gpt2.delta"), $(q "$T/nodir/x.out"));" \
+	"could not open directory of output \"$T/nodir/x.out\": No such file or directory (14)"
+expect_error "empty output path" \
+	"SELECT * FROM delta_apply($(q "$G/base.safetensors"), $(q "$T/rt-gpt2.delta"), '');" \
+	"output path must not be empty"
+WRONG="wrong base: \"$R\" has 3698480 bytes, the delta was made against 1182680 bytes (sha256 $(sha "$G/base.safetensors")) (19)"
+expect_error "apply: wrong base" \
+	"SELECT * FROM delta_apply($(q "$R"), $(q "$T/rt-gpt2.delta"), $(q "$T/wrong.out"));" "$WRONG"
+expect_error "verify: wrong base" \
+	"SELECT * FROM delta_verify($(q "$R"), $(q "$T/rt-gpt2.delta"));" "$WRONG"
+CORRUPT="delta \"$T/corrupt.delta\" is corrupted: checksum mismatch in record at byte 455885 (11)"
+expect_error "verify: corrupted delta" \
+	"SELECT * FROM delta_verify($(q "$G/base.safetensors"), $(q "$T/corrupt.delta"));" "$CORRUPT"
+expect_error "apply: corrupted delta" \
+	"SELECT * FROM delta_apply($(q "$G/base.safetensors"), $(q "$T/corrupt.delta"), $(q "$T/corrupt.out"));" "$CORRUPT"
+check "apply: a corrupted delta leaves no output or temporary file" \
+	test -z "$(ls -A "$T" | grep corrupt.out)"
+expect_error "verify: truncated delta" \
+	"SELECT * FROM delta_verify($(q "$G/base.safetensors"), $(q "$T/trunc.delta"));" \
+	"delta \"$T/trunc.delta\" is truncated at byte 1000 (11)"
+expect_error "info: truncated delta" \
+	"SELECT * FROM delta_info($(q "$T/trunc.delta"));" \
+	"delta \"$T/trunc.delta\" is truncated at byte 1000 (11)"
+expect_error "info: not a delta" \
+	"SELECT * FROM delta_info($(q "$G/base.safetensors"));" \
+	"\"$G/base.safetensors\" is not a sparse delta: bad magic (11)"
+expect_error "info: a directory is not a delta" \
+	"SELECT * FROM delta_verify($(q "$G/base.safetensors"), $(q "$T/dir"));" \
+	"\"$T/dir\" is a directory, not a sparse delta (11)"
+for level in 0 20 -1; do
+	expect_error "bad level $level" \
+		"SELECT * FROM delta_compress($(q "$G/base.safetensors"), $(q "$G/ft.safetensors"), $(q "$T/l.delta"), $level);" \
+		"compression level $level is out of range (1 to 19)"
+done
+expect_error "bad level: beyond int" \
+	"SELECT * FROM delta_compress($(q "$G/base.safetensors"), $(q "$G/ft.safetensors"), $(q "$T/l.delta"), 99999999999);" \
+	"compression level 99999999999 is out of range (1 to 19)"
+expect_error "bad level: not an integer" \
+	"SELECT * FROM delta_compress($(q "$G/base.safetensors"), $(q "$G/ft.safetensors"), $(q "$T/l.delta"), 2.5);" \
+	"argument \"level\" of delta_compress() must be an integer"
+expect_error "bad level: text" \
+	"SELECT * FROM delta_compress($(q "$G/base.safetensors"), $(q "$G/ft.safetensors"), $(q "$T/l.delta"), 'max');" \
+	"argument \"level\" of delta_compress() must be an integer"
+check "bad levels create no file" test ! -e "$T/l.delta"
+expect_error "bad sample fraction 0" \
+	"SELECT * FROM delta_estimate($(q "$G/base.safetensors"), $(q "$G/ft.safetensors"), 0);" \
+	"sample fraction 0 is out of range (greater than 0, at most 1)"
+expect_error "bad sample fraction 1.5" \
+	"SELECT * FROM delta_estimate($(q "$G/base.safetensors"), $(q "$G/ft.safetensors"), 1.5);" \
+	"sample fraction 1.5 is out of range (greater than 0, at most 1)"
+expect_error "bad sample fraction: text" \
+	"SELECT * FROM delta_estimate($(q "$G/base.safetensors"), $(q "$G/ft.safetensors"), 'all');" \
+	"argument \"sample_fraction\" of delta_estimate() must be a number"
+expect_error "a path must be text, not a blob" \
+	"SELECT * FROM delta_verify(readfile($(q "$G/base.safetensors")), $(q "$T/rt-gpt2.delta"));" \
+	"argument \"base\" of delta_verify() must be a path (text), not a blob"
+expect_error "missing argument" \
+	"SELECT * FROM delta_apply($(q "$G/base.safetensors"), $(q "$T/rt-gpt2.delta"));" \
+	"missing argument \"out\" of delta_apply()"
+expect_error "too many arguments (SQLite's own check)" \
+	"SELECT * FROM delta_verify('a', 'b', 'c');" \
+	"too many arguments on delta_verify() - max 2"
+expect_error "eponymous only: CREATE VIRTUAL TABLE is refused" \
+	"CREATE VIRTUAL TABLE t USING delta_info;" "no such module: delta_info"
+expect_error "blob: not safetensors" \
+	"SELECT delta_compress_blob(x'00', x'00');" \
+	"\"base.safetensors\" is not a safetensors file: it is too short (11)"
+expect_error "blob: bad level" \
+	"SELECT delta_compress_blob(readfile($(q "$G/base.safetensors")), readfile($(q "$G/ft.safetensors")), 42);" \
+	"compression level 42 is out of range (1 to 19)"
+expect_error "blob: not a delta" \
+	"SELECT delta_apply_blob(readfile($(q "$G/base.safetensors")), x'0011223344556677');" \
+	"\"delta\" is not a sparse delta: it is too short (11)"
+expect_error "blob: wrong base" \
+	"SELECT delta_apply_blob(readfile($(q "$R")), readfile($(q "$T/rt-gpt2.delta")));" \
+	"wrong base: \"base.safetensors\" has 3698480 bytes, the delta was made against 1182680 bytes (sha256 $(sha "$G/base.safetensors")) (19)"
+# A 64-byte base and a 1 MiB fine-tune of zeros: small inputs, big result.
+head -c 64 /dev/zero > "$T/zeros64"
+head -c 1048576 /dev/zero > "$T/zeros1m"
+mk_st "$T/small_base.safetensors" "$T/zeros64"
+mk_st "$T/zero_ft.safetensors" "$T/zeros1m"
+expect_error "blob: result larger than SQLITE_LIMIT_LENGTH" \
+	"CREATE TABLE m AS SELECT readfile($(q "$T/small_base.safetensors")) AS b,
+	delta_compress_blob(readfile($(q "$T/small_base.safetensors")), readfile($(q "$T/zero_ft.safetensors"))) AS d;
+.limit length 100000
+SELECT length(b) < 100000, length(d) < 100000 FROM m;
+SELECT delta_apply_blob(b, d) FROM m;" \
+	"result would exceed the size limit of 100000 bytes (18)"
+
+# An error about an input file must not spoil the caller's transaction
+# (plain SQLITE_CORRUPT would make SQLite refuse further writes in it).
+got=$(printf '.load %s\nCREATE TABLE t(x);\nBEGIN;\nINSERT INTO t VALUES (1);\nSELECT * FROM delta_verify(%s, %s);\nINSERT INTO t VALUES (2);\nCOMMIT;\nSELECT count(*) FROM t;\n' \
+	"$EXT" "$(q "$G/base.safetensors")" "$(q "$T/corrupt.delta")" | sqlite3 -batch 2>/dev/null)
+is "a corrupted delta does not spoil the open transaction" "$got" "2"
+
+# ---- security: DIRECTONLY, INNOCUOUS, DETERMINISTIC --------------------------
+
+expect_error "a view cannot call delta_estimate (DIRECTONLY)" \
+	"CREATE VIEW v AS SELECT savings_pct FROM delta_estimate($(q "$G/base.safetensors"), $(q "$G/ft.safetensors"));
+SELECT * FROM v;" \
+	"unsafe use of virtual table \"delta_estimate\""
+expect_error "a trigger cannot call delta_compress (DIRECTONLY)" \
+	"CREATE TABLE t(x);
+CREATE TRIGGER tr AFTER INSERT ON t BEGIN
+  SELECT * FROM delta_compress($(q "$G/base.safetensors"), $(q "$G/ft.safetensors"), $(q "$T/trigger.delta"));
+END;
+INSERT INTO t VALUES (1);" \
+	"unsafe use of virtual table \"delta_compress\""
+check "the trigger wrote nothing" test ! -e "$T/trigger.delta"
+# A database file from elsewhere, with a view that would read a file.
+sqlite3 "$T/hostile.db" "CREATE VIEW innocent AS SELECT name FROM delta_info('/etc/passwd');"
+got=$(printf '.load %s\nSELECT * FROM innocent;\n' "$EXT" | sqlite3 -batch -bail "$T/hostile.db" 2>&1 |
+	sed -n 's/^\(Runtime\|Parse\) error near line [0-9]*: //p')
+is "a view in an untrusted database file cannot call delta_info" "$got" "unsafe use of virtual table \"delta_info\""
+is "blob functions and sparse_version work in views even with trusted_schema=OFF (INNOCUOUS)" \
+	"$(sql "PRAGMA trusted_schema = OFF;
+CREATE TABLE m(b BLOB, f BLOB);
+INSERT INTO m VALUES (readfile($(q "$G/base.safetensors")), readfile($(q "$G/ft.safetensors")));
+CREATE VIEW v AS SELECT delta_apply_blob(b, delta_compress_blob(b, f)) = f AS same, sparse_version() AS v FROM m;
+SELECT * FROM v;")" "1|$VERSION"
+is "delta_apply_blob is DETERMINISTIC: allowed in a generated column" \
+	"$(sql "CREATE TABLE m(b BLOB, d BLOB, f BLOB AS (delta_apply_blob(b, d)));
+INSERT INTO m(b, d) VALUES (readfile($(q "$G/base.safetensors")), readfile($(q "$T/rt-gpt2.delta")));
+SELECT f = readfile($(q "$G/ft.safetensors")) FROM m;")" "1"
+expect_error "delta_compress_blob is not DETERMINISTIC (zstd output may change): refused in a generated column" \
+	"CREATE TABLE m(b BLOB, f BLOB, d BLOB AS (delta_compress_blob(b, f)));" \
+	"non-deterministic functions prohibited in generated columns"
+
+# ---- SPARSE_ROOT confinement ------------------------------------------------
+
+ROOT=$T/root
+mkdir -p "$ROOT"
+cp "$G/base.safetensors" "$G/ft.safetensors" "$ROOT/"
+ln -s "$G/ft.safetensors" "$ROOT/link.safetensors"
+# sql with SPARSE_ROOT set (read once, when the extension loads).
+rsql() { SPARSE_ROOT=$ROOT sql "$1"; }
+rerror() { SPARSE_ROOT=$ROOT sql_error "$1"; }
+is "SPARSE_ROOT: paths inside the root work" \
+	"$(rsql "SELECT verified FROM delta_compress($(q "$ROOT/base.safetensors"), $(q "$ROOT/ft.safetensors"), $(q "$ROOT/ft.delta")) AS c,
+	delta_verify($(q "$ROOT/base.safetensors"), $(q "$ROOT/ft.delta"));")" "1"
+is "SPARSE_ROOT: an input outside the root is refused" \
+	"$(rerror "SELECT * FROM delta_estimate($(q "$ROOT/base.safetensors"), $(q "$G/ft.safetensors"));")" \
+	"path \"$G/ft.safetensors\" is outside the allowed root \"$ROOT\" (3)"
+is "SPARSE_ROOT: .. cannot climb out" \
+	"$(rerror "SELECT * FROM delta_info($(q "$ROOT/../rt-gpt2.delta"));")" \
+	"path \"$ROOT/../rt-gpt2.delta\" is outside the allowed root \"$ROOT\" (3)"
+is "SPARSE_ROOT: a symlink leading out is refused" \
+	"$(rerror "SELECT * FROM delta_estimate($(q "$ROOT/base.safetensors"), $(q "$ROOT/link.safetensors"));")" \
+	"path \"$ROOT/link.safetensors\" is outside the allowed root \"$ROOT\" (3)"
+is "SPARSE_ROOT: an output outside the root is refused" \
+	"$(rerror "SELECT * FROM delta_compress($(q "$ROOT/base.safetensors"), $(q "$ROOT/ft.safetensors"), $(q "$T/escape.delta"));")" \
+	"path \"$T/escape.delta\" is outside the allowed root \"$ROOT\" (3)"
+check "SPARSE_ROOT: nothing was written outside the root" test ! -e "$T/escape.delta"
+is "SPARSE_ROOT: blob functions touch no file and still work" \
+	"$(rsql "SELECT delta_apply_blob(b, delta_compress_blob(b, f)) = f FROM (SELECT readfile($(q "$ROOT/base.safetensors")) AS b, readfile($(q "$ROOT/ft.safetensors")) AS f);")" "1"
+is "SPARSE_ROOT that is not a directory: the extension refuses to load" \
+	"$(SPARSE_ROOT=$T/no-such-root sql "SELECT 1;")" \
+	"Error: error during initialization: SPARSE_ROOT \"$T/no-such-root\" is not a directory"
+
+# ---- sqlite3_interrupt ------------------------------------------------------
+
+# A synthetic pair slow to compress at level 19 (about 5 s on one core);
+# the shell calls sqlite3_interrupt() on SIGINT.
+head -c 8388608 /dev/urandom > "$T/noise"
+mk_st "$T/big_base.safetensors" "$T/noise"
+head -c 8388608 /dev/urandom > "$T/noise2"
+mk_st "$T/big_ft.safetensors" "$T/noise2"
+
+# interrupt_after DESC SQL: start SQL, SIGINT after 1 s, check it stops fast.
+interrupt_after() {
+	local desc=$1 pid t0 t1 ms out
+	printf '.load %s\n%s\n' "$EXT" "$2" | sqlite3 -batch -bail > "$T/int.out" 2>&1 &
+	pid=$!
+	sleep 1
+	if ! kill -0 "$pid" 2>/dev/null; then
+		not_ok "$desc" "finished before the interrupt: $(cat "$T/int.out")" "still running after 1 s"
+		return
+	fi
+	t0=$(date +%s%N)
+	kill -INT "$pid"
+	while kill -0 "$pid" 2>/dev/null; do sleep 0.005; done
+	t1=$(date +%s%N)
+	wait "$pid"
+	ms=$(( (t1 - t0) / 1000000 ))
+	out=$(sed -n 's/^\(Runtime\|Parse\) error near line [0-9]*: //p' "$T/int.out")
+	if [ "$out" = "canceling statement due to user request (9)" ] && [ "$ms" -le 1000 ]; then
+		ok "$desc (stopped $ms ms after sqlite3_interrupt)"
+	else
+		not_ok "$desc" "$out after $ms ms" "canceling statement due to user request (9) within 1000 ms"
+	fi
+}
+interrupt_after "sqlite3_interrupt stops delta_compress" \
+	"SELECT * FROM delta_compress($(q "$T/big_base.safetensors"), $(q "$T/big_ft.safetensors"), $(q "$T/big.delta"), 19);"
+check "an interrupted delta_compress leaves no output or temporary file" \
+	test -z "$(ls -A "$T" | grep -i 'big.delta')"
+interrupt_after "sqlite3_interrupt stops delta_compress_blob" \
+	"SELECT length(delta_compress_blob(readfile($(q "$T/big_base.safetensors")), readfile($(q "$T/big_ft.safetensors")), 19));"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,298 @@
+/*
+ * rt_util.c -- round-trip helpers shared by the test files (rt_util.h).
+ *
+ * The checks are split into one function per step (compress, apply,
+ * compare, verify, info) so a failure names the step.  Each records
+ * failures at the caller's file:line given to rt_roundtrip_at.
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "harness.h"
+#include "rt_util.h"
+#include "st_writer.h"
+
+/* Fresh context with default hooks and no root. */
+void
+rt_ctx(sp_ctx *ctx)
+{
+	memset(ctx, 0, sizeof(*ctx));
+	sp_ctx_init(ctx);
+}
+
+/* A new unique path in the test directory. */
+char *
+rt_unique(const char *stem, const char *suffix)
+{
+	static int	counter;
+
+	return t_fmt("%s/%s-%d%s", t_dir(), stem, ++counter, suffix);
+}
+
+/* True if path is a directory. */
+bool
+rt_is_dir(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Total bytes of the regular files under path (a file or a directory). */
+static uint64_t
+tree_bytes(const char *path)
+{
+	size_t		n;
+	char	  **names;
+	uint64_t	sum = 0;
+
+	if (!rt_is_dir(path))
+		return (uint64_t) fh_size(path);
+	names = fh_list(path, &n);
+	for (size_t i = 0; i < n; i++)
+		sum += tree_bytes(t_fmt("%s/%s", path, names[i]));
+	return sum;
+}
+
+/* Append the relative names of the regular files under dir to names. */
+static void
+collect_files(const char *dir, const char *prefix, char ***names, size_t *n,
+			  size_t *cap)
+{
+	size_t		k;
+	char	  **list = fh_list(dir, &k);
+
+	for (size_t i = 0; i < k; i++)
+	{
+		char	   *rel = prefix[0] ? t_fmt("%s/%s", prefix, list[i]) : list[i];
+		char	   *full = t_fmt("%s/%s", dir, list[i]);
+
+		if (rt_is_dir(full))
+		{
+			collect_files(full, rel, names, n, cap);
+			continue;
+		}
+		if (*n == *cap)
+		{
+			*cap = *cap ? *cap * 2 : 16;
+			*names = realloc(*names, *cap * sizeof(char *));
+		}
+		(*names)[(*n)++] = rel;
+	}
+}
+
+/* qsort comparator: byte order, as "LC_ALL=C sort" does. */
+static int
+cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/*
+ * SHA-256 of a directory's manifest, computed independently of the core:
+ * the lines "<sha256 hex>  <relative name>\n" that sha256sum prints, one
+ * per regular file, in byte order of the names.  *files gets the count.
+ */
+static void
+manifest_sha256(const char *dir, char hex[65], size_t *files)
+{
+	char	  **names = NULL;
+	size_t		n = 0,
+				cap = 0;
+	char	   *text = t_fmt("%s", "");
+
+	collect_files(dir, "", &names, &n, &cap);
+	if (names != NULL)
+		qsort(names, n, sizeof(char *), cmp_name);
+	for (size_t i = 0; i < n; i++)
+	{
+		char		h[65];
+
+		fh_sha256(t_fmt("%s/%s", dir, names[i]), h);
+		text = t_fmt("%s%s  %s\n", text, h, names[i]);
+	}
+	free(names);
+	fh_sha256_mem(text, strlen(text), hex);
+	*files = n;
+}
+
+/* Compress and check the compress result. */
+static bool
+rt_compress(const char *file, int line, const char *base, const char *ft,
+			int level, rt_result *r)
+{
+	sp_ctx		ctx;
+	sp_status	st;
+	int64_t		size;
+
+	rt_ctx(&ctx);
+	st = sp_delta_compress(&ctx, base, ft, r->delta, level, &r->cres);
+	if (st != SP_OK)
+	{
+		t_fail(file, line, "compress %s -> %s: %s: %s", base, ft,
+			   sp_status_name(st), ctx.err.msg);
+		return false;
+	}
+	size = fh_size(r->delta);
+	r->delta_bytes = (uint64_t) size;
+	if (size < 0 || r->cres.delta_bytes != (uint64_t) size ||
+		r->cres.ft_bytes != r->ft_bytes)
+		t_fail(file, line, "compress result: delta_bytes %llu (file %lld), "
+			   "ft_bytes %llu (expected %llu)",
+			   (unsigned long long) r->cres.delta_bytes, (long long) size,
+			   (unsigned long long) r->cres.ft_bytes,
+			   (unsigned long long) r->ft_bytes);
+	if (strcmp(r->cres.delta_path, r->delta) != 0)
+		t_fail(file, line, "delta_path \"%s\", expected \"%s\"",
+			   r->cres.delta_path, r->delta);
+	return true;
+}
+
+/* Apply and compare with ft; check the digests. */
+static bool
+rt_apply(const char *file, int line, const char *base, const char *ft,
+		 rt_result *r)
+{
+	sp_ctx		ctx;
+	sp_status	st;
+	char		hex[65];
+	bool		dir = rt_is_dir(ft);
+
+	rt_ctx(&ctx);
+	st = sp_delta_apply(&ctx, base, r->delta, r->out, &r->ares);
+	if (st != SP_OK)
+	{
+		t_fail(file, line, "apply %s: %s: %s", r->delta, sp_status_name(st),
+			   ctx.err.msg);
+		return false;
+	}
+	if (dir ? !fh_same_tree(ft, r->out) : !fh_same(ft, r->out))
+	{
+		t_fail(file, line, "rebuilt %s differs from %s", r->out, ft);
+		return false;
+	}
+	if (strcmp(r->ares.sha256, r->cres.ft_sha256) != 0 || !r->ares.verified)
+		t_fail(file, line, "apply sha256 %s verified %d, compress ft_sha256 %s",
+			   r->ares.sha256, r->ares.verified, r->cres.ft_sha256);
+	if (dir)
+		manifest_sha256(ft, hex, &r->ft_files);
+	else
+	{
+		fh_sha256(ft, hex);
+		r->ft_files = 1;
+	}
+	if (strcmp(hex, r->ares.sha256) != 0)
+		t_fail(file, line, "apply sha256 %s, sha256 of ft%s %s", r->ares.sha256,
+			   dir ? "'s manifest" : "", hex);
+	if (r->ares.bytes != r->ft_bytes)
+		t_fail(file, line, "apply bytes %llu, expected %llu",
+			   (unsigned long long) r->ares.bytes,
+			   (unsigned long long) r->ft_bytes);
+	if (strcmp(r->ares.out_path, r->out) != 0)
+		t_fail(file, line, "out_path \"%s\", expected \"%s\"", r->ares.out_path,
+			   r->out);
+	return true;
+}
+
+/* sp_delta_verify must pass with the same digest. */
+static void
+rt_verify(const char *file, int line, const char *base, rt_result *r)
+{
+	sp_ctx		ctx;
+	sp_apply_result v;
+	sp_status	st;
+
+	rt_ctx(&ctx);
+	memset(&v, 0, sizeof(v));
+	st = sp_delta_verify(&ctx, base, r->delta, &v);
+	if (st != SP_OK)
+		t_fail(file, line, "verify: %s: %s", sp_status_name(st), ctx.err.msg);
+	else if (!v.verified || strcmp(v.sha256, r->cres.ft_sha256) != 0 ||
+			 v.bytes != r->ft_bytes)
+		t_fail(file, line, "verify: verified %d sha %s bytes %llu", v.verified,
+			   v.sha256, (unsigned long long) v.bytes);
+}
+
+/* Check one info row against the file it names under root (or ft itself). */
+static void
+rt_check_row(const char *file, int line, const char *path,
+			 const sp_info_row *row, uint64_t *delta_sum)
+{
+	char		hex[65];
+
+	if (!fh_exists(path) || !fh_sha256(path, hex))
+	{
+		t_fail(file, line, "info row \"%s\": no such file %s", row->name, path);
+		return;
+	}
+	if (row->bytes != (uint64_t) fh_size(path) || strcmp(row->sha256, hex) != 0)
+		t_fail(file, line, "info row \"%s\": bytes %llu sha %s, file has %lld %s",
+			   row->name, (unsigned long long) row->bytes, row->sha256,
+			   (long long) fh_size(path), hex);
+	if (row->method == NULL ||
+		(strcmp(row->method, "tensor-delta") != 0 && strcmp(row->method, "zstd-ref") != 0 &&
+		 strcmp(row->method, "zstd") != 0 && strcmp(row->method, "copy") != 0))
+		t_fail(file, line, "info row \"%s\": method %s", row->name,
+			   row->method ? row->method : "NULL");
+	*delta_sum += row->delta_bytes;
+}
+
+/* sp_delta_info lists ft (one row) or every file of the ft directory. */
+static void
+rt_info(const char *file, int line, const char *ft, rt_result *r)
+{
+	sp_ctx		ctx;
+	sp_info		info = {0};
+	sp_status	st;
+	bool		dir = rt_is_dir(ft);
+	uint64_t	delta_sum = 0,
+				bytes_sum = 0;
+
+	rt_ctx(&ctx);
+	st = sp_delta_info(&ctx, r->delta, &info);
+	if (st != SP_OK)
+	{
+		t_fail(file, line, "info: %s: %s", sp_status_name(st), ctx.err.msg);
+		return;
+	}
+	if (info.n != r->ft_files)
+		t_fail(file, line, "info: %zu rows, ft has %zu files", info.n, r->ft_files);
+	if (!dir && info.n == 1 && strcmp(info.rows[0].name, strrchr(ft, '/') ? strrchr(ft, '/') + 1 : ft) != 0)
+		t_fail(file, line, "info: row named \"%s\" for \"%s\"", info.rows[0].name, ft);
+	for (size_t i = 0; i < info.n; i++)
+	{
+		rt_check_row(file, line, dir ? t_fmt("%s/%s", ft, info.rows[i].name) : ft,
+					 &info.rows[i], &delta_sum);
+		bytes_sum += info.rows[i].bytes;
+	}
+	if (bytes_sum != r->ft_bytes)
+		t_fail(file, line, "info: rows add up to %llu bytes, ft has %llu",
+			   (unsigned long long) bytes_sum, (unsigned long long) r->ft_bytes);
+	if (delta_sum > r->delta_bytes)
+		t_fail(file, line, "info: rows spend %llu delta bytes, delta has %llu",
+			   (unsigned long long) delta_sum, (unsigned long long) r->delta_bytes);
+	sp_info_free(&ctx, &info);
+}
+
+/* Worker of rt_roundtrip. */
+bool
+rt_roundtrip_at(const char *file, int line, const char *base, const char *ft,
+				int level, rt_result *r)
+{
+	int			fails = t_fail_count();
+
+	memset(r, 0, sizeof(*r));
+	r->delta = rt_unique("rt", ".delta");
+	r->out = rt_unique("rt", rt_is_dir(ft) ? ".out" : ".safetensors");
+	r->ft_bytes = tree_bytes(ft);
+	if (!rt_compress(file, line, base, ft, level, r) ||
+		!rt_apply(file, line, base, ft, r))
+		return false;
+	rt_verify(file, line, base, r);
+	rt_info(file, line, ft, r);
+	r->ok = t_fail_count() == fails;
+	return r->ok;
+}

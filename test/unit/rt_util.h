@@ -1,0 +1,50 @@
+/*
+ * rt_util.h -- round-trip helpers shared by the test files.
+ *
+ * rt_roundtrip(base, ft) runs the whole cycle the way a user would:
+ * sp_delta_compress into the test directory, sp_delta_apply into another
+ * path, then checks that the output is byte-identical to ft (every file for
+ * a directory), that the digests agree (apply's sha256 == compress's
+ * ft_sha256 == sha256 of ft for a file), that sp_delta_verify passes and
+ * that sp_delta_info lists the right files with the right sizes and digests.
+ * Failures are recorded with the caller's file:line.
+ */
+#ifndef SPARSE_TEST_RT_UTIL_H
+#define SPARSE_TEST_RT_UTIL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sparse.h"
+
+/* What a round trip produced. */
+typedef struct rt_result
+{
+	bool		ok;				/* every check passed */
+	char	   *delta;			/* path of the delta (tracked) */
+	char	   *out;			/* path of the rebuilt file or directory */
+	uint64_t	ft_bytes;
+	uint64_t	delta_bytes;
+	size_t		ft_files;		/* regular files in ft (1 for a file) */
+	sp_compress_result cres;
+	sp_apply_result ares;
+} rt_result;
+
+/* Round trip ft against base at level (see above); result in *r. */
+#define rt_roundtrip(base, ft, level, r) \
+	rt_roundtrip_at(__FILE__, __LINE__, (base), (ft), (level), (r))
+
+/* Worker of rt_roundtrip. */
+bool		rt_roundtrip_at(const char *file, int line, const char *base,
+							const char *ft, int level, rt_result *r);
+
+/* Fresh context with default hooks and no root. */
+void		rt_ctx(sp_ctx *ctx);
+
+/* A new unique path in the test directory: "<dir>/<stem>-<n><suffix>". */
+char	   *rt_unique(const char *stem, const char *suffix);
+
+/* True if path is a directory. */
+bool		rt_is_dir(const char *path);
+
+#endif							/* SPARSE_TEST_RT_UTIL_H */
