@@ -434,6 +434,19 @@ sp_fileset_read(sp_ctx *ctx, sp_fileset *fs, size_t idx, uint64_t off,
 	return SP_OK;
 }
 
+void
+sp_fileset_prefetch(sp_ctx *ctx, sp_fileset *fs, size_t idx, uint64_t off, uint64_t len)
+{
+	sp_error	saved = ctx->err;
+
+	if (fs->f[idx].mem != NULL)
+		return;
+	/* a failed open here is reported by the read that follows, not by the hint */
+	if (fileset_fd(ctx, fs, idx) == SP_OK)
+		(void) posix_fadvise(fs->fd, (off_t) off, (off_t) len, POSIX_FADV_WILLNEED);
+	ctx->err = saved;
+}
+
 sp_status
 sp_fileset_sha256(sp_ctx *ctx, sp_fileset *fs, size_t idx, uint8_t out[32])
 {

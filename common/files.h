@@ -56,6 +56,9 @@ long		sp_fileset_find(const sp_fileset *fs, const char *rel);
 sp_status	sp_fileset_read(sp_ctx *ctx, sp_fileset *fs, size_t idx,
 							uint64_t off, void *buf, size_t len);
 
+/* Tell the kernel that [off, off+len) of file idx will be read soon (a hint only). */
+void		sp_fileset_prefetch(sp_ctx *ctx, sp_fileset *fs, size_t idx, uint64_t off, uint64_t len);
+
 /* SHA-256 of a whole file of the set, streaming (polls interrupts). */
 sp_status	sp_fileset_sha256(sp_ctx *ctx, sp_fileset *fs, size_t idx,
 							  uint8_t out[32]);
