@@ -80,10 +80,11 @@ build/unit_tests_san: $(SAN_OBJS) $(wildcard test/unit/*.c test/unit/*.h)
 # libFuzzer targets (clang): one per parser/decoder in fuzz/.
 FUZZ_SRCS = $(wildcard fuzz/fuzz_*.c)
 FUZZ_BINS = $(patsubst fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
-build/fuzz/%: fuzz/%.c $(CORE_SRCS) $(CORE_HDRS)
+build/fuzz/%: fuzz/%.c $(wildcard fuzz/*.h) $(CORE_SRCS) $(CORE_HDRS)
 	@mkdir -p $(dir $@)
 	clang -std=gnu11 -g -O1 -Icommon -DSPARSE_VERSION='"$(EXTVERSION)"' \
-		-fsanitize=fuzzer,address,undefined -o $@ $< $(CORE_SRCS) $(SP_LIBS)
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+		-o $@ $< $(CORE_SRCS) $(SP_LIBS)
 
 .PHONY: deps unit unit-san sqlite-test cli-test pg-test fuzz fuzz-build test test-all demo bench install-cli
 

@@ -69,6 +69,13 @@ add_u64(cJSON *obj, const char *key, uint64_t v)
 	cJSON_AddNumberToObject(obj, key, (double) v);
 }
 
+/* Milliseconds rounded to the microsecond (the clock's honest precision). */
+static double
+round_us(double ms)
+{
+	return round(ms * 1000.0) / 1000.0;
+}
+
 /* sparse estimate BASE FT [--sample F] */
 int
 cmd_estimate(const cli_command *cmd, const cli_opts *opts, const cli_args *args)
@@ -110,7 +117,7 @@ cmd_estimate(const cli_command *cmd, const cli_opts *opts, const cli_args *args)
 	cJSON_AddNumberToObject(o, "tensors_changed", (double) e.tensors_changed);
 	cJSON_AddNumberToObject(o, "tensors_unpaired", (double) e.tensors_unpaired);
 	cJSON_AddNumberToObject(o, "sample_fraction", fraction);
-	cJSON_AddNumberToObject(o, "elapsed_ms", e.elapsed_ms);
+	cJSON_AddNumberToObject(o, "elapsed_ms", round_us(e.elapsed_ms));
 	return cli_emit(opts, o, fields, NFIELDS(fields));
 }
 
@@ -153,7 +160,7 @@ cmd_compress(const cli_command *cmd, const cli_opts *opts, const cli_args *args)
 	cJSON_AddNumberToObject(o, "level", level);
 	cJSON_AddStringToObject(o, "ft_sha256", r.ft_sha256);
 	cJSON_AddStringToObject(o, "base_sha256", r.base_sha256);
-	cJSON_AddNumberToObject(o, "elapsed_ms", r.elapsed_ms);
+	cJSON_AddNumberToObject(o, "elapsed_ms", round_us(r.elapsed_ms));
 	return cli_emit(opts, o, fields, NFIELDS(fields));
 }
 
@@ -170,7 +177,7 @@ apply_result_json(const sp_apply_result *r, bool wrote)
 	add_u64(o, "bytes", r->bytes);
 	cJSON_AddStringToObject(o, "sha256", r->sha256);
 	cJSON_AddBoolToObject(o, "verified", r->verified);
-	cJSON_AddNumberToObject(o, "elapsed_ms", r->elapsed_ms);
+	cJSON_AddNumberToObject(o, "elapsed_ms", round_us(r->elapsed_ms));
 	return o;
 }
 

@@ -257,7 +257,14 @@ parse_command_args(const cli_command *cmd, cli_opts *opts, cli_args *args,
 		args->pos[args->npos++] = argv[i];
 	}
 	if (args->npos < cmd->min_pos)
-		return cli_usage_error(cmd, "expected %s", cmd->synopsis);
+	{
+		/* Name the positional arguments: the synopsis up to its first option. */
+		int			len = (int) strcspn(cmd->synopsis, "-[");
+
+		while (len > 0 && cmd->synopsis[len - 1] == ' ')
+			len--;
+		return cli_usage_error(cmd, "expected %.*s", len, cmd->synopsis);
+	}
 	return -1;
 }
 

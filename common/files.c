@@ -413,7 +413,8 @@ sp_fileset_read(sp_ctx *ctx, sp_fileset *fs, size_t idx, uint64_t off,
 		return sp_fail(ctx, SP_ERR_INTERNAL, "read past the end of \"%s\"", f->rel);
 	if (f->mem)
 	{
-		memcpy(buf, f->mem + off, len);
+		if (len > 0)
+			memcpy(buf, f->mem + off, len);
 		return SP_OK;
 	}
 	if (fileset_fd(ctx, fs, idx) != SP_OK)

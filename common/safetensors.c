@@ -134,6 +134,36 @@ cmp_offset(const void *a, const void *b)
 	return 0;
 }
 
+/* Order tensor pointers by name. */
+static int
+cmp_name(const void *a, const void *b)
+{
+	return strcmp((*(sp_tensor *const *) a)->name, (*(sp_tensor *const *) b)->name);
+}
+
+/* A name may appear once: pairing by name would otherwise be ambiguous. */
+static sp_status
+check_unique(sp_ctx *ctx, const char *file, sp_st_header *h)
+{
+	sp_tensor **byname;
+	sp_status	rc = SP_OK;
+
+	if (h->n < 2)
+		return SP_OK;
+	if ((byname = sp_alloc(ctx, h->n * sizeof(sp_tensor *))) == NULL)
+		return SP_ERR_NOMEM;
+	for (size_t i = 0; i < h->n; i++)
+		byname[i] = &h->t[i];
+	qsort(byname, h->n, sizeof(sp_tensor *), cmp_name);
+	for (size_t i = 1; i < h->n && rc == SP_OK; i++)
+		if (strcmp(byname[i - 1]->name, byname[i]->name) == 0)
+			rc = sp_fail(ctx, SP_ERR_BAD_JSON,
+						 "invalid safetensors header in \"%s\": tensor \"%s\" appears twice",
+						 file, byname[i]->name);
+	sp_free(ctx, byname);
+	return rc;
+}
+
 /* Check data offsets against the data region and each other; make them absolute. */
 static sp_status
 check_offsets(sp_ctx *ctx, const char *file, sp_st_header *h)
@@ -241,6 +271,8 @@ sp_st_parse(sp_ctx *ctx, const char *file, const uint8_t *buf, size_t buf_len,
 	}
 	st = collect_tensors(ctx, file, root, out);
 	cJSON_Delete(root);
+	if (st == SP_OK)
+		st = check_unique(ctx, file, out);
 	if (st == SP_OK)
 		st = check_offsets(ctx, file, out);
 	if (st != SP_OK)

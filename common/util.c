@@ -76,6 +76,18 @@ sp_status_name(sp_status code)
 	return "SP_ERR_UNKNOWN";
 }
 
+/*
+ * Replace control characters (from tensor names or paths read from input)
+ * with '?': a message stays one line and cannot forge lines in a server log.
+ */
+static void
+sanitize_message(char *m)
+{
+	for (; *m; m++)
+		if ((unsigned char) *m < 0x20 || (unsigned char) *m == 0x7f)
+			*m = '?';
+}
+
 /* Fill ctx->err unless an error is already recorded. */
 static void set_error(sp_ctx *ctx, sp_status code, int err, const char *fmt, va_list ap)
 			SP_PRINTF(4, 0);
@@ -88,6 +100,7 @@ set_error(sp_ctx *ctx, sp_status code, int err, const char *fmt, va_list ap)
 	ctx->err.code = code;
 	ctx->err.sys_errno = err;
 	vsnprintf(ctx->err.msg, sizeof(ctx->err.msg), fmt, ap);
+	sanitize_message(ctx->err.msg);
 }
 
 void

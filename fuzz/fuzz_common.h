@@ -273,19 +273,29 @@ fz_base(size_t *len)
 	return base;
 }
 
-/* Copy of buf with the low mantissa bits of about one value in four changed. */
-static FZ_UNUSED uint8_t *
-fz_perturb(const uint8_t *buf, size_t len, size_t elem, uint64_t seed)
+/* Copy src to dst changing the low bits of about one value in four. */
+static FZ_UNUSED void
+fz_perturb(uint8_t *dst, const uint8_t *src, size_t len, size_t elem, uint64_t seed)
 {
-	uint8_t    *p = malloc(len);
-
-	if (p == NULL)
-		abort();
-	memcpy(p, buf, len);
+	memcpy(dst, src, len);
 	for (size_t i = 0; i + elem <= len; i += elem)
 		if (fz_rand(&seed) % 4 == 0)
-			p[i] ^= (uint8_t) (1 + fz_rand(&seed) % 15);
-	return p;
+			dst[i] ^= (uint8_t) (1 + fz_rand(&seed) % 15);
+}
+
+/* Tensor data of the variants: perturbed weights, BF16 widened to F32. */
+static uint8_t fz_w2[sizeof(fz_w)],
+			fz_e2[sizeof(fz_e)],
+			fz_wide[sizeof(fz_e) * 2];
+
+/* Fill the variant tensors (after fz_base). */
+static FZ_UNUSED void
+fz_fill_variant_data(void)
+{
+	fz_perturb(fz_w2, fz_w, sizeof(fz_w), 4, 1);
+	fz_perturb(fz_e2, fz_e, sizeof(fz_e), 2, 7);
+	for (size_t i = 0; i < sizeof(fz_e) / 2; i++)
+		memcpy(fz_wide + 4 * i + 2, fz_e + 2 * i, 2);
 }
 
 /* Number of fine-tune variants fz_variant makes. */
@@ -301,35 +311,27 @@ fz_variant(int k, size_t *len)
 {
 	size_t		blen;
 	const uint8_t *b = fz_base(&blen);
-	uint8_t    *w = fz_perturb(fz_w, sizeof(fz_w), 4, 1 + (uint64_t) k),
-			   *e = fz_perturb(fz_e, sizeof(fz_e), 2, 7 + (uint64_t) k),
-			   *out = NULL;
-	uint8_t		wide[32 * 16 * 4] = {0};
-
-	for (size_t i = 0; i < sizeof(fz_e) / 2; i++)
-		memcpy(wide + 4 * i + 2, fz_e + 2 * i, 2);
-	fz_tensor	v1[] = {
-		{"h.0.attn.weight", "F32", 2, {16, 16}, w, sizeof(fz_w)},
+	const fz_tensor v1[] = {
+		{"h.0.attn.weight", "F32", 2, {16, 16}, fz_w2, sizeof(fz_w2)},
 		{"h.0.attn.bias", "F32", 1, {16}, fz_b, sizeof(fz_b)},
-		{"wte", "BF16", 2, {32, 16}, e, sizeof(fz_e)},
+		{"wte", "BF16", 2, {32, 16}, fz_e2, sizeof(fz_e2)},
 		{"position_ids", "I64", 1, {8}, fz_ids, sizeof(fz_ids)},
-	};
-	fz_tensor	v2[] = {
-		{"wte", "BF16", 2, {32, 16}, e, sizeof(fz_e)},
+	}, v2[] = {
+		{"wte", "BF16", 2, {32, 16}, fz_e2, sizeof(fz_e2)},
 		{"lora_A", "F32", 2, {4, 16}, fz_w, 4 * 16 * 4},
-		{"h.0.attn.weight", "F32", 2, {16, 16}, w, sizeof(fz_w)},
+		{"h.0.attn.weight", "F32", 2, {16, 16}, fz_w2, sizeof(fz_w2)},
 		{"h.0.attn.bias", "F32", 1, {16}, fz_b, sizeof(fz_b)},
-	};
-	fz_tensor	v3[] = {
-		{"h.0.attn.weight", "F32", 2, {16, 16}, w, sizeof(fz_w)},
-		{"wte", "F32", 2, {32, 16}, wide, sizeof(wide)},
-	};
-	fz_tensor	v4[] = {
-		{"classifier.weight", "F32", 2, {8, 16}, w, 8 * 16 * 4},
+	}, v3[] = {
+		{"h.0.attn.weight", "F32", 2, {16, 16}, fz_w2, sizeof(fz_w2)},
+		{"wte", "F32", 2, {32, 16}, fz_wide, sizeof(fz_wide)},
+	}, v4[] = {
+		{"classifier.weight", "F32", 2, {8, 16}, fz_w2, 8 * 16 * 4},
 		{"flags", "BOOL", 1, {8}, fz_ids, 8},
 		{"scalar", "F64", 0, {0}, fz_ids, 8},
 	};
+	uint8_t    *out;
 
+	fz_fill_variant_data();
 	switch (k)
 	{
 		case 0:
@@ -337,22 +339,16 @@ fz_variant(int k, size_t *len)
 				abort();
 			memcpy(out, b, blen);
 			*len = blen;
-			break;
+			return out;
 		case 1:
-			out = fz_write_st(v1, 4, "\"format\":\"pt\"", len);
-			break;
+			return fz_write_st(v1, 4, "\"format\":\"pt\"", len);
 		case 2:
-			out = fz_write_st(v2, 4, "\"format\":\"pt\",\"step\":\"1500\"", len);
-			break;
+			return fz_write_st(v2, 4, "\"format\":\"pt\",\"step\":\"1500\"", len);
 		case 3:
-			out = fz_write_st(v3, 2, "", len);
-			break;
+			return fz_write_st(v3, 2, "", len);
 		default:
-			out = fz_write_st(v4, 3, "\"note\":\"unrelated\"", len);
+			return fz_write_st(v4, 3, "\"note\":\"unrelated\"", len);
 	}
-	free(w);
-	free(e);
-	return out;
 }
 
 /* Recompute the checksum of every record that fits; returns records fixed. */

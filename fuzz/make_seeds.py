@@ -16,11 +16,11 @@ How it works:
   delta_apply/  deltas of every roundtrip/ file against the fixed base of
                 fuzz/fuzz_common.h, written by build/fuzz/fuzz_delta_apply in
                 seed mode (SPARSE_FUZZ_SEEDS=DIR).
-The whole corpus stays well under 2 MB.
+Files named regress_* (inputs that once crashed a target, kept as
+regression tests) are left alone.  The whole corpus stays well under 2 MB.
 """
 import json
 import os
-import shutil
 import struct
 import subprocess
 import sys
@@ -109,8 +109,11 @@ def main():
     data = sys.argv[1] if len(sys.argv) > 1 else "../shared/data"
     corpus = "fuzz/corpus"
     for sub in ("safetensors", "roundtrip", "delta_apply"):
-        shutil.rmtree(os.path.join(corpus, sub), ignore_errors=True)
-        os.makedirs(os.path.join(corpus, sub))
+        path = os.path.join(corpus, sub)
+        os.makedirs(path, exist_ok=True)
+        for name in os.listdir(path):
+            if not name.startswith("regress_"):   # crash reproducers stay
+                os.remove(os.path.join(path, name))
     for tag, rel in SOURCES:
         _, raw = read_header(os.path.join(data, rel))
         n = struct.unpack("<Q", raw[:8])[0]

@@ -17,8 +17,9 @@
 # ... # SKIP" is a skip).  A layer that exits non-zero without a "not ok"
 # line (failed build, crash, timeout), or that reports no result at all,
 # counts as one failure under its own name.  The script prints the failing
-# lines and a table per layer, the tail of each failing layer's log, and
-# last, alone on its line, "N passed, N failed" (", N skipped" if any).
+# lines, then for each failing layer those lines with their "#" diagnostics
+# and the tail of its log, a table per layer, and last, alone on its line,
+# "N passed, N failed" (", N skipped" if any).
 # Exits 1 if anything failed.
 set -uo pipefail
 
@@ -81,13 +82,18 @@ run_layer() {
   [ "$fail" -gt 0 ] && FAILED_LAYERS+=("$name")
 }
 
-# show_failures: the tail of each failing layer's log.
+# show_failures: each failing layer's "not ok" lines with the "#" lines
+# that explain them, then the tail of its log.
 show_failures() {
   local name
   for name in "${FAILED_LAYERS[@]}"; do
     echo
+    echo "== failures in build/logs/$name.log"
+    awk '/^not ok/ { n = 15; print; next }
+         n > 0 && /^#/ { print; n--; next }
+         { n = 0 }' "$LOGS/$name.log" | head -n 150
     echo "== tail of build/logs/$name.log"
-    tail -n 60 "$LOGS/$name.log"
+    tail -n 40 "$LOGS/$name.log"
   done
 }
 

@@ -22,7 +22,7 @@
 set -u
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-SPARSE="$ROOT/bin/sparse"
+SPARSE=${SPARSE_BIN:-$ROOT/bin/sparse}   # SPARSE_BIN: test another build
 : "${SPARSE_DATA:?set SPARSE_DATA to the shared data directory (make cli-test does)}"
 DATA=$(realpath "$SPARSE_DATA")
 M="$DATA/models"
@@ -127,6 +127,9 @@ for c in estimate compress apply verify info version; do
 		notok "$c --help prints its usage" "exit $rc: $out"
 	fi
 done
+run --version
+expect_rc 0 "--version exits 0"
+check "--version prints the version" grep -qx "sparse: *$want" "$W/.stdout"
 run help compress
 check "help compress is compress --help" grep -q '^usage: sparse compress BASE FT -o DELTA' "$W/.stdout"
 
@@ -237,6 +240,15 @@ check "compress prints 'delta size:' with the exact byte count" \
 	grep -q "^delta size: .*($(stat -c %s "$W/human.delta") bytes)$" "$W/.stdout"
 check "compress prints the fine-tune sha256" grep -q "^fine-tune sha256: $(sha "$F")$" "$W/.stdout"
 check "no progress bar when stderr is not a terminal" [ -z "$err" ]
+# On a terminal (script(1) gives it a pseudo-terminal) compress draws a bar.
+RF="$M/roberta-lora-r4-biasall/ft.safetensors"
+RB="$M/roberta-lora-r4-biasall/base.safetensors"
+if command -v script >/dev/null; then
+	script -qec "'$SPARSE' compress '$RB' '$RF' -o '$W/tty.delta'" /dev/null >"$W/tty.txt" 2>&1
+	check "a progress bar is drawn when stderr is a terminal" grep -q '\] 100%' "$W/tty.txt"
+	script -qec "'$SPARSE' -q compress '$RB' '$RF' -o '$W/tty-q.delta'" /dev/null >"$W/tty.txt" 2>&1
+	check "--quiet: no progress bar on a terminal either" [ ! -s "$W/tty.txt" -a -s "$W/tty-q.delta" ]
+fi
 run -q apply "$B" "$W/human.delta" -o "$W/quiet.out"
 check "--quiet apply prints nothing and succeeds" [ "$rc" -eq 0 -a -z "$out" -a -z "$err" ]
 run info "$D" --quiet
@@ -288,7 +300,6 @@ expect_rc 1 "not a delta: exit 1"
 expect_err "sparse: apply: \"$F\" is not a sparse delta: bad magic" "not a delta: exact message"
 
 # wrong base
-RB="$M/roberta-lora-r4-biasall/base.safetensors"
 run apply "$RB" "$D" -o "$W/fail/wrongbase.out"
 expect_rc 1 "wrong base: apply exits 1"
 check "wrong base: message says wrong base and names the base" \
@@ -369,8 +380,12 @@ expect_err "sparse: verify: unknown option \"-o\" (see 'sparse verify --help')" 
 run verify "$B"
 expect_rc 2 "too few arguments: exit 2"
 expect_err "sparse: verify: expected BASE DELTA (see 'sparse verify --help')" "too few arguments: exact message"
+run compress "$B" -o "$W/usage.delta"
+expect_err "sparse: compress: expected BASE FT (see 'sparse compress --help')" \
+	"compress with one input: exact message"
 run info "$D" "$D"
 expect_rc 2 "too many arguments: exit 2"
+expect_err "sparse: info: unexpected argument \"$D\" (see 'sparse info --help')" "too many arguments: exact message"
 run compress "$B" "$F" -o
 expect_rc 2 "-o without a value: exit 2"
 expect_err "sparse: compress: option \"-o\" needs a value (see 'sparse compress --help')" "-o without a value: exact message"

@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# bench/run.sh -- sparse next to zstd --patch-from and xdelta3 on real pairs.
+#
+# Usage (from the repository root):  make bench
+#    or:  SPARSE_DATA=/path/to/shared/data bash bench/run.sh
+# Environment:
+#   BENCH_REPS=3     timed repetitions of each command (the median is kept)
+#   BENCH_CHAIN=1    also every consecutive step of the checkpoint chains
+#   BENCH_BIG=1      also a ~200 MB BF16 pair built by bench/mkbig.py from
+#                    mlp-trained (run once, not BENCH_REPS times: xdelta3
+#                    and the level-19 coders need minutes on it)
+#
+# For every base/ft pair under $SPARSE_DATA/models, in one run, each tool
+# stores ft as a delta against base and rebuilds it:
+#   sparse-3 / sparse-19   bin/sparse compress --level 3 / 19, bin/sparse apply
+#   zstd-3 / zstd-19       zstd -3 / -19 --patch-from=base, zstd -d --patch-from
+#   xdelta3-9              xdelta3 -9 -e -s base, xdelta3 -d -s base
+#   sparse-estimate        bin/sparse estimate (1% sample; size is the estimate)
+# Each command runs under /usr/bin/time -f %M (peak RSS) with its wall time
+# taken around it; the median of BENCH_REPS runs is reported (the machine is
+# shared and noisy).  Every rebuilt file is compared with ft by cmp.
+# Reported: delta/ft (size ratio, lower is better), compress and apply
+# throughput in MB/s of the fine-tune (10^6 bytes), peak RSS in MiB, and the
+# round-trip check.  An aligned table goes to stdout, every number to
+# build/bench/results.csv; the "ALL real" rows total every real pair (size
+# and time summed).  Work files live in build/bench/work and are removed at the end.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+: "${SPARSE_DATA:?set SPARSE_DATA to the shared data directory (make bench does)}"
+M="$(realpath "$SPARSE_DATA")/models"
+SPARSE="$ROOT/bin/sparse"
+REPS=${BENCH_REPS:-3}
+OUT="$ROOT/build/bench"
+WORK="$OUT/work"
+CSV="$OUT/results.csv"
+TOOLS="sparse-3 sparse-19 zstd-3 zstd-19 xdelta3-9"
+
+for cmd in zstd xdelta3 /usr/bin/time python3 cmp; do
+	command -v "$cmd" >/dev/null || { echo "bench: $cmd is missing (make deps)" >&2; exit 1; }
+done
+[ -x "$SPARSE" ] || { echo "bench: $SPARSE is missing (make bin/sparse)" >&2; exit 1; }
+rm -rf "$WORK"
+mkdir -p "$WORK"
+
+# ---- the commands of each tool ----------------------------------------------
+
+# xdelta_window FILE: -B (source window) covering FILE, at least xdelta3's 64 MiB.
+xdelta_window() {
+	local s; s=$(stat -c %s "$1")
+	echo $((s > 67108864 ? (s / 1048576 + 1) * 1048576 : 67108864))
+}
+
+# compress_argv TOOL BASE FT DELTA: set ARGV to TOOL's encoder command.
+compress_argv() {
+	case $1 in
+		sparse-*) ARGV=("$SPARSE" -q compress "$2" "$3" -o "$4" --level "${1#sparse-}") ;;
+		zstd-*) ARGV=(zstd -q -f "-${1#zstd-}" --patch-from="$2" "$3" -o "$4") ;;
+		xdelta3-9) ARGV=(xdelta3 -9 -e -f -B "$(xdelta_window "$2")" -s "$2" "$3" "$4") ;;
+	esac
+}
+
+# apply_argv TOOL BASE DELTA OUT: set ARGV to TOOL's decoder command.
+apply_argv() {
+	case $1 in
+		sparse-*) ARGV=("$SPARSE" -q apply "$2" "$3" -o "$4") ;;
+		# --long=31 lets the decoder use the window a >128 MB patch needs.
+		zstd-*) ARGV=(zstd -q -f -d --long=31 --patch-from="$2" "$3" -o "$4") ;;
+		xdelta3-9) ARGV=(xdelta3 -d -f -B "$(xdelta_window "$2")" -s "$2" "$3" "$4") ;;
+	esac
+}
+
+# ---- measuring ------------------------------------------------------------------
+
+# timed CMD...: run CMD once; prints "SECONDS PEAK_RSS_KB"; fails if CMD fails.
+timed() {
+	local t0 t1 rss
+	t0=$(date +%s%N)
+	if ! /usr/bin/time -f %M -o "$WORK/rss" "$@" >"$WORK/log" 2>&1; then
+		echo "bench: failed: $* ($(tail -1 "$WORK/log"))" >&2
+		return 1
+	fi
+	t1=$(date +%s%N)
+	rss=$(tail -1 "$WORK/rss")
+	awk -v ns=$((t1 - t0)) -v rss="$rss" 'BEGIN { printf "%.6f %d\n", ns / 1e9, rss }'
+}
+
+# median: the middle line of numbers on stdin (upper middle for an even count).
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int(NR / 2) + 1] }'; }
+
+# repeat N CLEAN CMD...: run CMD N times (rm -rf CLEAN before each); prints
+# "MEDIAN_SECONDS MEDIAN_RSS_KB".
+repeat() {
+	local n=$1 clean=$2 i
+	shift 2
+	: >"$WORK/runs"
+	for ((i = 0; i < n; i++)); do
+		rm -rf "$clean"
+		timed "$@" >>"$WORK/runs" || return 1
+	done
+	echo "$(cut -d' ' -f1 "$WORK/runs" | median) $(cut -d' ' -f2 "$WORK/runs" | median)"
+}
+
+# bench_tool PAIR TOOL BASE FT REPS: one CSV row for TOOL on the pair.
+bench_tool() {
+	local pair=$1 tool=$2 base=$3 ft=$4 reps=$5
+	local d="$WORK/$pair.$tool.delta" o="$WORK/$pair.$tool.out" c="" a ok
+	compress_argv "$tool" "$base" "$ft" "$d"
+	if c=$(repeat "$reps" "$d" "${ARGV[@]}"); then
+		apply_argv "$tool" "$base" "$d" "$o"
+		a=$(repeat "$reps" "$o" "${ARGV[@]}") || c=""
+	fi
+	if [ -z "$c" ]; then
+		echo "$pair,$tool,$(stat -c %s "$ft"),,,,,,FAIL" >>"$CSV"
+		return
+	fi
+	ok=$(cmp -s "$ft" "$o" && echo ok || echo FAIL)
+	echo "$pair,$tool,$(stat -c %s "$ft"),$(stat -c %s "$d"),${c% *},${a% *},${c#* },${a#* },$ok" >>"$CSV"
+	rm -f "$d" "$o"
+}
+
+# bench_estimate PAIR BASE FT REPS: a CSV row for sparse estimate.
+bench_estimate() {
+	local pair=$1 base=$2 ft=$3 reps=$4 e est
+	e=$(repeat "$reps" "$WORK/none" "$SPARSE" estimate "$base" "$ft") || return 1
+	est=$("$SPARSE" --json estimate "$base" "$ft" |
+		python3 -c 'import json, sys; print(json.load(sys.stdin)["est_delta_bytes"])')
+	echo "$pair,sparse-estimate,$(stat -c %s "$ft"),$est,${e% *},,${e#* },,-" >>"$CSV"
+}
+
+# bench_pair PAIR BASE FT REPS: every tool on one pair.
+bench_pair() {
+	echo "bench: $1 ($(stat -c %s "$3") bytes, $4 run(s) each)" >&2
+	for tool in $TOOLS; do
+		bench_tool "$1" "$tool" "$2" "$3" "$4"
+	done
+	bench_estimate "$1" "$2" "$3" "$4"
+}
+
+# ---- the pairs ------------------------------------------------------------------
+
+echo "pair,tool,ft_bytes,delta_bytes,compress_s,apply_s,compress_rss_kb,apply_rss_kb,roundtrip" >"$CSV"
+bench_pair gpt2-lora-r8 "$M/gpt2-lora-r8/base.safetensors" "$M/gpt2-lora-r8/ft.safetensors" "$REPS"
+bench_pair roberta-lora-r4 "$M/roberta-lora-r4-biasall/base.safetensors" \
+	"$M/roberta-lora-r4-biasall/ft.safetensors" "$REPS"
+for p in f32 bf16; do
+	for f in ft ft_frozen; do
+		bench_pair "mlp-$f.$p" "$M/mlp-trained/base.$p.safetensors" "$M/mlp-trained/$f.$p.safetensors" "$REPS"
+	done
+done
+if [ "${BENCH_CHAIN:-0}" = 1 ]; then
+	for chain in gpt2-lora-r8 roberta-lora-r4-biasall; do
+		prev=""
+		for ck in $(ls "$M/$chain/chain" | sort -t- -k2 -n); do
+			[ -n "$prev" ] && bench_pair "${chain%%-*}-${prev%.safetensors}-${ck#ckpt-}" \
+				"$M/$chain/chain/$prev" "$M/$chain/chain/$ck" "$REPS"
+			prev=$ck
+		done
+	done
+fi
+if [ "${BENCH_BIG:-0}" = 1 ]; then
+	echo "bench: building a ~200 MB BF16 pair with bench/mkbig.py" >&2
+	python3 bench/mkbig.py "$M/mlp-trained/base.bf16.safetensors" "$M/mlp-trained/ft.bf16.safetensors" \
+		200 "$WORK/big-base.safetensors" "$WORK/big-ft.safetensors"
+	bench_pair synthetic-198MB-bf16 "$WORK/big-base.safetensors" "$WORK/big-ft.safetensors" 1
+fi
+
+# ---- report ---------------------------------------------------------------------
+
+echo "sparse $("$SPARSE" --json version | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])')," \
+	"zstd $(zstd -V | sed -n 's/.* v\([0-9.]*\).*/\1/p'), xdelta3 $(xdelta3 -V 2>&1 | sed -n 's/^Xdelta version \([0-9.]*\).*/\1/p')"
+echo "$(nproc) CPU(s): $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1); median of $REPS run(s); MB = 10^6 bytes"
+echo
+python3 bench/report.py "$CSV"
+rm -rf "$WORK"
+echo
+echo "results: $CSV"
