@@ -140,6 +140,8 @@ test_err_bad_json(void)
 	char	   *c = raw_file("c.safetensors", "{\"w\":{\"dtype\":\"F32\",\"shape\":[-4],\"data_offsets\":[0,16]}}", 16);
 	char	   *d = raw_file("d.safetensors", "{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,\"16\"]}}", 16);
 	char	   *e = raw_file("e.safetensors", "{\"__metadata__\":[1],\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 16);
+	char	   *f = raw_file("f.safetensors", "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}", 16);
+	char	   *g = raw_file("g.safetensors", "{\"a\\nb\":{\"dtype\":\"F31\",\"shape\":[4],\"data_offsets\":[0,16]}}", 16);
 
 	EXPECT_INPUT_ERR(a, SP_ERR_BAD_JSON,
 					 t_fmt("invalid safetensors header in \"%s\": not a JSON object", a));
@@ -151,6 +153,11 @@ test_err_bad_json(void)
 					 t_fmt("invalid data_offsets for tensor \"w\" in \"%s\"", d));
 	EXPECT_INPUT_ERR(e, SP_ERR_BAD_JSON,
 					 t_fmt("invalid safetensors header in \"%s\": __metadata__ is not an object", e));
+	EXPECT_INPUT_ERR(f, SP_ERR_BAD_JSON,
+					 t_fmt("invalid safetensors header in \"%s\": tensor \"w\" appears twice", f));
+	/* a newline in a tensor name must not split the message into two lines */
+	EXPECT_INPUT_ERR(g, SP_ERR_UNKNOWN_DTYPE,
+					 t_fmt("unknown dtype \"F31\" for tensor \"a?b\" in \"%s\"", g));
 }
 
 /* Offsets past the end, reversed, and overlapping. */
