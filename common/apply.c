@@ -38,6 +38,9 @@ typedef struct decoder
 	uint8_t    *obuf;			/* decoded chunk */
 	uint8_t    *bbuf;			/* base bytes of a chunk or prefix */
 	uint8_t    *cbuf;			/* base bytes converted to the chunk's dtype */
+	size_t		ocap,
+				bcap,
+				ccap;			/* sizes of the three buffers, grown on demand */
 	/* current file */
 	char	   *name;
 	uint64_t	size;
@@ -221,6 +224,8 @@ apply_copy(decoder *d, const sp_chunk_hdr *h)
 	if (h->base_len != h->out_len || d->rd.len != SP_CHUNK_HDR || h->dtype || h->transform ||
 		h->base_dtype)
 		return corrupt(d, "bad COPY chunk");
+	if (sp_reserve(d->ctx, &d->obuf, &d->ocap, (size_t) SP_MIN(h->out_len, (uint64_t) SP_CHUNK_MAX)) != SP_OK)
+		return d->ctx->err.code;
 	XXH3_64bits_reset(&st);
 	while (done < h->out_len)
 	{
@@ -248,7 +253,8 @@ decode_zstd_chunk(decoder *d, const sp_chunk_hdr *h)
 		return corrupt(d, "bad ZSTD chunk");
 	if (h->base != SP_NO_BASE)
 	{
-		if (read_base(d, h->base, h->base_off, h->base_len, d->bbuf) != SP_OK)
+		if (sp_reserve(d->ctx, &d->bbuf, &d->bcap, (size_t) h->base_len) != SP_OK ||
+			read_base(d, h->base, h->base_off, h->base_len, d->bbuf) != SP_OK)
 			return d->ctx->err.code;
 		bp = d->bbuf;
 	}
@@ -276,11 +282,14 @@ decode_tensor_chunk(decoder *d, const sp_chunk_hdr *h)
 	{
 		if (h->base_len != elems * (uint64_t) sp_dtype_size(bdt) || h->base_len > SP_PREFIX_MAX)
 			return corrupt(d, "bad TENSOR chunk");
-		if (read_base(d, h->base, h->base_off, h->base_len, d->bbuf) != SP_OK)
+		if (sp_reserve(d->ctx, &d->bbuf, &d->bcap, (size_t) h->base_len) != SP_OK ||
+			read_base(d, h->base, h->base_off, h->base_len, d->bbuf) != SP_OK)
 			return d->ctx->err.code;
 		bp = d->bbuf;
 		if (bdt != dt)
 		{
+			if (sp_reserve(d->ctx, &d->cbuf, &d->ccap, (size_t) h->out_len) != SP_OK)
+				return d->ctx->err.code;
 			sp_convert(bdt, dt, d->bbuf, d->cbuf, (size_t) elems);
 			bp = d->cbuf;
 		}
@@ -298,6 +307,8 @@ decode_chunk(decoder *d, const sp_chunk_hdr *h)
 {
 	if (h->out_len > SP_CHUNK_MAX)
 		return corrupt(d, "chunk is larger than allowed");
+	if (sp_reserve(d->ctx, &d->obuf, &d->ocap, (size_t) h->out_len) != SP_OK)
+		return d->ctx->err.code;
 	return h->kind == SP_CHUNK_ZSTD ? decode_zstd_chunk(d, h) : decode_tensor_chunk(d, h);
 }
 
@@ -422,10 +433,6 @@ decoder_init(sp_ctx *ctx, decoder *d, sp_fileset *delta, sp_fileset *base)
 		return ctx->err.code;
 	if (sp_sha256_init(ctx, &d->manifest) != SP_OK)
 		return ctx->err.code;
-	if ((d->obuf = sp_alloc(ctx, SP_CHUNK_MAX)) == NULL ||
-		(d->bbuf = sp_alloc(ctx, SP_PREFIX_MAX)) == NULL ||
-		(d->cbuf = sp_alloc(ctx, SP_CHUNK_MAX)) == NULL)
-		return SP_ERR_NOMEM;
 	if (sp_codec_init(ctx, &d->codec) != SP_OK)
 		return ctx->err.code;
 	d->have_codec = true;

@@ -42,12 +42,10 @@ sp_codec_init(sp_ctx *ctx, sp_codec *c)
 	ZSTD_customMem mem = {ctx->hooks.alloc, ctx->hooks.free, ctx->hooks.user};
 
 	memset(c, 0, sizeof(*c));
-	c->cap = SP_CHUNK_MAX;
 	c->cctx = ZSTD_createCCtx_advanced(mem);
 	c->dctx = ZSTD_createDCtx_advanced(mem);
-	c->planar = sp_alloc(ctx, c->cap);
 	c->probe = sp_alloc(ctx, sp_codec_bound(PROBE_BYTES));
-	if (!c->cctx || !c->dctx || !c->planar || !c->probe)
+	if (!c->cctx || !c->dctx || !c->probe)
 	{
 		sp_codec_free(ctx, c);
 		return sp_fail(ctx, SP_ERR_NOMEM, "out of memory creating the codec");
@@ -335,9 +333,11 @@ sp_codec_encode_tensor_as(sp_ctx *ctx, sp_codec *c, int level, sp_dtype dt, int 
 						  const uint8_t *ft, const uint8_t *base, size_t n,
 						  uint8_t *out, size_t cap, size_t *out_len)
 {
-	if (n > c->cap || n % (size_t) sp_dtype_size(dt) != 0 || cap < sp_codec_bound(n) ||
+	if (n > SP_CHUNK_MAX || n % (size_t) sp_dtype_size(dt) != 0 || cap < sp_codec_bound(n) ||
 		transform < 0 || transform >= SP_TR_COUNT || (transform != SP_TR_NONE && base == NULL))
 		return sp_fail(ctx, SP_ERR_INTERNAL, "bad tensor chunk of %zu bytes", n);
+	if (sp_reserve(ctx, &c->planar, &c->cap, n) != SP_OK)
+		return ctx->err.code;
 	*out_len = encode_with(ctx, c, plane_level_for(level), dt, transform, ft, base, n, out, cap);
 	return *out_len ? SP_OK : ctx->err.code;
 }
@@ -351,8 +351,10 @@ sp_codec_encode_tensor(sp_ctx *ctx, sp_codec *c, int level, sp_dtype dt,
 	int			plane_level = plane_level_for(level);
 	size_t		used;
 
-	if (n > c->cap || n % (size_t) sp_dtype_size(dt) != 0 || cap < sp_codec_bound(n))
+	if (n > SP_CHUNK_MAX || n % (size_t) sp_dtype_size(dt) != 0 || cap < sp_codec_bound(n))
 		return sp_fail(ctx, SP_ERR_INTERNAL, "bad tensor chunk of %zu bytes", n);
+	if (sp_reserve(ctx, &c->planar, &c->cap, n) != SP_OK)
+		return ctx->err.code;
 	if (base != NULL)
 		used = encode_against(ctx, c, plane_level, dt, ft, base, n, out, cap, &tr);
 	else
@@ -412,9 +414,11 @@ sp_codec_decode_tensor(sp_ctx *ctx, sp_codec *c, sp_dtype dt, uint8_t transform,
 	size_t		m,
 				pos = 0;
 
-	if (w == 0 || transform >= SP_TR_COUNT || n > c->cap || n % (size_t) w != 0 ||
+	if (w == 0 || transform >= SP_TR_COUNT || n > SP_CHUNK_MAX || n % (size_t) w != 0 ||
 		(transform != SP_TR_NONE && base == NULL))
 		return sp_fail(ctx, SP_ERR_CORRUPT, "tensor chunk has invalid parameters");
+	if (sp_reserve(ctx, &c->planar, &c->cap, n) != SP_OK)
+		return ctx->err.code;
 	m = n / (size_t) w;
 	for (int k = 0; k < w; k++)
 		if (decode_plane(ctx, c, payload, plen, &pos, c->planar + (size_t) k * m, m) != SP_OK)

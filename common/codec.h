@@ -40,7 +40,7 @@ typedef struct sp_codec
 	ZSTD_DCtx  *dctx;
 	uint8_t    *planar;			/* transformed words split into byte planes */
 	uint8_t    *probe;			/* encoded probe output */
-	size_t		cap;			/* size of each buffer above */
+	size_t		cap;			/* size of planar (grown on demand) */
 } sp_codec;
 
 /* Worst-case payload size of a chunk of n bytes. */

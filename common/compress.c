@@ -463,17 +463,23 @@ code_all(encoder *e, uint8_t ft_digest[SP_SHA256_LEN])
 static sp_status
 encoder_init(sp_ctx *ctx, encoder *e, sp_model *base, sp_model *ft, sp_out *out, int level)
 {
+	size_t		fcap,
+				bcap;
+
 	memset(e, 0, sizeof(*e));
 	e->ctx = ctx;
 	e->level = level;
 	e->base = base;
 	e->ft = ft;
 	e->out = out;
-	e->pay_cap = SP_CHUNK_HDR + sp_codec_bound(SP_CHUNK_MAX) + 14 + SP_MAX_NAME;
+	/* buffers sized to the inputs, so a small model costs little memory */
+	fcap = (size_t) SP_MIN((uint64_t) SP_CHUNK_MAX, sp_fileset_max_size(&ft->fs));
+	bcap = (size_t) SP_MIN((uint64_t) SP_PREFIX_MAX, sp_fileset_max_size(&base->fs));
+	e->pay_cap = SP_CHUNK_HDR + sp_codec_bound(fcap) + 14 + SP_MAX_NAME;
 	e->slot = sp_alloc(ctx, (base->fs.n ? base->fs.n : 1) * sizeof(uint32_t));
-	e->fbuf = sp_alloc(ctx, SP_CHUNK_MAX);
-	e->bbuf = sp_alloc(ctx, SP_PREFIX_MAX);
-	e->cbuf = sp_alloc(ctx, SP_CHUNK_MAX);
+	e->fbuf = sp_alloc(ctx, fcap);
+	e->bbuf = sp_alloc(ctx, bcap);
+	e->cbuf = sp_alloc(ctx, fcap);
 	e->pay = sp_alloc(ctx, e->pay_cap);
 	if (!e->slot || !e->fbuf || !e->bbuf || !e->cbuf || !e->pay)
 		return SP_ERR_NOMEM;

@@ -305,11 +305,14 @@ estimate_file(estimator *s, size_t fi)
 static sp_status
 estimator_init(sp_ctx *ctx, estimator *s)
 {
+	size_t		fcap = (size_t) SP_MIN((uint64_t) SP_CHUNK_MAX, sp_fileset_max_size(s->ft));
+	size_t		bcap = (size_t) SP_MIN((uint64_t) SP_PREFIX_MAX, sp_fileset_max_size(&s->base->fs));
+
 	s->ctx = ctx;
-	s->pay_cap = sp_codec_bound(SP_CHUNK_MAX);
-	s->fbuf = sp_alloc(ctx, SP_CHUNK_MAX);
-	s->bbuf = sp_alloc(ctx, SP_PREFIX_MAX);
-	s->cbuf = sp_alloc(ctx, SP_CHUNK_MAX);
+	s->pay_cap = sp_codec_bound(fcap);
+	s->fbuf = sp_alloc(ctx, fcap);
+	s->bbuf = sp_alloc(ctx, bcap);
+	s->cbuf = sp_alloc(ctx, fcap);
 	s->pay = sp_alloc(ctx, s->pay_cap);
 	if (!s->fbuf || !s->bbuf || !s->cbuf || !s->pay)
 		return SP_ERR_NOMEM;

@@ -366,6 +366,16 @@ sp_fileset_close(sp_ctx *ctx, sp_fileset *fs)
 	fs->fd = -1;
 }
 
+uint64_t
+sp_fileset_max_size(const sp_fileset *fs)
+{
+	uint64_t	m = 0;
+
+	for (size_t i = 0; i < fs->n; i++)
+		m = SP_MAX(m, fs->f[i].size);
+	return m;
+}
+
 long
 sp_fileset_find(const sp_fileset *fs, const char *rel)
 {

@@ -49,6 +49,9 @@ sp_status	sp_fileset_mem(sp_ctx *ctx, const char *name, const void *buf,
 /* Release a set. */
 void		sp_fileset_close(sp_ctx *ctx, sp_fileset *fs);
 
+/* Size of the largest file of a set. */
+uint64_t	sp_fileset_max_size(const sp_fileset *fs);
+
 /* Index of the file named rel, or -1. */
 long		sp_fileset_find(const sp_fileset *fs, const char *rel);
 

@@ -170,6 +170,19 @@ sp_free(sp_ctx *ctx, void *p)
 		ctx->hooks.free(ctx->hooks.user, p);
 }
 
+sp_status
+sp_reserve(sp_ctx *ctx, uint8_t **buf, size_t *cap, size_t need)
+{
+	if (need <= *cap && *buf != NULL)
+		return SP_OK;
+	sp_free(ctx, *buf);
+	*cap = 0;
+	if ((*buf = sp_alloc(ctx, need)) == NULL)
+		return SP_ERR_NOMEM;
+	*cap = need;
+	return SP_OK;
+}
+
 char *
 sp_strdup(sp_ctx *ctx, const char *s)
 {

@@ -39,6 +39,9 @@ void	   *sp_calloc(sp_ctx *ctx, size_t n, size_t size);
 /* Free through the caller's hook; NULL is fine. */
 void		sp_free(sp_ctx *ctx, void *p);
 
+/* Make *buf hold at least need bytes (old contents are not kept). */
+sp_status	sp_reserve(sp_ctx *ctx, uint8_t **buf, size_t *cap, size_t need);
+
 /* Duplicate a string through the caller's hook. */
 char	   *sp_strdup(sp_ctx *ctx, const char *s);
 

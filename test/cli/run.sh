@@ -338,14 +338,28 @@ run --root "$M" verify "$B" "$M/../models/gpt2-lora-r8/../../models/gpt2-lora-r8
 check "--root: '..' inside the root is resolved, not refused (fails later as not a delta)" \
 	grep -q 'is not a sparse delta' "$W/.stderr"
 
-# a control character in a path is escaped, not sent to the terminal
+# a control character in a path: the core's message stays on one line
 nl_name="$W/fail/a
 b"
 echo x >"$nl_name"
 run compress "$B" "$F" -o "$nl_name"
-expect_err "sparse: compress: output \"$W/fail/a\\x0ab\" already exists" \
-	"a newline in a path is printed as \\x0a on one line"
+expect_err "sparse: compress: output \"$W/fail/a?b\" already exists" \
+	"a newline in a path does not break the message's line"
 rm -f "$nl_name"
+
+# a file name inside a delta is data: escape sequences are printed as \xHH
+mkdir -p "$W/esc/base" "$W/esc/ft"
+cp "$B" "$W/esc/base/model.safetensors"
+cp "$F" "$W/esc/ft/model.safetensors"
+echo hi >"$W/esc/ft/evil$(printf '\033')[31mred
+x"
+run compress "$W/esc/base" "$W/esc/ft" -o "$W/esc/ft.delta"
+run info "$W/esc/ft.delta"
+check "info escapes ESC and newline in file names (\\x1b, \\x0a)" \
+	grep -q '^evil\\x1b\[31mred\\x0ax  ' "$W/.stdout"
+check "info's output holds no raw ESC byte" [ -z "$(tr -cd '\033' <"$W/.stdout")" ]
+run --json info "$W/esc/ft.delta"
+expect_json "sorted(r['name'] for r in j)[0] == 'evil\\x1b[31mred\\nx'" "--json info keeps the exact name (escaped by JSON)"
 
 # ---- usage errors: exit status 2 ------------------------------------------------
 
