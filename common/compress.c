@@ -76,9 +76,9 @@ plan_bases(encoder *e)
 	for (size_t i = 0; i < e->ft->fs.n; i++)
 	{
 		sp_st_header h = {0};
-		bool		st = sp_is_safetensors_name(e->ft->fs.f[i].rel);
+		bool		st;
 
-		if (st && sp_read_st_header(ctx, &e->ft->fs, i, &h) != SP_OK)
+		if (sp_load_header(ctx, &e->ft->fs, i, &h, &st) != SP_OK)
 			return ctx->err.code;
 		use_base(e, sp_partner(e->base, &e->ft->fs, i, st ? &h : NULL));
 		for (size_t j = 0; j < h.n; j++)
@@ -395,12 +395,12 @@ code_file(encoder *e, size_t fi, uint8_t digest[SP_SHA256_LEN])
 	sp_ctx	   *ctx = e->ctx;
 	const sp_file *f = &e->ft->fs.f[fi];
 	sp_st_header h = {0};
-	bool		st = sp_is_safetensors_name(f->rel);
+	bool		st;
 	long		partner;
 	uint8_t		end[48] = {0};
 	sp_status	rc;
 
-	if (st && sp_read_st_header(ctx, &e->ft->fs, fi, &h) != SP_OK)
+	if (sp_load_header(ctx, &e->ft->fs, fi, &h, &st) != SP_OK)
 		return ctx->err.code;
 	partner = sp_partner(e->base, &e->ft->fs, fi, st ? &h : NULL);
 	e->chunks = 0;

@@ -268,12 +268,12 @@ static sp_status
 estimate_file(estimator *s, size_t fi)
 {
 	sp_st_header h = {0};
-	bool		st = sp_is_safetensors_name(s->ft->f[fi].rel);
+	bool		st;
 	uint64_t	pos = 0;
 	long		partner;
 	sp_status	rc = SP_OK;
 
-	if (st && sp_read_st_header(s->ctx, s->ft, fi, &h) != SP_OK)
+	if (sp_load_header(s->ctx, s->ft, fi, &h, &st) != SP_OK)
 		return s->ctx->err.code;
 	partner = sp_partner(s->base, s->ft, fi, st ? &h : NULL);
 	prefetch_file(s, fi, &h);

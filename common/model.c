@@ -48,6 +48,19 @@ sp_read_st_header(sp_ctx *ctx, sp_fileset *fs, size_t idx, sp_st_header *h)
 	return rc;
 }
 
+sp_status
+sp_load_header(sp_ctx *ctx, sp_fileset *fs, size_t idx, sp_st_header *h, bool *is_st)
+{
+	bool		named = sp_is_safetensors_name(fs->f[idx].rel);
+	sp_status	rc = sp_read_st_header(ctx, fs, idx, h);
+
+	*is_st = rc == SP_OK;
+	if (rc == SP_OK || named || rc == SP_ERR_IO || rc == SP_ERR_NOMEM || rc == SP_ERR_CANCELLED)
+		return rc;
+	sp_clear_error(ctx);		/* not a safetensors file: coded as bytes */
+	return SP_OK;
+}
+
 /* Order tensor references by name. */
 static int
 cmp_tref(const void *a, const void *b)
@@ -67,10 +80,10 @@ model_index(sp_ctx *ctx, sp_model *m)
 		return SP_ERR_NOMEM;
 	for (size_t i = 0; i < m->fs.n; i++)
 	{
-		if (!sp_is_safetensors_name(m->fs.f[i].rel))
-			continue;
+		bool		is_st;
+
 		if (sp_check_interrupt(ctx) != SP_OK ||
-			sp_read_st_header(ctx, &m->fs, i, &m->hdr[i]) != SP_OK)
+			sp_load_header(ctx, &m->fs, i, &m->hdr[i], &is_st) != SP_OK)
 			return ctx->err.code;
 		total += m->hdr[i].n;
 	}

@@ -31,6 +31,15 @@ bool		sp_is_safetensors_name(const char *rel);
 /* Read and parse the header of safetensors file idx of fs. */
 sp_status	sp_read_st_header(sp_ctx *ctx, sp_fileset *fs, size_t idx, sp_st_header *h);
 
+/*
+ * Parse file idx as safetensors if it is one.  A file named *.safetensors
+ * must parse (its error is returned); any other file is sniffed: it is
+ * treated as safetensors when its header parses, else *is_st is false and
+ * SP_OK is returned.
+ */
+sp_status	sp_load_header(sp_ctx *ctx, sp_fileset *fs, size_t idx, sp_st_header *h,
+						   bool *is_st);
+
 /* Open a model from a path and index its tensors (index_tensors: base side). */
 sp_status	sp_model_open(sp_ctx *ctx, const char *path, bool index_tensors, sp_model *m);
 
