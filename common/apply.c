@@ -515,6 +515,7 @@ apply_paths(sp_ctx *ctx, const char *base, const char *delta, const char *out,
 	return rc;
 }
 
+/* Rebuild a fine-tune from base and delta into out. */
 sp_status
 sp_delta_apply(sp_ctx *ctx, const char *base, const char *delta, const char *out,
 			   sp_apply_result *res)
@@ -525,6 +526,7 @@ sp_delta_apply(sp_ctx *ctx, const char *base, const char *delta, const char *out
 	return apply_paths(ctx, base, delta, out, res);
 }
 
+/* Rebuild in memory and check every digest, writing nothing. */
 sp_status
 sp_delta_verify(sp_ctx *ctx, const char *base, const char *delta, sp_apply_result *res)
 {
@@ -532,6 +534,7 @@ sp_delta_verify(sp_ctx *ctx, const char *base, const char *delta, sp_apply_resul
 	return apply_paths(ctx, base, delta, NULL, res);
 }
 
+/* Rebuild a one-file fine-tune in memory from base and delta bytes. */
 sp_status
 sp_delta_apply_mem(sp_ctx *ctx, const void *base, size_t base_len,
 				   const void *delta, size_t delta_len, size_t max_out,
@@ -665,6 +668,7 @@ info_fileset(sp_ctx *ctx, sp_fileset *dfs, sp_info *out)
 	return rc;
 }
 
+/* List the files a delta on disk rebuilds. */
 sp_status
 sp_delta_info(sp_ctx *ctx, const char *delta, sp_info *out)
 {
@@ -681,6 +685,7 @@ sp_delta_info(sp_ctx *ctx, const char *delta, sp_info *out)
 	return rc;
 }
 
+/* List the files a delta in memory rebuilds. */
 sp_status
 sp_delta_info_mem(sp_ctx *ctx, const void *delta, size_t delta_len, sp_info *out)
 {
@@ -696,6 +701,7 @@ sp_delta_info_mem(sp_ctx *ctx, const void *delta, size_t delta_len, sp_info *out
 	return rc;
 }
 
+/* Free the rows sp_delta_info returned. */
 void
 sp_info_free(sp_ctx *ctx, sp_info *info)
 {

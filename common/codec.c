@@ -30,12 +30,14 @@
 
 #define PROBE_BYTES (64u << 10)
 
+/* Worst-case payload size of a chunk of n bytes. */
 size_t
 sp_codec_bound(size_t n)
 {
 	return ZSTD_compressBound(n) + 8 * (1 + 4 + 64) + 64;
 }
 
+/* Create the zstd contexts and probe buffer of a codec. */
 sp_status
 sp_codec_init(sp_ctx *ctx, sp_codec *c)
 {
@@ -53,6 +55,7 @@ sp_codec_init(sp_ctx *ctx, sp_codec *c)
 	return SP_OK;
 }
 
+/* Free a codec. */
 void
 sp_codec_free(sp_ctx *ctx, sp_codec *c)
 {
@@ -214,6 +217,7 @@ bf16_of(float f)
 	return (uint16_t) ((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
+/* Convert n elements between float dtypes, the same way on every platform. */
 void
 sp_convert(sp_dtype from, sp_dtype to, const uint8_t *src, uint8_t *dst, size_t n)
 {
@@ -328,6 +332,7 @@ plane_level_for(int level)
 	return level <= 3 ? 1 : level;
 }
 
+/* Encode a tensor chunk with a transform chosen by the caller. */
 sp_status
 sp_codec_encode_tensor_as(sp_ctx *ctx, sp_codec *c, int level, sp_dtype dt, int transform,
 						  const uint8_t *ft, const uint8_t *base, size_t n,
@@ -342,6 +347,7 @@ sp_codec_encode_tensor_as(sp_ctx *ctx, sp_codec *c, int level, sp_dtype dt, int 
 	return *out_len ? SP_OK : ctx->err.code;
 }
 
+/* Encode a tensor chunk, choosing the transform. */
 sp_status
 sp_codec_encode_tensor(sp_ctx *ctx, sp_codec *c, int level, sp_dtype dt,
 					   const uint8_t *ft, const uint8_t *base, size_t n,
@@ -405,6 +411,7 @@ decode_plane(sp_ctx *ctx, sp_codec *c, const uint8_t *payload, size_t plen,
 	}
 }
 
+/* Decode a tensor chunk payload into ft. */
 sp_status
 sp_codec_decode_tensor(sp_ctx *ctx, sp_codec *c, sp_dtype dt, uint8_t transform,
 					   const uint8_t *base, const uint8_t *payload, size_t plen,
@@ -484,6 +491,7 @@ compress_polled(sp_ctx *ctx, sp_codec *c, const uint8_t *src, size_t n,
 	return 0;
 }
 
+/* Compress a generic chunk with zstd against a prefix window. */
 sp_status
 sp_codec_encode_zstd(sp_ctx *ctx, sp_codec *c, int level, const uint8_t *src, size_t n,
 					 const uint8_t *prefix, size_t plen, uint8_t *out, size_t cap,
@@ -503,6 +511,7 @@ sp_codec_encode_zstd(sp_ctx *ctx, sp_codec *c, int level, const uint8_t *src, si
 	return z == 0 ? SP_OK : ctx->err.code;
 }
 
+/* Decompress a generic chunk with the same prefix window. */
 sp_status
 sp_codec_decode_zstd(sp_ctx *ctx, sp_codec *c, const uint8_t *prefix, size_t plen,
 					 const uint8_t *payload, size_t plen_payload, uint8_t *dst, size_t n)

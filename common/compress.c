@@ -551,6 +551,7 @@ check_level(sp_ctx *ctx, int level)
 	return SP_OK;
 }
 
+/* Write the delta of ft against base to out. */
 sp_status
 sp_delta_compress(sp_ctx *ctx, const char *base, const char *ft, const char *out,
 				  int level, sp_compress_result *res)
@@ -586,6 +587,7 @@ sp_delta_compress(sp_ctx *ctx, const char *base, const char *ft, const char *out
 	return rc;
 }
 
+/* Delta of one safetensors buffer against another, in memory. */
 sp_status
 sp_delta_compress_mem(sp_ctx *ctx, const void *base, size_t base_len,
 					  const void *ft, size_t ft_len, int level, size_t max_out,

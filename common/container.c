@@ -11,6 +11,7 @@
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
 
+/* Name of a method code, as delta_info shows it. */
 const char *
 sp_method_name(int method)
 {
@@ -28,6 +29,7 @@ sp_method_name(int method)
 	return NULL;
 }
 
+/* Serialize the fixed part of a chunk record. */
 void
 sp_chunk_hdr_put(uint8_t *p, const sp_chunk_hdr *h)
 {
@@ -42,6 +44,7 @@ sp_chunk_hdr_put(uint8_t *p, const sp_chunk_hdr *h)
 	sp_put64(p + 32, h->checksum);
 }
 
+/* Parse the fixed part of a chunk record. */
 void
 sp_chunk_hdr_get(const uint8_t *p, sp_chunk_hdr *h)
 {
@@ -56,6 +59,7 @@ sp_chunk_hdr_get(const uint8_t *p, sp_chunk_hdr *h)
 	h->checksum = sp_get64(p + 32);
 }
 
+/* Write the 16-byte container header. */
 sp_status
 sp_write_header(sp_ctx *ctx, sp_out *o, uint32_t flags)
 {
@@ -68,6 +72,7 @@ sp_write_header(sp_ctx *ctx, sp_out *o, uint32_t flags)
 	return sp_out_write(ctx, o, h, sizeof(h));
 }
 
+/* Write one record and its checksum. */
 sp_status
 sp_write_record(sp_ctx *ctx, sp_out *o, int type, const uint8_t *payload, size_t len)
 {
@@ -89,6 +94,7 @@ sp_write_record(sp_ctx *ctx, sp_out *o, int type, const uint8_t *payload, size_t
 	return SP_OK;
 }
 
+/* Check a delta's magic, version and flags. */
 sp_status
 sp_reader_open(sp_ctx *ctx, sp_reader *r, sp_fileset *src)
 {
@@ -133,6 +139,7 @@ reader_reserve(sp_ctx *ctx, sp_reader *r, size_t n)
 	return SP_OK;
 }
 
+/* Read and check the next record of a delta. */
 sp_status
 sp_reader_next(sp_ctx *ctx, sp_reader *r, bool skip_chunks)
 {
@@ -177,6 +184,7 @@ sp_reader_next(sp_ctx *ctx, sp_reader *r, bool skip_chunks)
 	return SP_OK;
 }
 
+/* Free a reader's buffer. */
 void
 sp_reader_close(sp_ctx *ctx, sp_reader *r)
 {

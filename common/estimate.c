@@ -319,6 +319,7 @@ estimator_init(sp_ctx *ctx, estimator *s)
 	return sp_codec_init(ctx, &s->codec);
 }
 
+/* Estimate the delta size of ft against base from a sample. */
 sp_status
 sp_delta_estimate(sp_ctx *ctx, const char *base, const char *ft, double sample_fraction,
 				  sp_estimate *out)

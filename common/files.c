@@ -61,6 +61,7 @@ check_root(sp_ctx *ctx, const char *canon, const char *shown)
 	return SP_OK;
 }
 
+/* Canonicalize an existing path and check it against the root. */
 sp_status
 sp_path_input(sp_ctx *ctx, const char *path, char **out)
 {
@@ -78,6 +79,7 @@ sp_path_input(sp_ctx *ctx, const char *path, char **out)
 	return *out ? SP_OK : ctx->err.code;
 }
 
+/* Canonicalize a path that must not exist yet (its directory must). */
 sp_status
 sp_path_output(sp_ctx *ctx, const char *path, char **out)
 {
@@ -120,6 +122,7 @@ sp_path_output(sp_ctx *ctx, const char *path, char **out)
 	return *out ? SP_OK : ctx->err.code;
 }
 
+/* Is rel a safe relative name (no "..", not absolute, no empty part)? */
 bool
 sp_rel_name_ok(const char *rel)
 {
@@ -263,6 +266,7 @@ list_dir(sp_ctx *ctx, const char *dir, char ***names, size_t *count)
 	return SP_OK;
 }
 
+/* Add every file under dir (named prefix/...) to the set. */
 static sp_status
 walk_dir(sp_ctx *ctx, sp_fileset *fs, size_t *cap, const char *dir,
 		 const char *prefix, int depth)
@@ -294,6 +298,7 @@ walk_dir(sp_ctx *ctx, sp_fileset *fs, size_t *cap, const char *dir,
 	return rc;
 }
 
+/* Open a model: one file, or every regular file under a directory. */
 sp_status
 sp_fileset_open(sp_ctx *ctx, const char *path, sp_fileset *fs)
 {
@@ -329,6 +334,7 @@ sp_fileset_open(sp_ctx *ctx, const char *path, sp_fileset *fs)
 	return rc;
 }
 
+/* A one-file set over a buffer. */
 sp_status
 sp_fileset_mem(sp_ctx *ctx, const char *name, const void *buf, size_t len,
 			   sp_fileset *fs)
@@ -349,6 +355,7 @@ sp_fileset_mem(sp_ctx *ctx, const char *name, const void *buf, size_t len,
 	return rc;
 }
 
+/* Release a file set. */
 void
 sp_fileset_close(sp_ctx *ctx, sp_fileset *fs)
 {
@@ -366,6 +373,7 @@ sp_fileset_close(sp_ctx *ctx, sp_fileset *fs)
 	fs->fd = -1;
 }
 
+/* Size of the largest file of a set. */
 uint64_t
 sp_fileset_max_size(const sp_fileset *fs)
 {
@@ -376,6 +384,7 @@ sp_fileset_max_size(const sp_fileset *fs)
 	return m;
 }
 
+/* Index of the file named rel (binary search), or -1. */
 long
 sp_fileset_find(const sp_fileset *fs, const char *rel)
 {
@@ -412,6 +421,7 @@ fileset_fd(sp_ctx *ctx, sp_fileset *fs, size_t idx)
 	return SP_OK;
 }
 
+/* Read exactly len bytes at off from file idx. */
 sp_status
 sp_fileset_read(sp_ctx *ctx, sp_fileset *fs, size_t idx, uint64_t off,
 				void *buf, size_t len)
@@ -445,6 +455,7 @@ sp_fileset_read(sp_ctx *ctx, sp_fileset *fs, size_t idx, uint64_t off,
 	return SP_OK;
 }
 
+/* Hint that a range of file idx will be read soon. */
 void
 sp_fileset_prefetch(sp_ctx *ctx, sp_fileset *fs, size_t idx, uint64_t off, uint64_t len)
 {
@@ -458,6 +469,7 @@ sp_fileset_prefetch(sp_ctx *ctx, sp_fileset *fs, size_t idx, uint64_t off, uint6
 	ctx->err = saved;
 }
 
+/* SHA-256 of a whole file of the set, streaming. */
 sp_status
 sp_fileset_sha256(sp_ctx *ctx, sp_fileset *fs, size_t idx, uint8_t out[32])
 {
@@ -523,6 +535,7 @@ tmp_name_for(sp_ctx *ctx, const char *final_path)
 	return t;
 }
 
+/* Start an atomic file output under a temporary name. */
 sp_status
 sp_out_file(sp_ctx *ctx, sp_out *o, const char *final_path)
 {
@@ -546,6 +559,7 @@ sp_out_file(sp_ctx *ctx, sp_out *o, const char *final_path)
 	return SP_OK;
 }
 
+/* Start an in-memory output limited to max bytes. */
 void
 sp_out_mem(sp_out *o, size_t max)
 {
@@ -578,6 +592,7 @@ mem_reserve(sp_ctx *ctx, sp_out *o, size_t need)
 	return SP_OK;
 }
 
+/* Append bytes to an output. */
 sp_status
 sp_out_write(sp_ctx *ctx, sp_out *o, const void *p, size_t n)
 {
@@ -642,6 +657,7 @@ rename_noreplace(sp_ctx *ctx, const char *from, const char *to)
 	return SP_OK;
 }
 
+/* fsync, close and rename a file output into place. */
 sp_status
 sp_out_commit(sp_ctx *ctx, sp_out *o)
 {
@@ -666,6 +682,7 @@ sp_out_commit(sp_ctx *ctx, sp_out *o)
 	return fsync_parent(ctx, o->final_path);
 }
 
+/* Drop an output, unlinking its temporary file. */
 void
 sp_out_abort(sp_ctx *ctx, sp_out *o)
 {
@@ -681,6 +698,7 @@ sp_out_abort(sp_ctx *ctx, sp_out *o)
 	o->mem = NULL;
 }
 
+/* Create the temporary directory of a directory output. */
 sp_status
 sp_outdir_begin(sp_ctx *ctx, const char *final_path, char **tmp_dir)
 {
@@ -721,6 +739,7 @@ make_parents(sp_ctx *ctx, const char *dir, const char *rel)
 	return SP_OK;
 }
 
+/* Open file rel inside a temporary output directory. */
 sp_status
 sp_outdir_file(sp_ctx *ctx, const char *tmp_dir, const char *rel, sp_out *o)
 {
@@ -777,6 +796,7 @@ fsync_tree(sp_ctx *ctx, const char *path, int depth)
 	return rc;
 }
 
+/* fsync a temporary directory tree and rename it into place. */
 sp_status
 sp_outdir_commit(sp_ctx *ctx, const char *tmp_dir, const char *final_path)
 {
@@ -814,6 +834,7 @@ remove_tree(const char *path, int depth)
 	rmdir(path);
 }
 
+/* Remove a temporary output directory. */
 void
 sp_outdir_abort(sp_ctx *ctx, const char *tmp_dir)
 {

@@ -11,6 +11,7 @@
 
 #include "util.h"
 
+/* Is rel named like a safetensors file? */
 bool
 sp_is_safetensors_name(const char *rel)
 {
@@ -20,6 +21,7 @@ sp_is_safetensors_name(const char *rel)
 	return n >= s && strcmp(rel + n - s, ".safetensors") == 0;
 }
 
+/* Read and parse the header of safetensors file idx. */
 sp_status
 sp_read_st_header(sp_ctx *ctx, sp_fileset *fs, size_t idx, sp_st_header *h)
 {
@@ -48,6 +50,7 @@ sp_read_st_header(sp_ctx *ctx, sp_fileset *fs, size_t idx, sp_st_header *h)
 	return rc;
 }
 
+/* Parse file idx as safetensors when it is one (named or sniffed). */
 sp_status
 sp_load_header(sp_ctx *ctx, sp_fileset *fs, size_t idx, sp_st_header *h, bool *is_st)
 {
@@ -100,6 +103,7 @@ model_index(sp_ctx *ctx, sp_model *m)
 	return SP_OK;
 }
 
+/* Open a model from a path, indexing its tensors if asked. */
 sp_status
 sp_model_open(sp_ctx *ctx, const char *path, bool index_tensors, sp_model *m)
 {
@@ -114,6 +118,7 @@ sp_model_open(sp_ctx *ctx, const char *path, bool index_tensors, sp_model *m)
 	return SP_OK;
 }
 
+/* A one-file model over a buffer. */
 sp_status
 sp_model_mem(sp_ctx *ctx, const char *name, const void *buf, size_t len,
 			 bool index_tensors, sp_model *m)
@@ -129,6 +134,7 @@ sp_model_mem(sp_ctx *ctx, const char *name, const void *buf, size_t len,
 	return SP_OK;
 }
 
+/* Release a model. */
 void
 sp_model_close(sp_ctx *ctx, sp_model *m)
 {
@@ -141,6 +147,7 @@ sp_model_close(sp_ctx *ctx, sp_model *m)
 	memset(m, 0, sizeof(*m));
 }
 
+/* Find a tensor of the model by name. */
 const sp_tref *
 sp_model_lookup(const sp_model *m, const char *name)
 {
@@ -149,6 +156,7 @@ sp_model_lookup(const sp_model *m, const char *name)
 	return m->nmap ? bsearch(&key, m->map, m->nmap, sizeof(sp_tref), cmp_tref) : NULL;
 }
 
+/* The base file a fine-tune file is coded against, or -1. */
 long
 sp_partner(const sp_model *base, const sp_fileset *ft, size_t idx, const sp_st_header *fh)
 {

@@ -30,12 +30,14 @@ static const struct
 	[SP_DT_F64] = {"F64", 8},
 };
 
+/* Element size in bytes of a dtype. */
 int
 sp_dtype_size(sp_dtype dt)
 {
 	return (unsigned) dt < SP_DT_COUNT ? dtype_table[dt].size : 0;
 }
 
+/* Name of a dtype as safetensors writes it. */
 const char *
 sp_dtype_name(sp_dtype dt)
 {
@@ -252,6 +254,7 @@ check_prefix(sp_ctx *ctx, const char *file, const uint8_t *buf, size_t buf_len,
 	return SP_OK;
 }
 
+/* Parse and validate a safetensors header. */
 sp_status
 sp_st_parse(sp_ctx *ctx, const char *file, const uint8_t *buf, size_t buf_len,
 			uint64_t file_size, sp_st_header *out)
@@ -280,6 +283,7 @@ sp_st_parse(sp_ctx *ctx, const char *file, const uint8_t *buf, size_t buf_len,
 	return st;
 }
 
+/* Free a parsed header. */
 void
 sp_st_free(sp_ctx *ctx, sp_st_header *h)
 {

@@ -42,6 +42,7 @@ default_interrupted(void *user)
 	return 0;
 }
 
+/* Default hooks: malloc/free, never interrupted, no progress. */
 void
 sp_ctx_init(sp_ctx *ctx)
 {
@@ -52,12 +53,14 @@ sp_ctx_init(sp_ctx *ctx)
 	ctx->root = "";
 }
 
+/* Library version string. */
 const char *
 sp_version(void)
 {
 	return SPARSE_VERSION;
 }
 
+/* Stable name of a status code. */
 const char *
 sp_status_name(sp_status code)
 {
@@ -92,6 +95,7 @@ sanitize_message(char *m)
 static void set_error(sp_ctx *ctx, sp_status code, int err, const char *fmt, va_list ap)
 			SP_PRINTF(4, 0);
 
+/* Fill ctx->err unless an error is already recorded. */
 static void
 set_error(sp_ctx *ctx, sp_status code, int err, const char *fmt, va_list ap)
 {
@@ -103,12 +107,14 @@ set_error(sp_ctx *ctx, sp_status code, int err, const char *fmt, va_list ap)
 	sanitize_message(ctx->err.msg);
 }
 
+/* Forget an error left by an earlier call. */
 void
 sp_clear_error(sp_ctx *ctx)
 {
 	memset(&ctx->err, 0, sizeof(ctx->err));
 }
 
+/* Record an error and return its code. */
 sp_status
 sp_fail(sp_ctx *ctx, sp_status code, const char *fmt,...)
 {
@@ -120,6 +126,7 @@ sp_fail(sp_ctx *ctx, sp_status code, const char *fmt,...)
 	return ctx->err.code;
 }
 
+/* Record an I/O error with the system's message and errno. */
 sp_status
 sp_fail_io(sp_ctx *ctx, int err, const char *fmt,...)
 {
@@ -136,6 +143,7 @@ sp_fail_io(sp_ctx *ctx, int err, const char *fmt,...)
 	return SP_ERR_IO;
 }
 
+/* Allocate through the caller's hook. */
 void *
 sp_alloc(sp_ctx *ctx, size_t size)
 {
@@ -146,6 +154,7 @@ sp_alloc(sp_ctx *ctx, size_t size)
 	return p;
 }
 
+/* Allocate zeroed memory through the caller's hook. */
 void *
 sp_calloc(sp_ctx *ctx, size_t n, size_t size)
 {
@@ -163,6 +172,7 @@ sp_calloc(sp_ctx *ctx, size_t n, size_t size)
 	return p;
 }
 
+/* Free through the caller's hook. */
 void
 sp_free(sp_ctx *ctx, void *p)
 {
@@ -170,6 +180,7 @@ sp_free(sp_ctx *ctx, void *p)
 		ctx->hooks.free(ctx->hooks.user, p);
 }
 
+/* Make a buffer hold at least need bytes. */
 sp_status
 sp_reserve(sp_ctx *ctx, uint8_t **buf, size_t *cap, size_t need)
 {
@@ -183,6 +194,7 @@ sp_reserve(sp_ctx *ctx, uint8_t **buf, size_t *cap, size_t need)
 	return SP_OK;
 }
 
+/* Duplicate a string through the caller's hook. */
 char *
 sp_strdup(sp_ctx *ctx, const char *s)
 {
@@ -194,6 +206,7 @@ sp_strdup(sp_ctx *ctx, const char *s)
 	return p;
 }
 
+/* SP_ERR_CANCELLED if the caller asked to stop. */
 sp_status
 sp_check_interrupt(sp_ctx *ctx)
 {
@@ -202,6 +215,7 @@ sp_check_interrupt(sp_ctx *ctx)
 	return SP_OK;
 }
 
+/* Report progress to the caller's hook, if any. */
 void
 sp_progress(sp_ctx *ctx, uint64_t done, uint64_t total)
 {
@@ -209,6 +223,7 @@ sp_progress(sp_ctx *ctx, uint64_t done, uint64_t total)
 		ctx->hooks.progress(ctx->hooks.user, done, total);
 }
 
+/* Monotonic clock in milliseconds. */
 double
 sp_now_ms(void)
 {
@@ -218,6 +233,7 @@ sp_now_ms(void)
 	return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
 }
 
+/* Start an incremental SHA-256. */
 sp_status
 sp_sha256_init(sp_ctx *ctx, sp_sha256 *s)
 {
@@ -233,6 +249,7 @@ sp_sha256_init(sp_ctx *ctx, sp_sha256 *s)
 	return SP_OK;
 }
 
+/* Add bytes to a SHA-256. */
 void
 sp_sha256_update(sp_sha256 *s, const void *p, size_t n)
 {
@@ -240,6 +257,7 @@ sp_sha256_update(sp_sha256 *s, const void *p, size_t n)
 		EVP_DigestUpdate((EVP_MD_CTX *) s->md, p, n);
 }
 
+/* Finish a SHA-256. */
 void
 sp_sha256_final(sp_sha256 *s, uint8_t out[SP_SHA256_LEN])
 {
@@ -248,6 +266,7 @@ sp_sha256_final(sp_sha256 *s, uint8_t out[SP_SHA256_LEN])
 	EVP_DigestFinal_ex((EVP_MD_CTX *) s->md, out, &len);
 }
 
+/* Free a SHA-256 context. */
 void
 sp_sha256_free(sp_sha256 *s)
 {
@@ -255,6 +274,7 @@ sp_sha256_free(sp_sha256 *s)
 	s->md = NULL;
 }
 
+/* Lower-case hex of a digest. */
 void
 sp_hex(const uint8_t *d, size_t n, char *out)
 {
