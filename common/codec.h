@@ -18,6 +18,20 @@
 #define SP_PREFIX_AFTER (6u << 20)	/* base window from a generic chunk on */
 #define SP_PREFIX_MAX (SP_PREFIX_BEFORE + SP_PREFIX_AFTER)
 
+/*
+ * The window of a partner base file (psize bytes) used as the zstd prefix
+ * for a generic chunk at offset off: from SP_PREFIX_BEFORE before it, at
+ * most SP_PREFIX_MAX bytes, clipped to the file.
+ */
+static inline void
+sp_prefix_window(uint64_t off, uint64_t psize, uint64_t *boff, uint64_t *blen)
+{
+	*boff = off > SP_PREFIX_BEFORE ? off - SP_PREFIX_BEFORE : 0;
+	if (*boff > psize)
+		*boff = psize;
+	*blen = psize - *boff < SP_PREFIX_MAX ? psize - *boff : SP_PREFIX_MAX;
+}
+
 /* Transforms of a tensor chunk against its base. */
 enum
 {

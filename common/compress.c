@@ -83,10 +83,10 @@ plan_bases(encoder *e)
 		use_base(e, sp_partner(e->base, &e->ft->fs, i, st ? &h : NULL));
 		for (size_t j = 0; j < h.n; j++)
 		{
-			const sp_tref *r = sp_model_lookup(e->base, h.t[j].name);
+			uint64_t	paired;
+			const sp_tref *r = sp_pair_tensor(e->base, &h.t[j], &paired);
 
-			if (r && (r->t->dtype == h.t[j].dtype || sp_convertible(r->t->dtype, h.t[j].dtype)) &&
-				r->t->end > r->t->begin)
+			if (r && paired > 0)
 				use_base(e, r->file);
 		}
 		sp_st_free(ctx, &h);
@@ -232,9 +232,7 @@ code_generic(encoder *e, size_t fi, long partner, uint64_t off, uint64_t n)
 			uint64_t	psize = e->base->fs.f[partner].size;
 
 			h.base = e->slot[partner];
-			h.base_off = off > SP_PREFIX_BEFORE ? off - SP_PREFIX_BEFORE : 0;
-			h.base_off = SP_MIN(h.base_off, psize);
-			h.base_len = SP_MIN((uint64_t) SP_PREFIX_MAX, psize - h.base_off);
+			sp_prefix_window(off, psize, &h.base_off, &h.base_len);
 			if (sp_fileset_read(e->ctx, &e->base->fs, partner, h.base_off, e->bbuf,
 								(size_t) h.base_len) != SP_OK)
 				return e->ctx->err.code;
@@ -326,13 +324,10 @@ code_tensor(encoder *e, size_t fi, sp_dtype dt, uint64_t off, uint64_t n,
 static sp_status
 code_one_tensor(encoder *e, size_t fi, const sp_tensor *t)
 {
-	const sp_tref *r = sp_model_lookup(e->base, t->name);
 	uint64_t	len = t->end - t->begin,
-				paired = 0;
-	size_t		w = (size_t) sp_dtype_size(t->dtype);
+				paired;
+	const sp_tref *r = sp_pair_tensor(e->base, t, &paired);
 
-	if (r && (r->t->dtype == t->dtype || sp_convertible(r->t->dtype, t->dtype)))
-		paired = SP_MIN(len / w, (r->t->end - r->t->begin) / (uint64_t) sp_dtype_size(r->t->dtype)) * w;
 	if (paired && code_tensor(e, fi, t->dtype, t->begin, paired, r->file, r->t->dtype,
 							  r->t->begin) != SP_OK)
 		return e->ctx->err.code;

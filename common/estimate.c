@@ -129,13 +129,16 @@ prefetch_file(estimator *s, size_t fi, const sp_st_header *h)
 	for (size_t j = 0; j < h->n; j++)
 	{
 		const sp_tensor *t = &h->t[j];
-		const sp_tref *r = sp_model_lookup(s->base, t->name);
-		uint64_t	len = t->end - t->begin;
-		bool		pairs = r && r->t->dtype == t->dtype;
+		uint64_t	len = t->end - t->begin,
+					paired;
+		const sp_tref *r = sp_pair_tensor(s->base, t, &paired);
 
-		if (len > 0)
-			prefetch_windows(s, fi, t->dtype, t->begin, len, windows_for(s, len),
-							 pairs ? (long) r->file : -1, t->dtype, pairs ? r->t->begin : 0);
+		if (paired > 0)
+			prefetch_windows(s, fi, t->dtype, t->begin, paired, windows_for(s, paired),
+							 (long) r->file, r->t->dtype, r->t->begin);
+		if (len > paired)
+			prefetch_windows(s, fi, t->dtype, t->begin + paired, len - paired,
+							 windows_for(s, len - paired), -1, t->dtype, 0);
 	}
 }
 
@@ -180,17 +183,14 @@ estimate_tensor_run(estimator *s, size_t fi, sp_dtype dt, uint64_t off, uint64_t
 static sp_status
 estimate_tensor(estimator *s, size_t fi, const sp_tensor *t)
 {
-	const sp_tref *r = sp_model_lookup(s->base, t->name);
 	uint64_t	len = t->end - t->begin,
-				paired = 0;
-	uint64_t	w = (uint64_t) sp_dtype_size(t->dtype);
+				paired;
+	const sp_tref *r = sp_pair_tensor(s->base, t, &paired);
 	bool		same = true,
 				same2 = true,
-				pairs = r && (r->t->dtype == t->dtype || sp_convertible(r->t->dtype, t->dtype));
+				pairs = r != NULL;
 
 	s->out->tensors_total++;
-	if (pairs)
-		paired = SP_MIN(len / w, (r->t->end - r->t->begin) / (uint64_t) sp_dtype_size(r->t->dtype)) * w;
 	if (paired && estimate_tensor_run(s, fi, t->dtype, t->begin, paired, r->file, r->t->dtype,
 									  r->t->begin, &same) != SP_OK)
 		return s->ctx->err.code;
@@ -221,8 +221,7 @@ code_generic_window(estimator *s, size_t fi, long partner, uint64_t off, size_t 
 	{
 		uint64_t	psize = s->base->fs.f[partner].size;
 
-		boff = SP_MIN(off > SP_PREFIX_BEFORE ? off - SP_PREFIX_BEFORE : 0, psize);
-		blen = SP_MIN((uint64_t) SP_PREFIX_MAX, psize - boff);
+		sp_prefix_window(off, psize, &boff, &blen);
 		if (sp_fileset_read(s->ctx, &s->base->fs, partner, boff, s->bbuf, (size_t) blen) != SP_OK)
 			return s->ctx->err.code;
 		if (off + n <= psize && memcmp(s->bbuf + (off - boff), s->fbuf, n) == 0)

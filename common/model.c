@@ -9,6 +9,7 @@
 
 #include <stdlib.h>
 
+#include "codec.h"
 #include "util.h"
 
 /* Is rel named like a safetensors file? */
@@ -154,6 +155,21 @@ sp_model_lookup(const sp_model *m, const char *name)
 	sp_tref		key = {name, 0, NULL};
 
 	return m->nmap ? bsearch(&key, m->map, m->nmap, sizeof(sp_tref), cmp_tref) : NULL;
+}
+
+/* The base tensor t pairs with, and how many of its bytes pair. */
+const sp_tref *
+sp_pair_tensor(const sp_model *base, const sp_tensor *t, uint64_t *paired)
+{
+	const sp_tref *r = sp_model_lookup(base, t->name);
+	uint64_t	w = (uint64_t) sp_dtype_size(t->dtype);
+
+	*paired = 0;
+	if (r == NULL || (r->t->dtype != t->dtype && !sp_convertible(r->t->dtype, t->dtype)))
+		return NULL;
+	*paired = SP_MIN((t->end - t->begin) / w,
+					 (r->t->end - r->t->begin) / (uint64_t) sp_dtype_size(r->t->dtype)) * w;
+	return r;
 }
 
 /* The base file a fine-tune file is coded against, or -1. */

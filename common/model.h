@@ -52,6 +52,13 @@ void		sp_model_close(sp_ctx *ctx, sp_model *m);
 /* Find a tensor by name; NULL if absent. */
 const sp_tref *sp_model_lookup(const sp_model *m, const char *name);
 
+/*
+ * The base tensor fine-tune tensor t pairs with (same name, same dtype or a
+ * convertible float dtype), or NULL; *paired gets the bytes of t that pair
+ * (the common prefix, in whole elements).
+ */
+const sp_tref *sp_pair_tensor(const sp_model *base, const sp_tensor *t, uint64_t *paired);
+
 /* The base file a fine-tune file is coded against, or -1. */
 long		sp_partner(const sp_model *base, const sp_fileset *ft, size_t idx,
 					   const sp_st_header *fh);
