@@ -24,6 +24,7 @@ OBJS = $(CORE_SRCS:.c=.o) pg/sparse_pg.o
 DATA = pg/sparse--$(EXTVERSION).sql
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --inputdir=. --outputdir=build/regress
+REGRESS_PREP = pg-fixtures
 PG_CPPFLAGS = -Icommon -DSPARSE_VERSION='"$(EXTVERSION)"'
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
 	-Wno-missing-field-initializers -Wno-declaration-after-statement
@@ -86,7 +87,7 @@ build/fuzz/%: fuzz/%.c $(wildcard fuzz/*.h) $(CORE_SRCS) $(CORE_HDRS)
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 		-o $@ $< $(CORE_SRCS) $(SP_LIBS)
 
-.PHONY: deps unit unit-san sqlite-test cli-test pg-test fuzz fuzz-build test test-all demo bench install-cli
+.PHONY: pg-fixtures deps unit unit-san sqlite-test cli-test pg-test fuzz fuzz-build test test-all demo bench install-cli
 
 deps:
 	@bash scripts/deps.sh
@@ -102,6 +103,10 @@ sqlite-test: sparse.so
 
 cli-test: bin/sparse
 	SPARSE_DATA=$(DATA_DIR) bash test/cli/run.sh
+
+# Files the pg_regress tests read and write (under /tmp/sparse_regress).
+pg-fixtures:
+	@SPARSE_DATA=$(DATA_DIR) bash scripts/pg-fixtures.sh
 
 # pg_regress in a throwaway cluster (pg_virtualenv from postgresql-common).
 pg-test:

@@ -7,17 +7,14 @@
 #   SPARSE_PG_KEEP=1  keep /tmp/sparse_regress after a successful run
 #
 # How it works:
-#   1. copies the real model pairs from $SPARSE_DATA/models into the fixed
-#      directory /tmp/sparse_regress/data (readable by the server's OS user
-#      "postgres") and makes /tmp/sparse_regress/out, writable by it, for the
-#      files the tests create.  A fixed path keeps the expected output the
-#      same on every machine, even in error messages that name a file; a
-#      lock file serializes concurrent runs;
+#   1. takes a lock (/tmp/sparse_regress.lock) so concurrent runs do not
+#      share the fixture directory;
 #   2. `make install` (PGXS) installs sparse_pg.so and the install script;
 #   3. `pg_virtualenv -t -v 15 make installcheck` creates a temporary
 #      cluster (in a temporary directory, so it never collides with another
-#      cluster), runs pg_regress on sql/*.sql against expected/*.out and
-#      drops the cluster;
+#      cluster); installcheck first lays out the fixtures (REGRESS_PREP runs
+#      scripts/pg-fixtures.sh), then runs pg_regress on sql/*.sql against
+#      expected/*.out and drops the cluster;
 #   4. prints "ok NAME" or "not ok NAME" per test, the diffs of any failure
 #      and a closing "pg_regress: N passed, N failed" line.
 # Exits non-zero when anything failed.
@@ -27,6 +24,7 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 DATA=${SPARSE_DATA:-$REPO/../shared/data}
 MODELS=$DATA/models
 REG=/tmp/sparse_regress
+export SPARSE_DATA=$DATA
 BUILD=$REPO/build
 mkdir -p "$BUILD"
 
@@ -35,26 +33,6 @@ die() {
   echo "not ok pg-test-setup: $*"
   echo "pg_regress: 0 passed, 1 failed"
   exit 1
-}
-
-# copy_models: lay out the fixtures the tests name by absolute path.
-copy_models() {
-  rm -rf "$REG" || return 1
-  mkdir -p "$REG"/data/{gpt2,roberta,mlp,dirpair/base,dirpair/ft} "$REG"/out/cancel || return 1
-  cp "$MODELS"/gpt2-lora-r8/{base,ft}.safetensors "$REG/data/gpt2/" || return 1
-  cp "$MODELS"/roberta-lora-r4-biasall/{base,ft}.safetensors "$REG/data/roberta/" || return 1
-  cp "$MODELS"/mlp-trained/*.safetensors "$REG/data/mlp/" || return 1
-  # a model directory pair: adapter weights plus their JSON config
-  for side in base ft; do
-    cp "$MODELS/gpt2-lora-r8/$side.safetensors" "$REG/data/dirpair/$side/adapter_model.safetensors" || return 1
-    cp "$MODELS/gpt2-lora-r8/adapter_config.json" "$REG/data/dirpair/$side/" || return 1
-  done
-  # files named .safetensors that are not: text, and a real file cut short
-  printf 'this is a text file, not a safetensors file\n' > "$REG/data/text.safetensors"
-  head -c 4096 "$MODELS/gpt2-lora-r8/ft.safetensors" > "$REG/data/truncated.safetensors"
-  # a link that leaves data/gpt2, for the sparse.root confinement test
-  ln -s ../roberta/base.safetensors "$REG/data/gpt2/escape.safetensors" || return 1
-  chmod -R a+rX "$REG/data" && chmod 0755 "$REG" && chmod 0777 "$REG/out" "$REG/out/cancel"
 }
 
 # report LOG: print one line per test from pg_regress's output, then totals.
@@ -76,7 +54,6 @@ command -v pg_virtualenv >/dev/null || die "pg_virtualenv missing: run 'make dep
 
 exec 9>/tmp/sparse_regress.lock
 flock 9
-copy_models || die "could not prepare $REG"
 
 if ! make -C "$REPO" install >"$BUILD/pg-install.log" 2>&1; then
   tail -n 40 "$BUILD/pg-install.log"
