@@ -26,7 +26,7 @@ REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --inputdir=. --outputdir=build/regress
 REGRESS_PREP = pg-fixtures
 PG_CPPFLAGS = -Icommon -DSPARSE_VERSION='"$(EXTVERSION)"'
-PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
+PG_CFLAGS = -O3 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
 	-Wno-missing-field-initializers -Wno-declaration-after-statement
 SHLIB_LINK = -lzstd -lxxhash -lcrypto -lcjson -lpthread
 EXTRA_CLEAN = build bin sparse.so
@@ -46,7 +46,7 @@ endif
 
 # ---- everything outside PostgreSQL ---------------------------------------
 CC ?= cc
-SP_CFLAGS = -std=gnu11 -O2 -g -fPIC -Wall -Wextra -Werror -Wshadow \
+SP_CFLAGS = -std=gnu11 -O3 -g -fPIC -Wall -Wextra -Werror -Wshadow \
 	-Wno-unused-parameter -Icommon -DSPARSE_VERSION='"$(EXTVERSION)"'
 SP_LIBS = -lzstd -lxxhash -lcrypto -lcjson -lpthread -lm
 SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
