@@ -33,6 +33,7 @@ typedef struct decoder
 	sp_fileset *base;			/* NULL for info */
 	base_ref   *bases;
 	uint32_t	nbases;
+	uint8_t    *seen;			/* base files already listed in BASES */
 	sp_codec	codec;
 	bool		have_codec;
 	uint8_t    *obuf;			/* decoded chunk */
@@ -70,9 +71,14 @@ corrupt(decoder *d, const char *what)
 	return sp_fail(d->ctx, SP_ERR_CORRUPT, "delta \"%s\" is corrupted: %s", d->rd.name, what);
 }
 
-/* Find base file named rel (or the single base file) and check size and digest. */
+/*
+ * Find base file named rel (or the single base file) and check size and
+ * digest.  seen marks files already listed: each may be listed once, else a
+ * tiny delta could make us hash a large base over and over.
+ */
 static sp_status
-check_base(decoder *d, const char *rel, uint64_t size, const uint8_t *sha, base_ref *ref)
+check_base(decoder *d, const char *rel, uint64_t size, const uint8_t *sha, base_ref *ref,
+		   uint8_t *seen)
 {
 	sp_ctx	   *ctx = d->ctx;
 	long		idx = sp_fileset_find(d->base, rel);
@@ -86,6 +92,8 @@ check_base(decoder *d, const char *rel, uint64_t size, const uint8_t *sha, base_
 		return sp_fail(ctx, SP_ERR_WRONG_BASE,
 					   "wrong base: \"%s\" has no file \"%s\", which the delta was made against",
 					   d->base->path, rel);
+	if (seen[idx]++)
+		return corrupt(d, "BASES lists a file twice");
 	sp_hex(sha, SP_SHA256_LEN, want_hex);
 	if (d->base->f[idx].size != size)
 		return sp_fail(ctx, SP_ERR_WRONG_BASE,
@@ -121,6 +129,8 @@ read_bases(decoder *d)
 	d->bases = sp_calloc(d->ctx, d->nbases ? d->nbases : 1, sizeof(base_ref));
 	if (d->bases == NULL)
 		return SP_ERR_NOMEM;
+	if (d->base && (d->seen = sp_calloc(d->ctx, d->base->n ? d->base->n : 1, 1)) == NULL)
+		return SP_ERR_NOMEM;
 	for (uint32_t i = 0; i < d->nbases; i++)
 	{
 		char		rel[SP_MAX_NAME + 1];
@@ -131,7 +141,8 @@ read_bases(decoder *d)
 		memcpy(rel, p + pos + 42, nl);
 		rel[nl] = '\0';
 		d->bases[i].size = sp_get64(p + pos);
-		if (d->base && check_base(d, rel, sp_get64(p + pos), p + pos + 8, &d->bases[i]) != SP_OK)
+		if (d->base && check_base(d, rel, sp_get64(p + pos), p + pos + 8, &d->bases[i],
+								  d->seen) != SP_OK)
 			return d->ctx->err.code;
 		pos += 42 + nl;
 	}
@@ -180,6 +191,8 @@ begin_file(decoder *d)
 	if (!sp_rel_name_ok(d->name))
 		return sp_fail(d->ctx, SP_ERR_CORRUPT, "delta \"%s\" names an unsafe file \"%s\"",
 					   d->rd.name, d->name);
+	if (d->nfiles >= SP_MAX_FILES)
+		return corrupt(d, "too many files");
 	d->size = sp_get64(p);
 	d->pos = 0;
 	d->chunks = 0;
@@ -322,6 +335,8 @@ apply_chunk(decoder *d)
 		return corrupt(d, "chunk outside a file");
 	sp_chunk_hdr_get(d->rd.buf, &h);
 	d->chunks++;
+	if (h.out_len == 0)
+		return corrupt(d, "empty chunk");
 	if (h.out_len > d->size - d->pos)
 		return corrupt(d, "chunk runs past the end of its file");
 	if (sp_check_interrupt(d->ctx) != SP_OK)
@@ -380,6 +395,8 @@ end_all(decoder *d, uint8_t digest[SP_SHA256_LEN])
 		return corrupt(d, "bad END record");
 	if (d->rd.pos != d->rd.size)
 		return corrupt(d, "bytes after the END record");
+	if (!(d->rd.flags & SP_FLAG_DIR) && d->nfiles != 1)
+		return corrupt(d, "a single-file delta must hold exactly one file");
 	sp_sha256_final(&d->manifest, digest);
 	if (!(d->rd.flags & SP_FLAG_DIR))
 		memcpy(digest, d->last_digest, SP_SHA256_LEN);
@@ -457,6 +474,7 @@ decoder_free(decoder *d)
 	sp_sha256_free(&d->manifest);
 	sp_reader_close(ctx, &d->rd);
 	sp_free(ctx, d->bases);
+	sp_free(ctx, d->seen);
 	sp_free(ctx, d->obuf);
 	sp_free(ctx, d->bbuf);
 	sp_free(ctx, d->cbuf);

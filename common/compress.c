@@ -15,6 +15,8 @@
  * fsynced and renamed into place only when complete.  Memory is a handful of
  * chunk-sized buffers, whatever the model size.
  */
+#include <errno.h>
+
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
 
@@ -202,6 +204,22 @@ add_copy(encoder *e, uint32_t slot, uint64_t off, const uint8_t *bytes, size_t n
 	return SP_OK;
 }
 
+/*
+ * A base file the planning pass did not list: the fine-tune changed between
+ * the two passes over its headers.  Fail rather than write a delta that
+ * names no base.
+ */
+static sp_status
+check_slot(encoder *e, size_t fi, long bfile)
+{
+	if (e->slot[bfile] != SP_NO_BASE)
+		return SP_OK;
+	sp_fail(e->ctx, SP_ERR_IO, "could not read \"%s\": file changed while being compressed",
+			e->ft->fs.f[fi].path ? e->ft->fs.f[fi].path : e->ft->fs.f[fi].rel);
+	e->ctx->err.sys_errno = EIO;
+	return SP_ERR_IO;
+}
+
 /* Read n fine-tune bytes of file fi at off into fbuf, hashing them. */
 static sp_status
 read_ft(encoder *e, size_t fi, uint64_t off, size_t n)
@@ -231,6 +249,8 @@ code_generic(encoder *e, size_t fi, long partner, uint64_t off, uint64_t n)
 		{
 			uint64_t	psize = e->base->fs.f[partner].size;
 
+			if (check_slot(e, fi, partner) != SP_OK)
+				return e->ctx->err.code;
 			h.base = e->slot[partner];
 			sp_prefix_window(off, psize, &h.base_off, &h.base_len);
 			if (sp_fileset_read(e->ctx, &e->base->fs, partner, h.base_off, e->bbuf,
@@ -294,6 +314,8 @@ code_tensor(encoder *e, size_t fi, sp_dtype dt, uint64_t off, uint64_t n,
 			return e->ctx->err.code;
 		if (bfile >= 0)
 		{
+			if (check_slot(e, fi, bfile) != SP_OK)
+				return e->ctx->err.code;
 			h.base = e->slot[bfile];
 			h.base_off = boff;
 			h.base_dtype = bdt == dt ? 0 : (uint8_t) (bdt + 1);

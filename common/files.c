@@ -25,6 +25,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -61,6 +62,69 @@ check_root(sp_ctx *ctx, const char *canon, const char *shown)
 	return SP_OK;
 }
 
+/* Make path absolute and resolve "." and ".." by text alone (malloc'd, or NULL). */
+static char *
+lexical_abs(const char *path)
+{
+	char		cwd[PATH_MAX];
+	size_t		cap = strlen(path) + PATH_MAX + 2,
+				n = 0;
+	char	   *out = malloc(cap),
+			   *tmp;
+	char	   *save = NULL;
+
+	if (out == NULL || (path[0] != '/' && getcwd(cwd, sizeof(cwd)) == NULL) ||
+		(tmp = malloc(cap)) == NULL)
+	{
+		free(out);
+		return NULL;
+	}
+	snprintf(tmp, cap, "%s/%s", path[0] == '/' ? "" : cwd, path);
+	for (char *part = strtok_r(tmp, "/", &save); part; part = strtok_r(NULL, "/", &save))
+	{
+		if (strcmp(part, ".") == 0)
+			continue;
+		if (strcmp(part, "..") == 0)
+		{
+			while (n > 0 && out[--n] != '/')
+				;
+			continue;
+		}
+		n += (size_t) sprintf(out + n, "/%s", part);
+	}
+	if (n == 0)
+		out[n++] = '/';
+	out[n] = '\0';
+	free(tmp);
+	return out;
+}
+
+/*
+ * A path that does not resolve: with a root set, say "outside the root"
+ * when its text already leads outside, so the error cannot be used to probe
+ * which files exist beyond the root.
+ */
+static sp_status
+fail_unresolved(sp_ctx *ctx, int err, const char *what, const char *path)
+{
+	if (ctx->root && ctx->root[0])
+	{
+		char	   *lex = lexical_abs(path),
+				   *root = realpath(ctx->root, NULL),
+				   *lroot = lexical_abs(ctx->root);
+		bool		inside = lex && ((root && path_under(lex, root)) ||
+									 (lroot && path_under(lex, lroot)));
+
+		free(lex);
+		free(root);
+		free(lroot);
+		if (!inside)
+			return sp_fail(ctx, SP_ERR_OUTSIDE_ROOT,
+						   "path \"%s\" is outside the allowed root \"%s\"", path, ctx->root);
+	}
+	return sp_fail_io(ctx, err, "%s \"%s\"", what, path);
+}
+
 /* Canonicalize an existing path and check it against the root. */
 sp_status
 sp_path_input(sp_ctx *ctx, const char *path, char **out)
@@ -72,7 +136,7 @@ sp_path_input(sp_ctx *ctx, const char *path, char **out)
 		return sp_fail(ctx, SP_ERR_INVALID_ARG, "path must not be empty");
 	canon = realpath(path, NULL);
 	if (canon == NULL)
-		return sp_fail_io(ctx, errno, "could not open \"%s\"", path);
+		return fail_unresolved(ctx, errno, "could not open", path);
 	if (check_root(ctx, canon, path) == SP_OK)
 		*out = sp_strdup(ctx, canon);
 	free(canon);
@@ -104,8 +168,8 @@ sp_path_output(sp_ctx *ctx, const char *path, char **out)
 	canon_dir = realpath(dir, NULL);
 	free(dir);
 	if (canon_dir == NULL)
-		return sp_fail_io(ctx, errno, "could not open directory of output \"%s\"", path);
-	/* the root is checked before existence, so nothing outside it can be probed */
+		return fail_unresolved(ctx, errno, "could not open directory of output", path);
+	/* the root is checked before the output's existence, so that cannot be probed */
 	if (check_root(ctx, canon_dir, path) == SP_OK)
 	{
 		*out = sp_alloc(ctx, strlen(canon_dir) + strlen(base) + 2);
@@ -128,14 +192,18 @@ sp_rel_name_ok(const char *rel)
 {
 	const char *p = rel;
 	size_t		len = strlen(rel);
+	int			parts = 0;
 
 	if (len == 0 || len > SP_MAX_NAME || rel[0] == '/')
 		return false;
 	while (*p)
 	{
+		/* no deeper than a directory walk goes, so remove_tree reaches it all */
 		const char *e = strchr(p, '/');
 		size_t		n = e ? (size_t) (e - p) : strlen(p);
 
+		if (++parts > SP_MAX_DEPTH + 1)
+			return false;
 		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
 			return false;
 		p += n;
@@ -260,7 +328,14 @@ list_dir(sp_ctx *ctx, const char *dir, char ***names, size_t *count)
 	}
 	closedir(d);
 	if (e != NULL)
+	{
+		for (size_t i = 0; i < *count; i++)
+			free((*names)[i]);
+		free(*names);
+		*names = NULL;
+		*count = 0;
 		return sp_fail(ctx, SP_ERR_NOMEM, "out of memory listing \"%s\"", dir);
+	}
 	if (*count > 1)
 		qsort(*names, *count, sizeof(char *), cmp_str);
 	return SP_OK;
@@ -448,8 +523,11 @@ sp_fileset_read(sp_ctx *ctx, sp_fileset *fs, size_t idx, uint64_t off,
 		if (r < 0)
 			return sp_fail_io(ctx, errno, "could not read \"%s\"", f->path);
 		if (r == 0)
-			return sp_fail(ctx, SP_ERR_IO, "could not read \"%s\": file shrank while being read",
-						   f->path);
+		{
+			sp_fail(ctx, SP_ERR_IO, "could not read \"%s\": file shrank while being read", f->path);
+			ctx->err.sys_errno = EIO;
+			return SP_ERR_IO;
+		}
 		done += (size_t) r;
 	}
 	return SP_OK;
@@ -521,17 +599,34 @@ write_all(sp_ctx *ctx, int fd, const void *p, size_t n, const char *path)
 	return SP_OK;
 }
 
-/* Build "DIR/.NAME.sparse-tmp-XXXXXX" for a final path (malloc'd via hooks). */
+/*
+ * Build "DIR/.NAME.sparse-tmp-XXXXXX" for a final path (via the hooks), with
+ * NAME cut to 200 bytes so the temporary name fits NAME_MAX whenever the
+ * final name does, and XXXXXX random.
+ */
 static char *
 tmp_name_for(sp_ctx *ctx, const char *final_path)
 {
+	static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
 	const char *slash = strrchr(final_path, '/');
 	size_t		dlen = slash ? (size_t) (slash - final_path) : 0;
 	const char *base = slash ? slash + 1 : final_path;
 	char	   *t = sp_alloc(ctx, strlen(final_path) + 32);
+	uint8_t		rnd[6];
+	size_t		n;
 
-	if (t)
-		sprintf(t, "%.*s/.%s.sparse-tmp-XXXXXX", (int) dlen, final_path, base);
+	if (t == NULL)
+		return NULL;
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t) sizeof(rnd))
+	{
+		uint64_t	v = (uint64_t) getpid() ^ (uint64_t) (sp_now_ms() * 1000.0);
+
+		memcpy(rnd, &v, sizeof(rnd));
+	}
+	n = (size_t) sprintf(t, "%.*s/.%.200s.sparse-tmp-", (int) dlen, final_path, base);
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		t[n + i] = alphabet[rnd[i] % (sizeof(alphabet) - 1)];
+	t[n + sizeof(rnd)] = '\0';
 	return t;
 }
 
@@ -543,10 +638,18 @@ sp_out_file(sp_ctx *ctx, sp_out *o, const char *final_path)
 	o->kind = SP_OUT_FILE;
 	o->fd = -1;
 	o->final_path = sp_strdup(ctx, final_path);
-	o->tmp_path = tmp_name_for(ctx, final_path);
-	if (o->final_path == NULL || o->tmp_path == NULL)
+	if (o->final_path == NULL)
 		return SP_ERR_NOMEM;
-	o->fd = mkostemp(o->tmp_path, O_CLOEXEC);
+	/* mode 0666 less the umask, as any new file (a server's umask 077 stays private) */
+	for (int tries = 0; tries < 100 && o->fd < 0; tries++)
+	{
+		sp_free(ctx, o->tmp_path);
+		if ((o->tmp_path = tmp_name_for(ctx, final_path)) == NULL)
+			return SP_ERR_NOMEM;
+		o->fd = open(o->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+		if (o->fd < 0 && errno != EEXIST)
+			break;
+	}
 	if (o->fd < 0)
 	{
 		int			err = errno;
@@ -555,7 +658,6 @@ sp_out_file(sp_ctx *ctx, sp_out *o, const char *final_path)
 		o->tmp_path = NULL;
 		return sp_fail_io(ctx, err, "could not create a temporary file for \"%s\"", final_path);
 	}
-	fchmod(o->fd, 0644);
 	return SP_OK;
 }
 
@@ -702,10 +804,20 @@ sp_out_abort(sp_ctx *ctx, sp_out *o)
 sp_status
 sp_outdir_begin(sp_ctx *ctx, const char *final_path, char **tmp_dir)
 {
-	*tmp_dir = tmp_name_for(ctx, final_path);
-	if (*tmp_dir == NULL)
-		return SP_ERR_NOMEM;
-	if (mkdtemp(*tmp_dir) == NULL)
+	int			rc = -1;
+
+	*tmp_dir = NULL;
+	/* mode 0777 less the umask, as any new directory */
+	for (int tries = 0; tries < 100 && rc != 0; tries++)
+	{
+		sp_free(ctx, *tmp_dir);
+		if ((*tmp_dir = tmp_name_for(ctx, final_path)) == NULL)
+			return SP_ERR_NOMEM;
+		rc = mkdir(*tmp_dir, 0777);
+		if (rc != 0 && errno != EEXIST)
+			break;
+	}
+	if (rc != 0)
 	{
 		int			err = errno;
 
@@ -713,7 +825,6 @@ sp_outdir_begin(sp_ctx *ctx, const char *final_path, char **tmp_dir)
 		*tmp_dir = NULL;
 		return sp_fail_io(ctx, err, "could not create a temporary directory for \"%s\"", final_path);
 	}
-	chmod(*tmp_dir, 0755);
 	return SP_OK;
 }
 

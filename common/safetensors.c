@@ -217,6 +217,8 @@ collect_tensors(sp_ctx *ctx, const char *file, const cJSON *root, sp_st_header *
 							   "invalid safetensors header in \"%s\": __metadata__ is not an object", file);
 			continue;
 		}
+		if (h->n % 4096 == 4095 && sp_check_interrupt(ctx) != SP_OK)
+			return ctx->err.code;
 		t = &h->t[h->n];
 		if ((t->name = sp_strdup(ctx, e->string)) == NULL)
 			return SP_ERR_NOMEM;
@@ -255,6 +257,26 @@ check_prefix(sp_ctx *ctx, const char *file, const uint8_t *buf, size_t buf_len,
 }
 
 /* Parse and validate a safetensors header. */
+/*
+ * Bound the JSON values in a header before cJSON builds its tree (which
+ * takes ~64 bytes a value, outside the caller's allocator): every value but
+ * the root follows a ':', '[' or ',', so counting those bounds the nodes.
+ */
+static sp_status
+check_value_count(sp_ctx *ctx, const char *file, const uint8_t *json, uint64_t len)
+{
+	uint64_t	count = 0;
+
+	for (uint64_t i = 0; i < len; i++)
+		count += json[i] == ':' || json[i] == '[' || json[i] == ',';
+	if (count > SP_ST_MAX_VALUES)
+		return sp_fail(ctx, SP_ERR_HEADER_TOO_LARGE,
+					   "safetensors header of \"%s\" has more than %d JSON values",
+					   file, SP_ST_MAX_VALUES);
+	return SP_OK;
+}
+
+/* Parse and validate a safetensors header. */
 sp_status
 sp_st_parse(sp_ctx *ctx, const char *file, const uint8_t *buf, size_t buf_len,
 			uint64_t file_size, sp_st_header *out)
@@ -263,7 +285,8 @@ sp_st_parse(sp_ctx *ctx, const char *file, const uint8_t *buf, size_t buf_len,
 	sp_status	st;
 
 	memset(out, 0, sizeof(*out));
-	if (check_prefix(ctx, file, buf, buf_len, file_size, out) != SP_OK)
+	if (check_prefix(ctx, file, buf, buf_len, file_size, out) != SP_OK ||
+		check_value_count(ctx, file, buf + 8, out->header_len) != SP_OK)
 		return ctx->err.code;
 	root = cJSON_ParseWithLength((const char *) buf + 8, out->header_len);
 	if (root == NULL || !cJSON_IsObject(root))

@@ -16,6 +16,8 @@
 /* Largest header accepted (the safetensors reference limit is 100 MB). */
 #define SP_ST_MAX_HEADER (100u * 1000u * 1000u)
 #define SP_ST_MAX_DIMS 16
+/* Most JSON values a header may hold: bounds cJSON's memory (~64 bytes a value). */
+#define SP_ST_MAX_VALUES 1000000
 
 /* Every dtype the safetensors format defines. */
 typedef enum sp_dtype

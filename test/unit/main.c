@@ -29,6 +29,7 @@ static const t_case *const t_tables[] = {
 	t_tests_synthetic,
 	t_tests_errors,
 	t_tests_hooks,
+	t_tests_review,
 	t_tests_bigmem,
 };
 
