@@ -9,7 +9,7 @@
  *   SELECT sha256, verified FROM delta_apply('base.safetensors', 'ft.delta', 'out.safetensors');
  *   SELECT verified FROM delta_verify('base.safetensors', 'ft.delta');
  *   SELECT name, bytes, method FROM delta_info('ft.delta');
- *   SELECT delta_apply_blob(b, delta_compress_blob(b, f, 19)) = f FROM models;
+ *   SELECT delta_apply(b, delta_compress(b, f, 19)) = f FROM models;
  *   SELECT sparse_version();
  *
  * The file functions are eponymous table-valued functions (virtual tables
@@ -20,9 +20,12 @@
  * descriptors (sq_vtab_defs), one per function.  A NULL argument gives one
  * row of NULLs (no row for delta_info), as PostgreSQL's STRICT does.
  * delta_info also accepts a BLOB holding a delta (PostgreSQL's bytea
- * overload).  The in-memory functions are plain scalars; a scalar may not
- * share its name with an eponymous virtual table, hence delta_compress_blob
- * and delta_apply_blob (PostgreSQL: delta_compress/delta_apply on bytea).
+ * overload).  The in-memory functions are plain scalars named as in
+ * PostgreSQL, delta_compress(base, ft [, level]) and delta_apply(base,
+ * delta): a scalar may share its name with an eponymous virtual table
+ * (SQLite resolves the name as a function in expressions and as the table
+ * in FROM; checked with 3.40.1).  delta_compress_blob and delta_apply_blob
+ * are the same scalars under their earlier names, kept as aliases.
  *
  * Every core call gets an sp_ctx whose hooks are SQLite's allocator and an
  * interrupt check (sq_interrupted), and every failure goes through one
@@ -821,9 +824,12 @@ sq_version_fn(sqlite3_context *out, int argc, sqlite3_value **argv)
 	sqlite3_result_text(out, sp_version(), -1, SQLITE_STATIC);
 }
 
-/* delta_compress_blob(base, ft [, level]): the delta of ft against base. */
+/*
+ * delta_compress(base, ft [, level]) and its alias delta_compress_blob: the
+ * delta of ft against base.  fname is the name called, for messages.
+ */
 static void
-sq_compress_blob_fn(sqlite3_context *out, int argc, sqlite3_value **argv)
+sq_compress_mem(sqlite3_context *out, int argc, sqlite3_value **argv, const char *fname)
 {
 	sq_call		call = sq_scalar_call(out);
 	sp_ctx		ctx;
@@ -841,7 +847,7 @@ sq_compress_blob_fn(sqlite3_context *out, int argc, sqlite3_value **argv)
 	sq_ctx_init(&ctx, &call, sqlite3_user_data(out));
 	base = sq_blob(argv[0], &base_len);
 	ft = sq_blob(argv[1], &ft_len);
-	if (sq_value_level(&ctx, argc > 2 ? argv[2] : NULL, "delta_compress_blob", &level) != SP_OK ||
+	if (sq_value_level(&ctx, argc > 2 ? argv[2] : NULL, fname, &level) != SP_OK ||
 		sp_delta_compress_mem(&ctx, base, base_len, ft, ft_len, level,
 							  sq_max_len(out), &res, &res_len) != SP_OK)
 	{
@@ -852,7 +858,24 @@ sq_compress_blob_fn(sqlite3_context *out, int argc, sqlite3_value **argv)
 	sqlite3_result_blob64(out, res, res_len, sqlite3_free);
 }
 
-/* delta_apply_blob(base, delta): the fine-tune rebuilt and verified. */
+/* delta_compress(base, ft [, level]) as a scalar (BLOB arguments). */
+static void
+sq_compress_fn(sqlite3_context *out, int argc, sqlite3_value **argv)
+{
+	sq_compress_mem(out, argc, argv, "delta_compress");
+}
+
+/* delta_compress_blob(base, ft [, level]): the alias of the scalar delta_compress. */
+static void
+sq_compress_blob_fn(sqlite3_context *out, int argc, sqlite3_value **argv)
+{
+	sq_compress_mem(out, argc, argv, "delta_compress_blob");
+}
+
+/*
+ * delta_apply(base, delta) as a scalar, and its alias delta_apply_blob: the
+ * fine-tune rebuilt and verified.
+ */
 static void
 sq_apply_blob_fn(sqlite3_context *out, int argc, sqlite3_value **argv)
 {
@@ -882,12 +905,16 @@ sq_apply_blob_fn(sqlite3_context *out, int argc, sqlite3_value **argv)
 
 /*
  * The scalar functions.  They touch no file, so they are INNOCUOUS (usable
- * from views, triggers and CHECK constraints).  delta_apply_blob is also
- * DETERMINISTIC: its result is by definition the exact fine-tune the delta
- * was made from, verified by SHA-256.  delta_compress_blob is not: a newer
- * zstd may produce other (equally valid) delta bytes for the same inputs,
- * and SQLite lets DETERMINISTIC functions into indexes and generated
- * columns, which would then silently disagree with their table.
+ * from views, triggers and CHECK constraints).  delta_apply (alias
+ * delta_apply_blob) is also DETERMINISTIC: its result is by definition the
+ * exact fine-tune the delta was made from, verified by SHA-256.
+ * delta_compress (alias delta_compress_blob) is not: a newer zstd may
+ * produce other (equally valid) delta bytes for the same inputs, and SQLite
+ * lets DETERMINISTIC functions into indexes and generated columns, which
+ * would then silently disagree with their table.  delta_compress and
+ * delta_apply share their names with the eponymous virtual tables
+ * registered below: SQLite keeps functions and modules apart, so the scalar
+ * is what an expression calls and the table is what FROM reads.
  */
 static const struct
 {
@@ -897,6 +924,9 @@ static const struct
 	void		(*fn) (sqlite3_context *, int, sqlite3_value **);
 }			sq_scalars[] = {
 	{"sparse_version", 0, SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, sq_version_fn},
+	{"delta_compress", 2, SQLITE_INNOCUOUS, sq_compress_fn},
+	{"delta_compress", 3, SQLITE_INNOCUOUS, sq_compress_fn},
+	{"delta_apply", 2, SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, sq_apply_blob_fn},
 	{"delta_compress_blob", 2, SQLITE_INNOCUOUS, sq_compress_blob_fn},
 	{"delta_compress_blob", 3, SQLITE_INNOCUOUS, sq_compress_blob_fn},
 	{"delta_apply_blob", 2, SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, sq_apply_blob_fn},

@@ -13,8 +13,11 @@
 #
 # Covered: round trip of every real model pair in $SPARSE_DATA/models
 # (sha256 from delta_apply = sha256sum, cmp, verify, info, estimate within 3
-# points of the real savings, blob functions); a model directory; every
-# error with its exact message and SQLite result code; NULL arguments;
+# points of the real savings, the in-memory scalars under both names); the
+# scalars delta_compress/delta_apply next to the table-valued functions of
+# the same names; a model directory; every error with its exact message and
+# SQLite result code (malformed safetensors headers crafted with python3, a
+# delta of an unknown format version); NULL arguments;
 # DIRECTONLY (views and triggers cannot call the file functions) and
 # INNOCUOUS/DETERMINISTIC on the blob functions; SPARSE_ROOT confinement;
 # errors leave the surrounding transaction usable; sqlite3_interrupt (the
@@ -24,6 +27,9 @@ set -u
 
 cd "$(dirname "$0")/../.." || exit 1
 : "${SPARSE_DATA:?set SPARSE_DATA to the shared test data directory}"
+# The core reports paths after resolving symbolic links, so expected
+# messages must name the canonical path (SPARSE_DATA may be a symlink).
+SPARSE_DATA=$(realpath "$SPARSE_DATA") || exit 1
 MODELS=$SPARSE_DATA/models
 VERSION=$(sed -n "s/^default_version = '\(.*\)'/\1/p" sparse.control)
 
@@ -104,6 +110,14 @@ le64() {
 		v=$((v >> 8))
 	done
 }
+# mk_raw OUT HEADER NBYTES: a safetensors-like file: HEADER (any text, padded
+# with spaces to a multiple of 8) after its length prefix, then NBYTES zeros.
+mk_raw() {
+	python3 -c 'import struct, sys
+h = sys.argv[2].encode()
+h += b" " * (-len(h) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + bytes(int(sys.argv[3])))' "$@"
+}
 # mk_st OUT DATA: a safetensors file holding DATA as one F32 tensor.
 mk_st() {
 	local len hdr
@@ -116,10 +130,12 @@ mk_st() {
 # ---- basics ---------------------------------------------------------------
 
 is "sparse_version() is the version in sparse.control" "$(sql "SELECT sparse_version();")" "$VERSION"
-is "the four functions and five modules are registered" \
-	"$(sql "SELECT count(*) FROM pragma_function_list WHERE name IN ('sparse_version','delta_compress_blob','delta_apply_blob');
+is "the scalar functions (name/arguments) and the five modules are registered" \
+	"$(sql "SELECT group_concat(f, ' ') FROM (SELECT name || '/' || narg AS f FROM pragma_function_list
+  WHERE name = 'sparse_version' OR name LIKE 'delta%' ORDER BY name, narg);
 SELECT group_concat(name, ' ') FROM (SELECT name FROM pragma_module_list WHERE name LIKE 'delta%' ORDER BY name);")" \
-	"$(printf '4\ndelta_apply delta_compress delta_estimate delta_info delta_verify')"
+	"$(printf '%s\n%s' 'delta_apply/2 delta_apply_blob/2 delta_compress/2 delta_compress/3 delta_compress_blob/2 delta_compress_blob/3 sparse_version/0' \
+		'delta_apply delta_compress delta_estimate delta_info delta_verify')"
 
 # ---- round trip of every real pair ----------------------------------------
 
@@ -161,6 +177,9 @@ FROM delta_verify($(q "$base"), $(q "$delta"));")
 
 	got=$(sql "SELECT delta_apply_blob(readfile($(q "$base")), readfile($(q "$delta"))) = readfile($(q "$ft"));")
 	is "$label: delta_apply_blob reads a delta file made by delta_compress" "$got" "1"
+
+	got=$(sql "SELECT delta_apply(readfile($(q "$base")), readfile($(q "$delta"))) = readfile($(q "$ft"));")
+	is "$label: the scalar delta_apply reads a delta file made by the table delta_compress" "$got" "1"
 }
 
 roundtrip "gpt2-lora-r8" "$MODELS/gpt2-lora-r8/base.safetensors" "$MODELS/gpt2-lora-r8/ft.safetensors" gpt2
@@ -186,9 +205,47 @@ FROM delta_compress($(q "$T/dir/base"), $(q "$T/dir/ft"), $(q "$T/dir.delta")) A
 is "directory: compress then apply in one query, manifest digests agree, two files" "$got" "1|1|2"
 check "directory: rebuilt directory is identical (diff -r)" diff -r "$T/dir/ft" "$T/dir/out"
 
-# ---- SQL shape: joins, hidden columns, NULL ---------------------------------
+# ---- scalars named as in PostgreSQL, beside the tables of the same names ----
 
 G=$MODELS/gpt2-lora-r8
+GB=$(q "$G/base.safetensors")
+GF=$(q "$G/ft.safetensors")
+got=$(sql "SELECT length(delta_compress(readfile($GB), readfile($GF))) > 0,
+	length(delta_compress(readfile($GB), readfile($GF))) = length(delta_compress_blob(readfile($GB), readfile($GF))),
+	delta_compress(readfile($GB), readfile($GF), 19) = delta_compress_blob(readfile($GB), readfile($GF), 19);")
+is "scalar delta_compress(base, ft[, level]) in an expression: the same delta as delta_compress_blob" "$got" "1|1|1"
+# Write the scalar's delta out, check it with the file functions, rebuild
+# with the scalar delta_apply and compare digests with sha256sum.
+got=$(sql "SELECT writefile($(q "$T/scalar.delta"), delta_compress(readfile($GB), readfile($GF), 19)) > 0;
+SELECT sha256, verified FROM delta_verify($GB, $(q "$T/scalar.delta"));
+SELECT writefile($(q "$T/scalar.out"), delta_apply(readfile($GB), readfile($(q "$T/scalar.delta")))) > 0;")
+is "scalar delta_compress writes a delta that delta_verify (table) accepts" \
+	"$got" "$(printf '1\n%s|1\n1' "$(sha "$G/ft.safetensors")")"
+is "round trip through the scalar delta_apply: sha256 of the result = sha256 of ft" \
+	"$(sha "$T/scalar.out" 2>/dev/null)" "$(sha "$G/ft.safetensors")"
+got=$(sql "SELECT delta_path, ft_sha256, delta_bytes > 0 FROM delta_compress($GB, $GF, $(q "$T/from.delta"), 19);")
+is "delta_compress in FROM is still the file function (writes the delta, reports its columns)" \
+	"$got" "$T/from.delta|$(sha "$G/ft.safetensors")|1"
+check "delta_compress in FROM created its output" test -s "$T/from.delta"
+got=$(sql "SELECT a.sha256 = c.ft_sha256, a.out_path, length(delta_apply(readfile($GB), delta_compress(readfile($GB), readfile($GF)))) = a.bytes
+FROM delta_compress($GB, $GF, $(q "$T/mixed.delta")) AS c, delta_apply($GB, $(q "$T/mixed.delta"), $(q "$T/mixed.out")) AS a;")
+is "one query uses the tables in FROM and the scalars of the same names in SELECT" "$got" "1|$T/mixed.out|1"
+expect_error "scalar delta_compress: a bad level names the function called" \
+	"SELECT delta_compress(readfile($GB), readfile($GF), 'max');" \
+	"argument \"level\" of delta_compress() must be an integer"
+expect_error "scalar delta_compress_blob: a bad level names the alias" \
+	"SELECT delta_compress_blob(readfile($GB), readfile($GF), 'max');" \
+	"argument \"level\" of delta_compress_blob() must be an integer"
+expect_error "scalar delta_apply with the table's three arguments is refused by SQLite" \
+	"SELECT delta_apply($GB, $(q "$T/from.delta"), $(q "$T/never.out"));" \
+	"wrong number of arguments to function delta_apply()"
+check "the refused call wrote nothing" test ! -e "$T/never.out"
+expect_error "table delta_apply with the scalar's two arguments: the output argument is missing" \
+	"SELECT * FROM delta_apply($GB, $(q "$T/from.delta"));" \
+	"missing argument \"out\" of delta_apply()"
+
+# ---- SQL shape: joins, hidden columns, NULL ---------------------------------
+
 got=$(sql "CREATE TABLE pairs(name, base, ft);
 INSERT INTO pairs VALUES ('gpt2', $(q "$G/base.safetensors"), $(q "$G/ft.safetensors")),
   ('roberta', $(q "$MODELS/roberta-lora-r4-biasall/base.safetensors"), $(q "$MODELS/roberta-lora-r4-biasall/ft.safetensors"));
@@ -202,6 +259,8 @@ is "a NULL argument gives one row of NULLs (STRICT, as in PostgreSQL)" \
 is "delta_info(NULL) gives no row" "$(sql "SELECT count(*) FROM delta_info(NULL);")" "0"
 is "blob functions return NULL for NULL" \
 	"$(sql "SELECT delta_apply_blob(NULL, x'00') IS NULL, delta_compress_blob(x'00', NULL) IS NULL, delta_compress_blob(x'00', x'00', NULL) IS NULL;")" "1|1|1"
+is "the scalars delta_apply and delta_compress return NULL for NULL" \
+	"$(sql "SELECT delta_apply(NULL, x'00') IS NULL, delta_compress(x'00', NULL) IS NULL, delta_compress(x'00', x'00', NULL) IS NULL;")" "1|1|1"
 is "delta_info accepts a BLOB holding the delta" \
 	"$(sql "SELECT name, method FROM delta_info(readfile($(q "$T/rt-gpt2.delta")));")" "ft.safetensors|tensor-delta"
 
@@ -310,6 +369,48 @@ expect_error "blob: not a delta" \
 expect_error "blob: wrong base" \
 	"SELECT delta_apply_blob(readfile($(q "$R")), readfile($(q "$T/rt-gpt2.delta")));" \
 	"wrong base: \"base.safetensors\" has 3698480 bytes, the delta was made against 1182680 bytes (sha256 $(sha "$G/base.safetensors")) (19)"
+
+# Malformed safetensors headers (each after a valid length prefix and '{'),
+# as the file functions and the in-memory scalar (which names its fine-tune
+# "model.safetensors") report them.
+mk_raw "$T/badjson.safetensors" '{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}' 8
+mk_raw "$T/dtype.safetensors" '{"w":{"dtype":"F128","shape":[2],"data_offsets":[0,8]}}' 8
+mk_raw "$T/offsets.safetensors" '{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}' 8
+mk_raw "$T/shape.safetensors" '{"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}' 8
+# bad_header NAME MESSAGE: MESSAGE has %s where the file name goes.
+bad_header() {
+	local f=$T/$1.safetensors msg=$2
+	expect_error "$1: delta_estimate" \
+		"SELECT * FROM delta_estimate($GB, $(q "$f"));" "$(printf "$msg" "$f") (11)"
+	expect_error "$1: delta_compress (table) as the base" \
+		"SELECT * FROM delta_compress($(q "$f"), $GF, $(q "$T/$1.delta"));" "$(printf "$msg" "$f") (11)"
+	check "$1: delta_compress (table) created no output" test ! -e "$T/$1.delta"
+	expect_error "$1: delta_compress (scalar)" \
+		"SELECT delta_compress(readfile($GB), readfile($(q "$f")));" "$(printf "$msg" model.safetensors) (11)"
+}
+bad_header badjson 'invalid safetensors header in "%s": not a JSON object'
+bad_header dtype 'unknown dtype "F128" for tensor "w" in "%s"'
+bad_header offsets 'data_offsets of tensor "w" in "%s" point past the end of the file'
+bad_header shape 'tensor "w" in "%s" has 8 bytes but its shape and dtype need 12'
+
+# A valid delta whose u16 format version (byte offset 8) says 2.
+cp "$T/rt-gpt2.delta" "$T/v2.delta"
+printf '\002\000' | dd of="$T/v2.delta" bs=1 seek=8 conv=notrunc status=none
+V2="delta \"$T/v2.delta\" has format version 2; this build reads version 1 (11)"
+expect_error "unsupported version: delta_verify" \
+	"SELECT * FROM delta_verify($GB, $(q "$T/v2.delta"));" "$V2"
+expect_error "unsupported version: delta_apply (table)" \
+	"SELECT * FROM delta_apply($GB, $(q "$T/v2.delta"), $(q "$T/v2.out"));" "$V2"
+check "unsupported version: delta_apply created no output" test ! -e "$T/v2.out"
+expect_error "unsupported version: delta_info" \
+	"SELECT * FROM delta_info($(q "$T/v2.delta"));" "$V2"
+expect_error "unsupported version: delta_info on a BLOB" \
+	"SELECT * FROM delta_info(readfile($(q "$T/v2.delta")));" \
+	"delta \"delta\" has format version 2; this build reads version 1 (11)"
+expect_error "unsupported version: delta_apply (scalar)" \
+	"SELECT delta_apply(readfile($GB), readfile($(q "$T/v2.delta")));" \
+	"delta \"delta\" has format version 2; this build reads version 1 (11)"
+
 # A 64-byte base and a 1 MiB fine-tune of zeros: small inputs, big result.
 head -c 64 /dev/zero > "$T/zeros64"
 head -c 1048576 /dev/zero > "$T/zeros1m"
@@ -352,14 +453,22 @@ is "blob functions and sparse_version work in views even with trusted_schema=OFF
 	"$(sql "PRAGMA trusted_schema = OFF;
 CREATE TABLE m(b BLOB, f BLOB);
 INSERT INTO m VALUES (readfile($(q "$G/base.safetensors")), readfile($(q "$G/ft.safetensors")));
-CREATE VIEW v AS SELECT delta_apply_blob(b, delta_compress_blob(b, f)) = f AS same, sparse_version() AS v FROM m;
-SELECT * FROM v;")" "1|$VERSION"
+CREATE VIEW v AS SELECT delta_apply_blob(b, delta_compress_blob(b, f)) = f AS same,
+  delta_apply(b, delta_compress(b, f)) = f AS same2, sparse_version() AS v FROM m;
+SELECT * FROM v;")" "1|1|$VERSION"
 is "delta_apply_blob is DETERMINISTIC: allowed in a generated column" \
 	"$(sql "CREATE TABLE m(b BLOB, d BLOB, f BLOB AS (delta_apply_blob(b, d)));
 INSERT INTO m(b, d) VALUES (readfile($(q "$G/base.safetensors")), readfile($(q "$T/rt-gpt2.delta")));
 SELECT f = readfile($(q "$G/ft.safetensors")) FROM m;")" "1"
 expect_error "delta_compress_blob is not DETERMINISTIC (zstd output may change): refused in a generated column" \
 	"CREATE TABLE m(b BLOB, f BLOB, d BLOB AS (delta_compress_blob(b, f)));" \
+	"non-deterministic functions prohibited in generated columns"
+is "the scalar delta_apply is DETERMINISTIC: allowed in a generated column" \
+	"$(sql "CREATE TABLE m(b BLOB, d BLOB, f BLOB AS (delta_apply(b, d)));
+INSERT INTO m(b, d) VALUES (readfile($GB), readfile($(q "$T/rt-gpt2.delta")));
+SELECT f = readfile($GF) FROM m;")" "1"
+expect_error "the scalar delta_compress is not DETERMINISTIC: refused in a generated column" \
+	"CREATE TABLE m(b BLOB, f BLOB, d BLOB AS (delta_compress(b, f)));" \
 	"non-deterministic functions prohibited in generated columns"
 
 # ---- SPARSE_ROOT confinement ------------------------------------------------
