@@ -20,6 +20,24 @@
 #define SP_MIN_WINDOWS 3
 #define SP_EST_LEVEL 3
 #define SP_RECORD_COST (SP_REC_HDR + SP_CHUNK_HDR + SP_REC_SUM)
+#define SP_SMALL_BUDGET (16u << 20) /* bytes of small tensors coded whole per file, at least */
+
+/*
+ * Small tensors (coded whole) of one file.  When there are many of them (a
+ * mixture of experts has tens of thousands), only every stride-th is coded
+ * and the others are extrapolated from those, so the estimate stays a sample.
+ */
+typedef struct small_sample
+{
+	uint64_t	stride;
+	uint64_t	seen;			/* small tensors met so far */
+	double		coded_est;		/* estimated bytes of the coded ones */
+	uint64_t	coded_len,		/* their size */
+				coded_paired,	/* how many had a base partner */
+				coded_identical;	/* ... and were equal to it */
+	uint64_t	skipped_len,
+				skipped_paired;
+} small_sample;
 
 /* State of one estimate. */
 typedef struct estimator
@@ -122,10 +140,46 @@ prefetch_windows(estimator *s, size_t fi, sp_dtype dt, uint64_t off, uint64_t le
 	}
 }
 
+/* Is a tensor of len bytes small enough to be coded whole? */
+static bool
+is_small(const estimator *s, uint64_t len)
+{
+	return len > 0 && windows_for(s, len) == 0;
+}
+
+/* Choose how many small tensors of a file to skip between two coded ones. */
+static void
+small_plan(const estimator *s, const sp_st_header *h, small_sample *ss)
+{
+	uint64_t	total = 0,
+				small = 0,
+				budget;
+
+	memset(ss, 0, sizeof(*ss));
+	for (size_t j = 0; j < h->n; j++)
+	{
+		uint64_t	len = h->t[j].end - h->t[j].begin;
+
+		total += len;
+		small += is_small(s, len) ? len : 0;
+	}
+	budget = SP_MAX((uint64_t) (s->fraction * (double) total), (uint64_t) SP_SMALL_BUDGET);
+	ss->stride = small > budget ? (small + budget - 1) / budget : 1;
+}
+
+/* Is small tensor number k (in file order) one of those coded? */
+static bool
+small_coded(const small_sample *ss, uint64_t k)
+{
+	return k % ss->stride == 0;
+}
+
 /* Prefetch the windows of every tensor of a file before coding any of them. */
 static void
-prefetch_file(estimator *s, size_t fi, const sp_st_header *h)
+prefetch_file(estimator *s, size_t fi, const sp_st_header *h, const small_sample *ss)
 {
+	uint64_t	k = 0;
+
 	for (size_t j = 0; j < h->n; j++)
 	{
 		const sp_tensor *t = &h->t[j];
@@ -133,6 +187,8 @@ prefetch_file(estimator *s, size_t fi, const sp_st_header *h)
 					paired;
 		const sp_tref *r = sp_pair_tensor(s->base, t, &paired);
 
+		if (is_small(s, len) && !small_coded(ss, k++))
+			continue;
 		if (paired > 0)
 			prefetch_windows(s, fi, t->dtype, t->begin, paired, windows_for(s, paired),
 							 (long) r->file, r->t->dtype, r->t->begin);
@@ -179,9 +235,9 @@ estimate_tensor_run(estimator *s, size_t fi, sp_dtype dt, uint64_t off, uint64_t
 	return SP_OK;
 }
 
-/* Estimate one tensor and count it. */
+/* Estimate one tensor and count it; *identical tells if it equalled its base. */
 static sp_status
-estimate_tensor(estimator *s, size_t fi, const sp_tensor *t)
+estimate_tensor(estimator *s, size_t fi, const sp_tensor *t, bool *identical)
 {
 	uint64_t	len = t->end - t->begin,
 				paired;
@@ -197,13 +253,57 @@ estimate_tensor(estimator *s, size_t fi, const sp_tensor *t)
 	if (len > paired && estimate_tensor_run(s, fi, t->dtype, t->begin + paired, len - paired,
 											-1, t->dtype, 0, &same2) != SP_OK)
 		return s->ctx->err.code;
+	*identical = pairs && same && (len == paired || len == 0);
 	if (!pairs)
 		s->out->tensors_unpaired++;
-	else if (same && (len == paired || len == 0))
+	else if (*identical)
 		s->out->tensors_identical++;
 	else
 		s->out->tensors_changed++;
 	return SP_OK;
+}
+
+/* Estimate a small tensor, or skip it and count it for extrapolation. */
+static sp_status
+estimate_small(estimator *s, size_t fi, const sp_tensor *t, small_sample *ss)
+{
+	uint64_t	len = t->end - t->begin,
+				paired;
+	bool		pairs = sp_pair_tensor(s->base, t, &paired) != NULL,
+				identical;
+	double		before = s->est;
+
+	if (!small_coded(ss, ss->seen++))
+	{
+		s->out->tensors_total++;
+		s->out->tensors_unpaired += !pairs;
+		ss->skipped_len += len;
+		ss->skipped_paired += pairs;
+		return SP_OK;
+	}
+	if (estimate_tensor(s, fi, t, &identical) != SP_OK)
+		return s->ctx->err.code;
+	ss->coded_est += s->est - before;
+	ss->coded_len += len;
+	ss->coded_paired += pairs;
+	ss->coded_identical += identical;
+	return SP_OK;
+}
+
+/* Add the skipped small tensors at the ratio of the coded ones. */
+static void
+small_extrapolate(estimator *s, const small_sample *ss)
+{
+	uint64_t	ident;
+
+	if (ss->skipped_len == 0 && ss->skipped_paired == 0)
+		return;
+	s->est += ss->coded_len ? ss->coded_est * ((double) ss->skipped_len / (double) ss->coded_len)
+		: (double) ss->skipped_len;
+	ident = ss->coded_paired ? (uint64_t) ((double) ss->skipped_paired * (double) ss->coded_identical /
+										   (double) ss->coded_paired + 0.5) : 0;
+	s->out->tensors_identical += (int64_t) ident;
+	s->out->tensors_changed += (int64_t) (ss->skipped_paired - ident);
 }
 
 /* Coded size of a generic window at off (n bytes) with the partner prefix. */
@@ -270,12 +370,14 @@ estimate_file(estimator *s, size_t fi)
 	bool		st;
 	uint64_t	pos = 0;
 	long		partner;
+	small_sample ss;
 	sp_status	rc = SP_OK;
 
 	if (sp_load_header(s->ctx, s->ft, fi, &h, &st) != SP_OK)
 		return s->ctx->err.code;
 	partner = sp_partner(s->base, s->ft, fi, st ? &h : NULL);
-	prefetch_file(s, fi, &h);
+	small_plan(s, &h, &ss);
+	prefetch_file(s, fi, &h, &ss);
 	s->est += 2 * SP_REC_HDR + 2 * SP_REC_SUM + 14 + 48 + strlen(s->ft->f[fi].rel);
 	for (size_t j = 0; j < h.n && rc == SP_OK; j++)
 	{
@@ -288,12 +390,16 @@ estimate_file(estimator *s, size_t fi)
 			s->out->tensors_unpaired += sp_model_lookup(s->base, t->name) == NULL;
 			continue;
 		}
+		bool		identical;
+
 		if (t->begin > pos)
 			rc = estimate_generic(s, fi, partner, pos, t->begin - pos);
 		if (rc == SP_OK)
-			rc = estimate_tensor(s, fi, t);
+			rc = is_small(s, t->end - t->begin) ? estimate_small(s, fi, t, &ss)
+				: estimate_tensor(s, fi, t, &identical);
 		pos = t->end;
 	}
+	small_extrapolate(s, &ss);
 	if (rc == SP_OK)
 		rc = estimate_generic(s, fi, partner, pos, s->ft->f[fi].size - pos);
 	sp_st_free(s->ctx, &h);
