@@ -4,6 +4,7 @@
  * out record by record as docs/FORMAT.md says, with XXH3 checksums) and
  * checks the exact error, and that nothing is left on disk.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,7 +220,62 @@ test_review_root_does_not_leak_existence(void)
 		  t_fmt("path \"/nonexistent/a.safetensors\" is outside the allowed root \"%s\"", root));
 }
 
+/*
+ * A file of thousands of small tensors is estimated from a sample of them
+ * (not coded whole), within 3 points of the real savings, with every
+ * tensor counted.
+ */
+static void
+test_review_many_small_tensors(void)
+{
+	enum
+	{
+		NT = 3000, NEL = 4096
+	};
+	stw_tensor *bt = t_track(calloc(NT, sizeof(stw_tensor))),
+			   *ft = t_track(calloc(NT, sizeof(stw_tensor)));
+	uint16_t   *bd = t_track(malloc((size_t) NT * NEL * 2)),
+			   *fd = t_track(malloc((size_t) NT * NEL * 2));
+	char	   *base = t_path("base.safetensors"),
+			   *ftp = t_path("ft.safetensors"),
+			   *delta = t_path("d.sdelta");
+	uint64_t	rng = 7;
+	sp_ctx		ctx;
+	sp_estimate est;
+	sp_compress_result cr;
+
+	T_REQUIRE(bt && ft && bd && fd, "malloc");
+	for (size_t i = 0; i < (size_t) NT * NEL; i++)
+	{
+		bd[i] = (uint16_t) (0x3c00 + (fh_rand(&rng) & 0x3ff));
+		/* every third tensor unchanged, the rest nudged in the low bits */
+		fd[i] = (i / NEL) % 3 == 0 ? bd[i] : (uint16_t) (bd[i] ^ (fh_rand(&rng) & 7));
+	}
+	for (int i = 0; i < NT; i++)
+	{
+		bt[i].name = ft[i].name = t_fmt("expert.%d.weight", i);
+		bt[i].dtype = ft[i].dtype = "BF16";
+		stw_shape(&bt[i], 1, (uint64_t) NEL);
+		stw_shape(&ft[i], 1, (uint64_t) NEL);
+		bt[i].data = bd + (size_t) i * NEL;
+		ft[i].data = fd + (size_t) i * NEL;
+		bt[i].len = ft[i].len = NEL * 2;
+	}
+	T_REQUIRE(stw_write(base, bt, NT, NULL) && stw_write(ftp, ft, NT, NULL), "write");
+	rt_ctx(&ctx);
+	T_OK(&ctx, sp_delta_estimate(&ctx, base, ftp, 0.01, &est));
+	T_OK(&ctx, sp_delta_compress(&ctx, base, ftp, delta, 3, &cr));
+	T_CHECK(est.tensors_total == NT, "tensors_total %lld", (long long) est.tensors_total);
+	T_CHECK(est.tensors_identical + est.tensors_changed == NT, "identical %lld + changed %lld",
+			(long long) est.tensors_identical, (long long) est.tensors_changed);
+	T_CHECK(est.tensors_identical >= 900 && est.tensors_identical <= 1100,
+			"identical %lld, expected about 1000", (long long) est.tensors_identical);
+	T_CHECK(fabs(est.savings_pct - cr.savings_pct) <= 3.0, "estimated %.2f%%, real %.2f%%",
+			est.savings_pct, cr.savings_pct);
+}
+
 const t_case t_tests_review[] = {
+	{"review_many_small_tensors", test_review_many_small_tensors},
 	{"review_single_file_delta_without_file", test_review_single_file_delta_without_file},
 	{"review_bases_listed_twice", test_review_bases_listed_twice},
 	{"review_deep_names", test_review_deep_names},
