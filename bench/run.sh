@@ -24,6 +24,11 @@
 # round-trip check.  An aligned table goes to stdout, every number to
 # build/bench/results.csv; the "ALL real" rows total every real pair (size
 # and time summed).  Work files live in build/bench/work and are removed at the end.
+# What the commands print goes to build/bench/commands.log (kept), not to the
+# terminal: zstd -19 --patch-from prints "[Optimal parser notes]" advice on
+# stderr even with -q (-qq would silence it, and the real errors with it).  A
+# failing command (non-zero exit) is still reported on stderr with its last
+# line of output other than those notes, and its row is marked FAIL.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,6 +40,7 @@ REPS=${BENCH_REPS:-3}
 OUT="$ROOT/build/bench"
 WORK="$OUT/work"
 CSV="$OUT/results.csv"
+LOG="$OUT/commands.log"
 TOOLS="sparse-3 sparse-19 zstd-3 zstd-19 xdelta3-9"
 
 for cmd in zstd xdelta3 /usr/bin/time python3 cmp; do
@@ -43,6 +49,7 @@ done
 [ -x "$SPARSE" ] || { echo "bench: $SPARSE is missing (make bin/sparse)" >&2; exit 1; }
 rm -rf "$WORK"
 mkdir -p "$WORK"
+: >"$LOG"
 
 # ---- the commands of each tool ----------------------------------------------
 
@@ -73,15 +80,25 @@ apply_argv() {
 
 # ---- measuring ------------------------------------------------------------------
 
+# zstd_notes: stdin without zstd's "[Optimal parser notes]" block (advice
+# printed at -19 with --patch-from, not an error).
+zstd_notes() {
+	sed '/^\[Optimal parser notes\]/,/^Also consider playing around with searchLog and hashLog$/d'
+}
+
 # timed CMD...: run CMD once; prints "SECONDS PEAK_RSS_KB"; fails if CMD fails.
+# CMD's output (stdout and stderr) is appended to $LOG.
 timed() {
-	local t0 t1 rss
+	local t0 t1 rss msg rc=0
 	t0=$(date +%s%N)
-	if ! /usr/bin/time -f %M -o "$WORK/rss" "$@" >"$WORK/log" 2>&1; then
-		echo "bench: failed: $* ($(tail -1 "$WORK/log"))" >&2
+	/usr/bin/time -f %M -o "$WORK/rss" "$@" >"$WORK/log" 2>&1 || rc=$?
+	t1=$(date +%s%N)
+	{ echo "\$ $*"; cat "$WORK/log"; [ "$rc" -eq 0 ] || echo "(exit status $rc)"; } >>"$LOG"
+	if [ "$rc" -ne 0 ]; then
+		msg=$(zstd_notes <"$WORK/log" | tail -1)
+		echo "bench: failed (exit status $rc): $* (${msg:-no message}; see $LOG)" >&2
 		return 1
 	fi
-	t1=$(date +%s%N)
 	rss=$(tail -1 "$WORK/rss")
 	awk -v ns=$((t1 - t0)) -v rss="$rss" 'BEGIN { printf "%.6f %d\n", ns / 1e9, rss }'
 }
@@ -175,4 +192,4 @@ echo
 python3 bench/report.py "$CSV"
 rm -rf "$WORK"
 echo
-echo "results: $CSV"
+echo "results: $CSV (output of the commands: $LOG)"

@@ -18,7 +18,7 @@
 
 #include "sparse.h"
 
-/* Exit statuses (documented in docs/cli-reference.md). */
+/* Exit statuses (documented in README.md, "Command line"). */
 #define CLI_EXIT_OK 0
 #define CLI_EXIT_FAIL 1
 #define CLI_EXIT_USAGE 2

@@ -2,7 +2,7 @@
  * main.c -- bin/sparse: entry point, option parsing and command dispatch.
  *
  * Usage: sparse [--json] [--quiet] [--root DIR] COMMAND ARGS...  (see
- * cli_print_main_help or docs/cli-reference.md).  main() parses the global
+ * cli_print_main_help or README.md, "Command line").  main() parses the global
  * options up to the command name, looks the command up in cli_commands,
  * parses the command's own options and positional arguments with one
  * getopt_long table (global options are accepted after the command too),

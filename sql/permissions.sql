@@ -36,6 +36,17 @@ SELECT * FROM delta_estimate('/tmp/sparse_regress/data/gpt2/base.safetensors',
 \echo :SQLSTATE
 SELECT * FROM delta_info('/tmp/sparse_regress/out/perm.delta');
 \echo :SQLSTATE
+SELECT * FROM delta_verify('/tmp/sparse_regress/data/gpt2/base.safetensors',
+                           '/tmp/sparse_regress/out/perm.delta');
+\echo :SQLSTATE
+SELECT * FROM delta_compress('/tmp/sparse_regress/data/gpt2/base.safetensors',
+                             '/tmp/sparse_regress/data/gpt2/ft.safetensors',
+                             '/tmp/sparse_regress/out/perm.delta');
+\echo :SQLSTATE
+SELECT * FROM delta_apply('/tmp/sparse_regress/data/gpt2/base.safetensors',
+                          '/tmp/sparse_regress/out/perm.delta',
+                          '/tmp/sparse_regress/out/perm.safetensors');
+\echo :SQLSTATE
 -- but the in-memory functions work
 SELECT delta_apply(base, delta_compress(base, ft)) = ft AS round_trip, sparse_version() <> '' AS has_version
 FROM tiny;
@@ -54,6 +65,18 @@ SELECT * FROM delta_estimate('/tmp/sparse_regress/data/gpt2/base.safetensors',
 \echo :SQLSTATE
 SELECT * FROM delta_info('/tmp/sparse_regress/out/perm.delta');
 \echo :SQLSTATE
+-- reading is checked first, so compress and apply name the read privilege
+SELECT * FROM delta_verify('/tmp/sparse_regress/data/gpt2/base.safetensors',
+                           '/tmp/sparse_regress/out/perm.delta');
+\echo :SQLSTATE
+SELECT * FROM delta_compress('/tmp/sparse_regress/data/gpt2/base.safetensors',
+                             '/tmp/sparse_regress/data/gpt2/ft.safetensors',
+                             '/tmp/sparse_regress/out/perm.delta');
+\echo :SQLSTATE
+SELECT * FROM delta_apply('/tmp/sparse_regress/data/gpt2/base.safetensors',
+                          '/tmp/sparse_regress/out/perm.delta',
+                          '/tmp/sparse_regress/out/perm.safetensors');
+\echo :SQLSTATE
 RESET ROLE;
 
 -- pg_read_server_files: reading works, creating files does not
@@ -71,7 +94,8 @@ SELECT * FROM delta_apply('/tmp/sparse_regress/data/gpt2/base.safetensors',
 \echo :SQLSTATE
 RESET ROLE;
 
--- pg_write_server_files as well: everything works
+-- pg_write_server_files as well: everything works (the refused calls above
+-- wrote nothing, or creating perm.delta here would fail: it would exist)
 GRANT pg_write_server_files TO regress_sparse_user;
 SET ROLE regress_sparse_user;
 SELECT delta_path FROM delta_compress('/tmp/sparse_regress/data/gpt2/base.safetensors',

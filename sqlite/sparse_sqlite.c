@@ -32,7 +32,7 @@
  * translator (sq_status_code) to an SQLite result code; the message is the
  * core's, unchanged.
  *
- * Security (see docs/sqlite-reference.md):
+ * Security (see the SQLite section of README.md):
  *   - the file functions are SQLITE_VTAB_DIRECTONLY (sq_connect), so the
  *     schema of an untrusted database (views, triggers) cannot call them;
  *   - SPARSE_ROOT, read once when the extension is loaded, confines every
