@@ -94,6 +94,27 @@ sp_write_record(sp_ctx *ctx, sp_out *o, int type, const uint8_t *payload, size_t
 	return SP_OK;
 }
 
+/*
+ * Does the delta end with a well-formed END record?  Then a record that
+ * claims more bytes than remain has a damaged length (corrupted), not a
+ * missing tail (truncated), and the error can say which.
+ */
+static sp_status
+probe_end(sp_ctx *ctx, sp_reader *r)
+{
+	uint8_t		tail[SP_REC_HDR + 80 + SP_REC_SUM];
+
+	r->complete = false;
+	if (r->size < SP_HEADER_LEN + sizeof(tail))
+		return SP_OK;
+	if (sp_fileset_read(ctx, r->src, 0, r->size - sizeof(tail), tail, sizeof(tail)) != SP_OK)
+		return ctx->err.code;
+	r->complete = tail[0] == SP_REC_END && !tail[1] && !tail[2] && !tail[3] &&
+		sp_get32(tail + 4) == 80 &&
+		XXH3_64bits(tail, SP_REC_HDR + 80) == sp_get64(tail + SP_REC_HDR + 80);
+	return SP_OK;
+}
+
 /* Check a delta's magic, version and flags. */
 sp_status
 sp_reader_open(sp_ctx *ctx, sp_reader *r, sp_fileset *src)
@@ -121,7 +142,7 @@ sp_reader_open(sp_ctx *ctx, sp_reader *r, sp_fileset *src)
 		return sp_fail(ctx, SP_ERR_UNSUPPORTED_VERSION,
 					   "delta \"%s\" uses flags this build does not know", r->name);
 	r->pos = SP_HEADER_LEN;
-	return SP_OK;
+	return probe_end(ctx, r);
 }
 
 /* Make r->buf hold at least n bytes. */
@@ -158,8 +179,12 @@ sp_reader_next(sp_ctx *ctx, sp_reader *r, bool skip_chunks)
 		return sp_fail(ctx, SP_ERR_CORRUPT, "delta \"%s\" is corrupted: bad record at byte %llu",
 					   r->name, (unsigned long long) r->pos);
 	if (r->size - r->pos - SP_REC_HDR < (uint64_t) len + SP_REC_SUM)
-		return sp_fail(ctx, SP_ERR_TRUNCATED, "delta \"%s\" is truncated at byte %llu",
-					   r->name, (unsigned long long) r->size);
+		return r->complete
+			? sp_fail(ctx, SP_ERR_CORRUPT,
+					  "delta \"%s\" is corrupted: record at byte %llu claims more bytes than remain",
+					  r->name, (unsigned long long) r->pos)
+			: sp_fail(ctx, SP_ERR_TRUNCATED, "delta \"%s\" is truncated at byte %llu",
+					  r->name, (unsigned long long) r->size);
 	r->rec_start = r->pos;
 	r->type = h[0];
 	r->len = len;

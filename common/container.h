@@ -75,6 +75,7 @@ typedef struct sp_reader
 	uint64_t	pos;
 	uint64_t	size;
 	uint32_t	flags;
+	bool		complete;		/* the delta ends with a valid END record */
 	uint8_t    *buf;			/* payload of the last record read */
 	size_t		cap;
 	int			type;

@@ -274,7 +274,38 @@ test_review_many_small_tensors(void)
 			est.savings_pct, cr.savings_pct);
 }
 
+/*
+ * A damaged length field in a complete delta is "corrupted" (its END record
+ * is intact), while a delta cut short is "truncated".
+ */
+static void
+test_review_damaged_length_is_corruption(void)
+{
+	dbuf		d;
+	uint8_t		zero4[4] = {0},
+				end[80] = {0};
+	char	   *delta = t_path("len.delta"),
+			   *base = t_path("base.bin");
+	sp_ctx		ctx;
+	sp_apply_result res;
+	uint32_t	huge = 1u << 20;
+
+	T_REQUIRE(fh_write(base, "base", 4), "write");
+	d_header(&d, 0);
+	d_record(&d, 1, zero4, 4);
+	d_record(&d, 5, end, 80);
+	memcpy(d.b + 16 + 4, &huge, 4);	/* the BASES record now claims 1 MiB */
+	T_REQUIRE(fh_write(delta, d.b, d.n), "write");
+	rt_ctx(&ctx);
+	T_ERR(&ctx, sp_delta_verify(&ctx, base, delta, &res), SP_ERR_CORRUPT,
+		  t_fmt("delta \"%s\" is corrupted: record at byte 16 claims more bytes than remain", delta));
+	T_REQUIRE(fh_truncate(delta, d.n - 1), "cut");
+	T_ERR(&ctx, sp_delta_verify(&ctx, base, delta, &res), SP_ERR_TRUNCATED,
+		  t_fmt("delta \"%s\" is truncated at byte %zu", delta, d.n - 1));
+}
+
 const t_case t_tests_review[] = {
+	{"review_damaged_length_is_corruption", test_review_damaged_length_is_corruption},
 	{"review_many_small_tensors", test_review_many_small_tensors},
 	{"review_single_file_delta_without_file", test_review_single_file_delta_without_file},
 	{"review_bases_listed_twice", test_review_bases_listed_twice},
