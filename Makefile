@@ -7,7 +7,9 @@
 #   make test          every test: unit (plain and ASan+UBSan), pg_regress in a
 #                      throwaway cluster, SQLite scripts, CLI, short fuzz runs
 #   make demo          the SQLite demo over ../shared/data/models
-#   make bench         sparse next to zstd --patch-from and xdelta3
+#   make bench         sparse next to zstd --patch-from, xdelta3 (and bsdiff
+#                      on datasets): models, then datasets
+#   make bench-datasets  the dataset section of make bench only
 #
 # The PostgreSQL module is sparse_pg.so (module_pathname in sparse.control) so
 # that ./sparse.so can be the SQLite loadable extension (".load ./sparse") and
@@ -87,7 +89,7 @@ build/fuzz/%: fuzz/%.c $(wildcard fuzz/*.h) $(CORE_SRCS) $(CORE_HDRS)
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 		-o $@ $< $(CORE_SRCS) $(SP_LIBS)
 
-.PHONY: pg-fixtures deps unit unit-san sqlite-test cli-test pg-test fuzz fuzz-build test test-all demo bench install-cli
+.PHONY: pg-fixtures deps unit unit-san sqlite-test cli-test pg-test fuzz fuzz-build test test-all demo bench bench-datasets install-cli
 
 deps:
 	@bash scripts/deps.sh
@@ -131,6 +133,10 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory bin/sparse
 	@SPARSE_DATA=$(DATA_DIR) bash bench/run.sh
+
+bench-datasets: deps
+	@$(MAKE) --no-print-directory bin/sparse
+	@SPARSE_DATA=$(DATA_DIR) BENCH_SECTIONS=datasets bash bench/run.sh
 
 install-cli: bin/sparse
 	install -D -m 755 bin/sparse $(DESTDIR)/usr/local/bin/sparse

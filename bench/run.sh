@@ -1,29 +1,51 @@
 #!/usr/bin/env bash
-# bench/run.sh -- sparse next to zstd --patch-from and xdelta3 on real pairs.
+# bench/run.sh -- sparse next to zstd --patch-from, xdelta3 and bsdiff on real pairs.
 #
-# Usage (from the repository root):  make bench
+# Usage (from the repository root):  make bench   (make bench-datasets: the
+#                                                   dataset section only)
 #    or:  SPARSE_DATA=/path/to/shared/data bash bench/run.sh
 # Environment:
+#   BENCH_SECTIONS="models datasets"   the sections to run, in this order
 #   BENCH_REPS=3     timed repetitions of each command (the median is kept)
 #   BENCH_CHAIN=1    also every consecutive step of the checkpoint chains
 #   BENCH_BIG=1      also a ~200 MB BF16 pair built by bench/mkbig.py from
 #                    mlp-trained (run once, not BENCH_REPS times: xdelta3
 #                    and the level-19 coders need minutes on it)
+#   BENCH_SYNTH_MB=100   size of the synthetic dataset pair (0: none)
+#   BENCH_SYNTH_FORMATS=csv   its formats: csv, jsonl or "csv jsonl" (each
+#                    costs about 5 minutes, nearly all of it zstd -19)
 #
-# For every base/ft pair under $SPARSE_DATA/models, in one run, each tool
-# stores ft as a delta against base and rebuilds it:
+# Models section.  For every base/ft pair under $SPARSE_DATA/models, in one
+# run, each tool stores ft as a delta against base and rebuilds it:
 #   sparse-3 / sparse-19   bin/sparse compress --level 3 / 19, bin/sparse apply
 #   zstd-3 / zstd-19       zstd -3 / -19 --patch-from=base, zstd -d --patch-from
 #   xdelta3-9              xdelta3 -9 -e -s base, xdelta3 -d -s base
 #   sparse-estimate        bin/sparse estimate (1% sample; size is the estimate)
+#
+# Datasets section.  For every parent/derived pair under $SPARSE_DATA/datasets:
+#   sparse-dataset-3       bin/sparse dataset-compress --level 3, bin/sparse apply
+#   zstd-19-long / zstd-3-long   zstd -19 / -3 --long=31 --patch-from=base
+#   xdelta3-9              as above
+#   bsdiff                 bsdiff base derived patch, bspatch base out patch
+#   sparse-estimate        bin/sparse dataset-estimate (1000 rows sampled)
+# then the same (but bsdiff, whose suffix sort needs 17 bytes per input byte)
+# on a synthetic pair of BENCH_SYNTH_MB MB built by bench/mkdataset.py from
+# the shared CSV files (CSV, or JSON Lines), whose derived file has about 1%
+# of its rows edited, removed or appended (sparse is run BENCH_REPS times,
+# the others once: zstd -19 takes over 4 minutes on it).  Targets for sparse
+# on 100 MB: compress < 1 s, apply < 0.5 s.  Numbers go to
+# build/bench/datasets.csv.
+#
 # Each command runs under /usr/bin/time -f %M (peak RSS) with its wall time
 # taken around it; the median of BENCH_REPS runs is reported (the machine is
 # shared and noisy).  Every rebuilt file is compared with ft by cmp.
 # Reported: delta/ft (size ratio, lower is better), compress and apply
 # throughput in MB/s of the fine-tune (10^6 bytes), peak RSS in MiB, and the
-# round-trip check.  An aligned table goes to stdout, every number to
-# build/bench/results.csv; the "ALL real" rows total every real pair (size
-# and time summed).  Work files live in build/bench/work and are removed at the end.
+# round-trip check (FAIL, also said on stderr, when cmp finds a difference).
+# An aligned table per section goes to stdout, every number to
+# build/bench/results.csv (models) and build/bench/datasets.csv; the "ALL
+# real" rows total every real pair (size and time summed).  Work files live
+# in build/bench/work and are removed at the end.
 # What the commands print goes to build/bench/commands.log (kept), not to the
 # terminal: zstd -19 --patch-from prints "[Optimal parser notes]" advice on
 # stderr even with -q (-qq would silence it, and the real errors with it).  A
@@ -35,15 +57,29 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 : "${SPARSE_DATA:?set SPARSE_DATA to the shared data directory (make bench does)}"
 M="$(realpath "$SPARSE_DATA")/models"
+DS="$(realpath "$SPARSE_DATA")/datasets"
 SPARSE="$ROOT/bin/sparse"
 REPS=${BENCH_REPS:-3}
+SECTIONS=${BENCH_SECTIONS:-models datasets}
+SYNTH_MB=${BENCH_SYNTH_MB:-100}
+SYNTH_FORMATS=${BENCH_SYNTH_FORMATS:-csv}
 OUT="$ROOT/build/bench"
 WORK="$OUT/work"
 CSV="$OUT/results.csv"
+DS_CSV="$OUT/datasets.csv"
 LOG="$OUT/commands.log"
 TOOLS="sparse-3 sparse-19 zstd-3 zstd-19 xdelta3-9"
+DS_OTHERS="zstd-19-long zstd-3-long xdelta3-9 bsdiff"	# beside sparse-dataset-3
+SYNTH_OTHERS="zstd-19-long zstd-3-long xdelta3-9"
+RESULTS=""
 
-for cmd in zstd xdelta3 /usr/bin/time python3 cmp; do
+for s in $SECTIONS; do
+	case $s in
+		models | datasets) ;;
+		*) echo "bench: unknown section \"$s\" in BENCH_SECTIONS (models, datasets)" >&2; exit 1 ;;
+	esac
+done
+for cmd in zstd xdelta3 bsdiff bspatch /usr/bin/time python3 /usr/bin/python3 cmp; do
 	command -v "$cmd" >/dev/null || { echo "bench: $cmd is missing (make deps)" >&2; exit 1; }
 done
 [ -x "$SPARSE" ] || { echo "bench: $SPARSE is missing (make bin/sparse)" >&2; exit 1; }
@@ -61,10 +97,14 @@ xdelta_window() {
 
 # compress_argv TOOL BASE FT DELTA: set ARGV to TOOL's encoder command.
 compress_argv() {
+	local l
 	case $1 in
+		sparse-dataset-*) ARGV=("$SPARSE" -q dataset-compress "$2" "$3" "$4" --level "${1#sparse-dataset-}") ;;
 		sparse-*) ARGV=("$SPARSE" -q compress "$2" "$3" -o "$4" --level "${1#sparse-}") ;;
+		zstd-*-long) l=${1#zstd-}; ARGV=(zstd -q -f "-${l%-long}" --long=31 --patch-from="$2" "$3" -o "$4") ;;
 		zstd-*) ARGV=(zstd -q -f "-${1#zstd-}" --patch-from="$2" "$3" -o "$4") ;;
 		xdelta3-9) ARGV=(xdelta3 -9 -e -f -B "$(xdelta_window "$2")" -s "$2" "$3" "$4") ;;
+		bsdiff) ARGV=(bsdiff "$2" "$3" "$4") ;;
 	esac
 }
 
@@ -75,6 +115,7 @@ apply_argv() {
 		# --long=31 lets the decoder use the window a >128 MB patch needs.
 		zstd-*) ARGV=(zstd -q -f -d --long=31 --patch-from="$2" "$3" -o "$4") ;;
 		xdelta3-9) ARGV=(xdelta3 -d -f -B "$(xdelta_window "$2")" -s "$2" "$3" "$4") ;;
+		bsdiff) ARGV=(bspatch "$2" "$4" "$3") ;;
 	esac
 }
 
@@ -133,6 +174,7 @@ bench_tool() {
 		return
 	fi
 	ok=$(cmp -s "$ft" "$o" && echo ok || echo FAIL)
+	[ "$ok" = ok ] || echo "bench: FAIL: $tool on $pair: the rebuilt file differs from $ft (cmp)" >&2
 	echo "$pair,$tool,$(stat -c %s "$ft"),$(stat -c %s "$d"),${c% *},${a% *},${c#* },${a#* },$ok" >>"$CSV"
 	rm -f "$d" "$o"
 }
@@ -155,41 +197,109 @@ bench_pair() {
 	bench_estimate "$1" "$2" "$3" "$4"
 }
 
-# ---- the pairs ------------------------------------------------------------------
+# ---- datasets ---------------------------------------------------------------------
 
-echo "pair,tool,ft_bytes,delta_bytes,compress_s,apply_s,compress_rss_kb,apply_rss_kb,roundtrip" >"$CSV"
-bench_pair gpt2-lora-r8 "$M/gpt2-lora-r8/base.safetensors" "$M/gpt2-lora-r8/ft.safetensors" "$REPS"
-bench_pair roberta-lora-r4 "$M/roberta-lora-r4-biasall/base.safetensors" \
-	"$M/roberta-lora-r4-biasall/ft.safetensors" "$REPS"
-for p in f32 bf16; do
-	for f in ft ft_frozen; do
-		bench_pair "mlp-$f.$p" "$M/mlp-trained/base.$p.safetensors" "$M/mlp-trained/$f.$p.safetensors" "$REPS"
+# bench_ds_estimate PAIR BASE DERIVED REPS: a CSV row for sparse
+# dataset-estimate (size: the estimated delta; last column: the format).
+bench_ds_estimate() {
+	local pair=$1 base=$2 der=$3 reps=$4 e est
+	if ! e=$(repeat "$reps" "$WORK/none" "$SPARSE" dataset-estimate "$base" "$der") ||
+		! est=$("$SPARSE" --json dataset-estimate "$base" "$der" |
+			python3 -c 'import json, sys; j = json.load(sys.stdin); print(j["est_delta_bytes"], j["format"])'); then
+		echo "$pair,sparse-estimate,$(stat -c %s "$der"),,,,,,FAIL," >>"$CSV"
+		return
+	fi
+	echo "$pair,sparse-estimate,$(stat -c %s "$der"),${est% *},${e% *},,${e#* },,-,${est#* }" >>"$CSV"
+}
+
+# bench_ds_pair PAIR BASE DERIVED REPS OTHER_REPS TOOLS...: sparse
+# dataset-compress (REPS runs), then each of TOOLS (OTHER_REPS runs), then
+# sparse dataset-estimate.
+bench_ds_pair() {
+	local pair=$1 base=$2 der=$3 reps=$4 other=$5 tool
+	shift 5
+	echo "bench: $pair ($(stat -c %s "$der") bytes; sparse $reps run(s), others $other)" >&2
+	bench_tool "$pair" sparse-dataset-3 "$base" "$der" "$reps"
+	for tool in "$@"; do
+		bench_tool "$pair" "$tool" "$base" "$der" "$other"
 	done
-done
-if [ "${BENCH_CHAIN:-0}" = 1 ]; then
-	for chain in gpt2-lora-r8 roberta-lora-r4-biasall; do
-		prev=""
-		for ck in $(ls "$M/$chain/chain" | sort -t- -k2 -n); do
-			[ -n "$prev" ] && bench_pair "${chain%%-*}-${prev%.safetensors}-${ck#ckpt-}" \
-				"$M/$chain/chain/$prev" "$M/$chain/chain/$ck" "$REPS"
-			prev=$ck
+	bench_ds_estimate "$pair" "$base" "$der" "$reps"
+}
+
+# section_datasets: every real dataset pair, then the synthetic ones.
+section_datasets() {
+	local pair fmt
+	CSV=$DS_CSV
+	echo "pair,tool,ft_bytes,delta_bytes,compress_s,apply_s,compress_rss_kb,apply_rss_kb,roundtrip,format" >"$CSV"
+	for pair in "$DS"/*/; do
+		pair=${pair%/}
+		# shellcheck disable=SC2086 # DS_OTHERS is a list of words
+		bench_ds_pair "$(basename "$pair")" "$(ls "$pair"/base.*)" "$(ls "$pair"/derived.*)" \
+			"$REPS" "$REPS" $DS_OTHERS
+	done
+	if [ "$SYNTH_MB" -gt 0 ]; then
+		for fmt in $SYNTH_FORMATS; do
+			echo "bench: building a ${SYNTH_MB} MB $fmt pair with bench/mkdataset.py" >&2
+			/usr/bin/python3 bench/mkdataset.py --format "$fmt" --mb "$SYNTH_MB" \
+				"$WORK/synth-base.$fmt" "$WORK/synth-derived.$fmt" "$DS"/*/*.csv
+			# shellcheck disable=SC2086
+			bench_ds_pair "synthetic-${SYNTH_MB}MB-$fmt" "$WORK/synth-base.$fmt" \
+				"$WORK/synth-derived.$fmt" "$REPS" 1 $SYNTH_OTHERS
+			rm -f "$WORK/synth-base.$fmt" "$WORK/synth-derived.$fmt"
+		done
+	fi
+	echo
+	echo "Datasets (size: the delta as a percentage of the derived file; MB/s of the derived file):"
+	python3 bench/report.py --datasets "$CSV"
+	RESULTS="$RESULTS$CSV "
+}
+
+# ---- models -----------------------------------------------------------------------
+
+# section_models: every model pair (and the chains, the big pair if asked).
+section_models() {
+	local chain prev ck p f
+	CSV="$OUT/results.csv"
+	echo "pair,tool,ft_bytes,delta_bytes,compress_s,apply_s,compress_rss_kb,apply_rss_kb,roundtrip" >"$CSV"
+	bench_pair gpt2-lora-r8 "$M/gpt2-lora-r8/base.safetensors" "$M/gpt2-lora-r8/ft.safetensors" "$REPS"
+	bench_pair roberta-lora-r4 "$M/roberta-lora-r4-biasall/base.safetensors" \
+		"$M/roberta-lora-r4-biasall/ft.safetensors" "$REPS"
+	for p in f32 bf16; do
+		for f in ft ft_frozen; do
+			bench_pair "mlp-$f.$p" "$M/mlp-trained/base.$p.safetensors" "$M/mlp-trained/$f.$p.safetensors" "$REPS"
 		done
 	done
-fi
-if [ "${BENCH_BIG:-0}" = 1 ]; then
-	echo "bench: building a ~200 MB BF16 pair with bench/mkbig.py" >&2
-	python3 bench/mkbig.py "$M/mlp-trained/base.bf16.safetensors" "$M/mlp-trained/ft.bf16.safetensors" \
-		200 "$WORK/big-base.safetensors" "$WORK/big-ft.safetensors"
-	bench_pair synthetic-198MB-bf16 "$WORK/big-base.safetensors" "$WORK/big-ft.safetensors" 1
-fi
+	if [ "${BENCH_CHAIN:-0}" = 1 ]; then
+		for chain in gpt2-lora-r8 roberta-lora-r4-biasall; do
+			prev=""
+			for ck in $(ls "$M/$chain/chain" | sort -t- -k2 -n); do
+				[ -n "$prev" ] && bench_pair "${chain%%-*}-${prev%.safetensors}-${ck#ckpt-}" \
+					"$M/$chain/chain/$prev" "$M/$chain/chain/$ck" "$REPS"
+				prev=$ck
+			done
+		done
+	fi
+	if [ "${BENCH_BIG:-0}" = 1 ]; then
+		echo "bench: building a ~200 MB BF16 pair with bench/mkbig.py" >&2
+		python3 bench/mkbig.py "$M/mlp-trained/base.bf16.safetensors" "$M/mlp-trained/ft.bf16.safetensors" \
+			200 "$WORK/big-base.safetensors" "$WORK/big-ft.safetensors"
+		bench_pair synthetic-198MB-bf16 "$WORK/big-base.safetensors" "$WORK/big-ft.safetensors" 1
+	fi
+	echo
+	echo "Models (delta/ft: the delta's size over the fine-tune's; MB/s of the fine-tune):"
+	python3 bench/report.py "$CSV"
+	RESULTS="$RESULTS$CSV "
+}
 
-# ---- report ---------------------------------------------------------------------
+# ---- run and report -----------------------------------------------------------------
 
 echo "sparse $("$SPARSE" --json version | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])')," \
-	"zstd $(zstd -V | sed -n 's/.* v\([0-9.]*\).*/\1/p'), xdelta3 $(xdelta3 -V 2>&1 | sed -n 's/^Xdelta version \([0-9.]*\).*/\1/p')"
+	"zstd $(zstd -V | sed -n 's/.* v\([0-9.]*\).*/\1/p'), xdelta3 $(xdelta3 -V 2>&1 | sed -n 's/^Xdelta version \([0-9.]*\).*/\1/p')," \
+	"bsdiff $(dpkg-query -W -f='${Version}' bsdiff 2>/dev/null || echo '?')"
 echo "$(nproc) CPU(s): $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1); median of $REPS run(s); MB = 10^6 bytes"
-echo
-python3 bench/report.py "$CSV"
+for s in $SECTIONS; do
+	"section_$s"
+done
 rm -rf "$WORK"
 echo
-echo "results: $CSV (output of the commands: $LOG)"
+echo "results: $RESULTS(output of the commands: $LOG)"

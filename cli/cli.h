@@ -36,6 +36,7 @@ typedef struct cli_opts
 #define CLI_OPT_OUT 0x1			/* -o, --output PATH */
 #define CLI_OPT_LEVEL 0x2		/* -l, --level N */
 #define CLI_OPT_SAMPLE 0x4		/* -s, --sample F */
+#define CLI_OPT_SAMPLE_ROWS 0x8	/* --sample-rows N */
 
 /* Arguments of one command after parsing (strings point into argv). */
 typedef struct cli_args
@@ -45,6 +46,7 @@ typedef struct cli_args
 	const char *out;			/* -o, or NULL */
 	const char *level;			/* --level, or NULL */
 	const char *sample;			/* --sample, or NULL */
+	const char *sample_rows;	/* --sample-rows, or NULL */
 } cli_args;
 
 struct cli_command;
@@ -90,6 +92,8 @@ typedef struct cli_field
 /* ---- commands.c ---- */
 int			cmd_estimate(const cli_command *cmd, const cli_opts *opts, const cli_args *args);
 int			cmd_compress(const cli_command *cmd, const cli_opts *opts, const cli_args *args);
+int			cmd_dataset_estimate(const cli_command *cmd, const cli_opts *opts, const cli_args *args);
+int			cmd_dataset_compress(const cli_command *cmd, const cli_opts *opts, const cli_args *args);
 int			cmd_apply(const cli_command *cmd, const cli_opts *opts, const cli_args *args);
 int			cmd_verify(const cli_command *cmd, const cli_opts *opts, const cli_args *args);
 int			cmd_info(const cli_command *cmd, const cli_opts *opts, const cli_args *args);

@@ -23,23 +23,45 @@
 /* Default sample fraction of estimate (as the SQL function's default). */
 #define CLI_SAMPLE_DEFAULT 0.01
 
-/* Parse --level: an integer in SP_LEVEL_MIN..SP_LEVEL_MAX; -1 or exit status. */
+/* Default and range of dataset-estimate's --sample-rows (as in sparse.h). */
+#define CLI_SAMPLE_ROWS_DEFAULT 1000
+#define CLI_SAMPLE_ROWS_MAX 10000000
+
+/* Parse the value of option WHAT: an integer in lo..hi; -1 or exit status. */
 static int
-parse_level(const cli_command *cmd, const char *text, int *level)
+parse_int_option(const cli_command *cmd, const char *what, const char *text,
+				 long lo, long hi, int *value)
 {
 	char	   *end;
 	long		v;
 
+	errno = 0;
+	v = strtol(text, &end, 10);
+	if (errno != 0 || end == text || *end != '\0' || v < lo || v > hi)
+		return cli_usage_error(cmd, "invalid %s \"%s\": expected an integer from %ld to %ld",
+							   what, text, lo, hi);
+	*value = (int) v;
+	return -1;
+}
+
+/* Parse --level: an integer in SP_LEVEL_MIN..SP_LEVEL_MAX; -1 or exit status. */
+static int
+parse_level(const cli_command *cmd, const char *text, int *level)
+{
 	*level = SP_LEVEL_DEFAULT;
 	if (text == NULL)
 		return -1;
-	errno = 0;
-	v = strtol(text, &end, 10);
-	if (errno != 0 || end == text || *end != '\0' || v < SP_LEVEL_MIN || v > SP_LEVEL_MAX)
-		return cli_usage_error(cmd, "invalid level \"%s\": expected an integer from %d to %d",
-							   text, SP_LEVEL_MIN, SP_LEVEL_MAX);
-	*level = (int) v;
-	return -1;
+	return parse_int_option(cmd, "level", text, SP_LEVEL_MIN, SP_LEVEL_MAX, level);
+}
+
+/* Parse --sample-rows: an integer in 1..CLI_SAMPLE_ROWS_MAX; -1 or exit status. */
+static int
+parse_sample_rows(const cli_command *cmd, const char *text, int *rows)
+{
+	*rows = CLI_SAMPLE_ROWS_DEFAULT;
+	if (text == NULL)
+		return -1;
+	return parse_int_option(cmd, "number of sample rows", text, 1, CLI_SAMPLE_ROWS_MAX, rows);
 }
 
 /* Parse --sample: a number in (0, 1]; -1 or exit status. */
@@ -121,6 +143,24 @@ cmd_estimate(const cli_command *cmd, const cli_opts *opts, const cli_args *args)
 	return cli_emit(opts, o, fields, NFIELDS(fields));
 }
 
+/* The result of compress or dataset-compress as a JSON object (NULL: no memory). */
+static cJSON *
+compress_result_json(const sp_compress_result *r, int level)
+{
+	cJSON	   *o = cJSON_CreateObject();
+
+	cJSON_AddStringToObject(o, "delta_path", r->delta_path);
+	add_u64(o, "ft_bytes", r->ft_bytes);
+	add_u64(o, "delta_bytes", r->delta_bytes);
+	cJSON_AddNumberToObject(o, "compression_ratio", r->compression_ratio);
+	cJSON_AddNumberToObject(o, "savings_pct", r->savings_pct);
+	cJSON_AddNumberToObject(o, "level", level);
+	cJSON_AddStringToObject(o, "ft_sha256", r->ft_sha256);
+	cJSON_AddStringToObject(o, "base_sha256", r->base_sha256);
+	cJSON_AddNumberToObject(o, "elapsed_ms", round_us(r->elapsed_ms));
+	return o;
+}
+
 /* sparse compress BASE FT -o DELTA [--level N] */
 int
 cmd_compress(const cli_command *cmd, const cli_opts *opts, const cli_args *args)
@@ -140,7 +180,6 @@ cmd_compress(const cli_command *cmd, const cli_opts *opts, const cli_args *args)
 	sp_compress_result r;
 	int			level;
 	int			rc;
-	cJSON	   *o;
 
 	if (args->out == NULL)
 		return cli_usage_error(cmd, "missing -o DELTA");
@@ -151,16 +190,95 @@ cmd_compress(const cli_command *cmd, const cli_opts *opts, const cli_args *args)
 	cli_progress_end();
 	if (rc != SP_OK)
 		return cli_core_error(cmd, opts, &ctx);
+	return cli_emit(opts, compress_result_json(&r, level), fields, NFIELDS(fields));
+}
+
+/* sparse dataset-estimate BASE DERIVED [--sample-rows N] */
+int
+cmd_dataset_estimate(const cli_command *cmd, const cli_opts *opts, const cli_args *args)
+{
+	static const cli_field fields[] = {
+		{"base_bytes", "base size", CLI_BYTES},
+		{"derived_bytes", "derived size", CLI_BYTES},
+		{"format", "format", CLI_TEXT},
+		{"rows_sampled", "rows sampled", CLI_COUNT},
+		{"rows_shared_pct", "rows shared", CLI_PCT},
+		{"est_delta_bytes", "estimated delta", CLI_BYTES},
+		{"savings_pct", "estimated savings", CLI_PCT},
+		{"elapsed_ms", "elapsed", CLI_MS},
+	};
+	sp_ctx		ctx;
+	sp_dataset_est e;
+	int			sample_rows;
+	int			rc;
+	cJSON	   *o;
+
+	if ((rc = parse_sample_rows(cmd, args->sample_rows, &sample_rows)) >= 0)
+		return rc;
+	cli_ctx_init(&ctx, opts);
+	rc = sp_dataset_estimate(&ctx, args->pos[0], args->pos[1], sample_rows, &e);
+	cli_progress_end();
+	if (rc != SP_OK)
+		return cli_core_error(cmd, opts, &ctx);
 	o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "delta_path", r.delta_path);
-	add_u64(o, "ft_bytes", r.ft_bytes);
-	add_u64(o, "delta_bytes", r.delta_bytes);
-	cJSON_AddNumberToObject(o, "compression_ratio", r.compression_ratio);
-	cJSON_AddNumberToObject(o, "savings_pct", r.savings_pct);
-	cJSON_AddNumberToObject(o, "level", level);
-	cJSON_AddStringToObject(o, "ft_sha256", r.ft_sha256);
-	cJSON_AddStringToObject(o, "base_sha256", r.base_sha256);
-	cJSON_AddNumberToObject(o, "elapsed_ms", round_us(r.elapsed_ms));
+	add_u64(o, "base_bytes", e.base_bytes);
+	add_u64(o, "derived_bytes", e.derived_bytes);
+	cJSON_AddNumberToObject(o, "rows_sampled", (double) e.rows_sampled);
+	cJSON_AddNumberToObject(o, "rows_shared_pct", e.rows_shared_pct);
+	add_u64(o, "est_delta_bytes", e.est_delta_bytes);
+	cJSON_AddNumberToObject(o, "savings_pct", e.savings_pct);
+	cJSON_AddStringToObject(o, "format", e.format);
+	cJSON_AddNumberToObject(o, "elapsed_ms", round_us(e.elapsed_ms));
+	return cli_emit(opts, o, fields, NFIELDS(fields));
+}
+
+/* OUT of dataset-compress: its third argument or -o OUT, exactly one of them. */
+static int
+dataset_out(const cli_command *cmd, const cli_args *args, const char **out)
+{
+	if (args->npos == 3 && args->out != NULL)
+		return cli_usage_error(cmd, "OUT given twice, as an argument and with -o");
+	*out = args->npos == 3 ? args->pos[2] : args->out;
+	if (*out == NULL)
+		return cli_usage_error(cmd, "expected BASE DERIVED OUT");
+	return -1;
+}
+
+/* sparse dataset-compress BASE DERIVED OUT [--level N] */
+int
+cmd_dataset_compress(const cli_command *cmd, const cli_opts *opts, const cli_args *args)
+{
+	static const cli_field fields[] = {
+		{"delta_path", "delta", CLI_TEXT},
+		{"ft_bytes", "derived size", CLI_BYTES},
+		{"delta_bytes", "delta size", CLI_BYTES},
+		{"compression_ratio", "ratio", CLI_RATIO},
+		{"savings_pct", "savings", CLI_PCT},
+		{"rows_total", "rows", CLI_COUNT},
+		{"rows_shared", "rows shared", CLI_COUNT},
+		{"level", "level", CLI_COUNT},
+		{"ft_sha256", "derived sha256", CLI_TEXT},
+		{"base_sha256", "base sha256", CLI_TEXT},
+		{"elapsed_ms", "elapsed", CLI_MS},
+	};
+	sp_ctx		ctx;
+	sp_compress_result r;
+	const char *out;
+	int			level;
+	int			rc;
+	cJSON	   *o;
+
+	if ((rc = dataset_out(cmd, args, &out)) >= 0 ||
+		(rc = parse_level(cmd, args->level, &level)) >= 0)
+		return rc;
+	cli_ctx_init(&ctx, opts);
+	rc = sp_dataset_compress(&ctx, args->pos[0], args->pos[1], out, level, &r);
+	cli_progress_end();
+	if (rc != SP_OK)
+		return cli_core_error(cmd, opts, &ctx);
+	o = compress_result_json(&r, level);
+	cJSON_AddNumberToObject(o, "rows_total", (double) r.rows_total);
+	cJSON_AddNumberToObject(o, "rows_shared", (double) r.rows_shared);
 	return cli_emit(opts, o, fields, NFIELDS(fields));
 }
 

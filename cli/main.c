@@ -44,8 +44,29 @@ static const cli_command cli_commands[] = {
 		"\n"
 		"  -o, --output DELTA  the delta file to create (required)\n"
 		"  -l, --level N       zstd level 1..19 (default 3; 19 is smallest, slowest)\n"},
+	{"dataset-estimate", cmd_dataset_estimate, CLI_OPT_SAMPLE_ROWS, 2, 2,
+		"BASE DERIVED [--sample-rows N]",
+		"estimate the delta size of a derived dataset against its parent",
+		"Codes N rows of DERIVED (default 1000, 1 <= N <= 10000000), spread over\n"
+		"its files, against the rows of BASE, and extrapolates the size of the\n"
+		"full delta. Writes nothing. BASE and DERIVED are dataset files (CSV, TSV,\n"
+		"JSON Lines, a JSON array, any text or binary file) or directories of shards.\n"
+		"\n"
+		"  --sample-rows N    derived rows to code (default 1000)\n"},
+	{"dataset-compress", cmd_dataset_compress, CLI_OPT_OUT | CLI_OPT_LEVEL, 2, 3,
+		"BASE DERIVED OUT [--level N]",
+		"store a derived dataset as a delta against its parent",
+		"Writes the delta of DERIVED against BASE to OUT, which must not exist.\n"
+		"Rows found in BASE become references, other rows are coded field by\n"
+		"field against a similar BASE row, files without rows with zstd against\n"
+		"the same-named BASE file. 'sparse apply', 'verify' and 'info' read the\n"
+		"result like any delta. The file is written under a temporary name and\n"
+		"renamed into place, so a failure or Ctrl-C leaves nothing behind.\n"
+		"\n"
+		"  -o, --output OUT    the delta file to create (instead of the third argument)\n"
+		"  -l, --level N       zstd level 1..19 (default 3; 19 is smallest, slowest)\n"},
 	{"apply", cmd_apply, CLI_OPT_OUT, 2, 2, "BASE DELTA -o OUT",
-		"rebuild the fine-tune from BASE and DELTA",
+		"rebuild the fine-tune or dataset from BASE and DELTA",
 		"Rebuilds the fine-tune byte for byte into OUT (a file, or a directory for\n"
 		"a directory delta), which must not exist, and checks every SHA-256\n"
 		"recorded in DELTA. Fails if BASE is not the base DELTA was made from.\n"
@@ -58,7 +79,9 @@ static const cli_command cli_commands[] = {
 	{"info", cmd_info, 0, 1, 1, "DELTA",
 		"list the files a delta rebuilds",
 		"Prints one row per file: name, size, delta bytes spent on it, method\n"
-		"(tensor-delta, zstd-ref, zstd or copy) and SHA-256. With --json, an array.\n"},
+		"(tensor-delta; rows-csv, rows-tsv, rows-jsonl, rows-json-array or\n"
+		"rows-lines for dataset rows; zstd-ref, zstd or copy) and SHA-256. With\n"
+		"--json, an array.\n"},
 	{"version", cmd_version, 0, 0, 0, "",
 		"print the version of sparse and of its delta format", ""},
 	{"help", cmd_help, 0, 0, 1, "[COMMAND]",
@@ -70,7 +93,7 @@ static const cli_command cli_commands[] = {
 /* Long options: global ones first, then the command-specific ones. */
 enum
 {
-	OPT_JSON = 1000, OPT_QUIET, OPT_ROOT, OPT_HELP
+	OPT_JSON = 1000, OPT_QUIET, OPT_ROOT, OPT_HELP, OPT_SAMPLE_ROWS
 };
 static const struct option cli_longopts[] = {
 	{"json", no_argument, NULL, OPT_JSON},
@@ -81,6 +104,7 @@ static const struct option cli_longopts[] = {
 	{"output", required_argument, NULL, 'o'},
 	{"level", required_argument, NULL, 'l'},
 	{"sample", required_argument, NULL, 's'},
+	{"sample-rows", required_argument, NULL, OPT_SAMPLE_ROWS},
 	{NULL, 0, NULL, 0}
 };
 
@@ -159,10 +183,11 @@ void
 cli_print_main_help(void)
 {
 	printf("usage: sparse [--json] [--quiet] [--root DIR] COMMAND [ARGS...]\n\n"
-		   "Store a fine-tuned model as a lossless delta against its base model.\n\n"
+		   "Store a fine-tuned model or a derived dataset as a lossless delta against\n"
+		   "its base.\n\n"
 		   "commands:\n");
 	for (int i = 0; i < CLI_NCOMMANDS; i++)
-		printf("  %-9s %s\n", cli_commands[i].name, cli_commands[i].summary);
+		printf("  %-17s %s\n", cli_commands[i].name, cli_commands[i].summary);
 	printf("\nglobal options (before or after the command):\n"
 		   "  --json       print one JSON object (an array for info) on stdout\n"
 		   "  --quiet, -q  no progress bar, and no output on success\n"
@@ -204,7 +229,7 @@ take_option(const cli_command *cmd, cli_opts *opts, cli_args *args, int c,
 			int longindex, char **argv)
 {
 	unsigned	need = c == 'o' ? CLI_OPT_OUT : c == 'l' ? CLI_OPT_LEVEL :
-		c == 's' ? CLI_OPT_SAMPLE : 0;
+		c == 's' ? CLI_OPT_SAMPLE : c == OPT_SAMPLE_ROWS ? CLI_OPT_SAMPLE_ROWS : 0;
 
 	if (need != 0 && (cmd->allowed & need) == 0)
 	{
@@ -221,6 +246,7 @@ take_option(const cli_command *cmd, cli_opts *opts, cli_args *args, int c,
 		case 'o': args->out = optarg; return -1;
 		case 'l': args->level = optarg; return -1;
 		case 's': args->sample = optarg; return -1;
+		case OPT_SAMPLE_ROWS: args->sample_rows = optarg; return -1;
 		case ':':
 			return cli_usage_error(cmd, "option \"%s\" needs a value",
 								   bad_option_name(argv));

@@ -17,6 +17,7 @@
 
 #include "codec.h"
 #include "container.h"
+#include "rowindex.h"
 
 /* A base file the delta reads, resolved against the given base. */
 typedef struct base_ref
@@ -42,6 +43,13 @@ typedef struct decoder
 	size_t		ocap,
 				bcap,
 				ccap;			/* sizes of the three buffers, grown on demand */
+	/* dataset deltas: ROWSPACE records and the row space built from one */
+	uint32_t   *rs_slots[SP_ROWS_COUNT];
+	uint32_t	rs_n[SP_ROWS_COUNT];
+	bool		rs_seen[SP_ROWS_COUNT];
+	sp_rowspace rs;
+	int			rs_fmt;			/* format rs was built for, or 0 */
+	sp_rowslay	lay;
 	/* current file */
 	char	   *name;
 	uint64_t	size;
@@ -314,7 +322,93 @@ decode_tensor_chunk(decoder *d, const sp_chunk_hdr *h)
 								  d->obuf, (size_t) h->out_len);
 }
 
-/* Decode a ZSTD or TENSOR chunk into obuf. */
+/* Handle a ROWSPACE record: a row format and the BASES files it cuts. */
+static sp_status
+read_rowspace(decoder *d)
+{
+	const uint8_t *p = d->rd.buf;
+	uint8_t    *used;
+	uint32_t	n;
+	int			fmt;
+
+	if (d->nfiles > 0 || d->rd.len < 8 || p[1] || p[2] || p[3])
+		return corrupt(d, "bad ROWSPACE record");
+	fmt = p[0];
+	n = sp_get32(p + 4);
+	if (fmt <= SP_ROWS_NONE || fmt >= SP_ROWS_COUNT || d->rs_seen[fmt] || n > d->nbases ||
+		d->rd.len != 8 + (size_t) n * 4)
+		return corrupt(d, "bad ROWSPACE record");
+	d->rs_seen[fmt] = true;
+	d->rs_n[fmt] = n;
+	if ((d->rs_slots[fmt] = sp_alloc(d->ctx, (n ? n : 1) * sizeof(uint32_t))) == NULL ||
+		(used = sp_calloc(d->ctx, d->nbases ? d->nbases : 1, 1)) == NULL)
+		return SP_ERR_NOMEM;
+	for (uint32_t i = 0; i < n; i++)
+	{
+		uint32_t	s = sp_get32(p + 8 + 4 * i);
+
+		/* each file once: a repeated file would make us cut it again and again */
+		if (s >= d->nbases || used[s]++)
+		{
+			sp_free(d->ctx, used);
+			return corrupt(d, "ROWSPACE names a base file twice or one that is not listed");
+		}
+		d->rs_slots[fmt][i] = s;
+	}
+	sp_free(d->ctx, used);
+	return SP_OK;
+}
+
+/* Build the row space for format fmt (once; rebuilt if another format is used). */
+static sp_status
+need_rowspace(decoder *d, int fmt)
+{
+	size_t	   *idx;
+	sp_status	rc;
+
+	if (d->rs_fmt == fmt)
+		return SP_OK;
+	if (fmt <= SP_ROWS_NONE || fmt >= SP_ROWS_COUNT || !d->rs_seen[fmt])
+		return corrupt(d, "row chunk without a ROWSPACE record for its format");
+	sp_rowspace_free(d->ctx, &d->rs);
+	d->rs_fmt = 0;
+	if (d->lay.dlen == NULL && sp_rowslay_init(d->ctx, &d->lay) != SP_OK)
+		return SP_ERR_NOMEM;
+	if ((idx = sp_alloc(d->ctx, (d->rs_n[fmt] ? d->rs_n[fmt] : 1) * sizeof(size_t))) == NULL)
+		return SP_ERR_NOMEM;
+	for (uint32_t i = 0; i < d->rs_n[fmt]; i++)
+		idx[i] = d->bases[d->rs_slots[fmt][i]].idx;
+	rc = sp_rowspace_build(d->ctx, &d->rs, d->base, (sp_rowfmt) fmt, idx, d->rs_n[fmt],
+						   false, NULL, 0);
+	sp_free(d->ctx, idx);
+	if (rc != SP_OK)
+		return rc;
+	if (d->rs.nfiles != d->rs_n[fmt])
+		return corrupt(d, "a parent file does not cut into rows");
+	d->rs_fmt = fmt;
+	return SP_OK;
+}
+
+/* Decode a ROWS chunk into obuf: parent row runs and literal rows. */
+static sp_status
+decode_rows_chunk(decoder *d, const sp_chunk_hdr *h)
+{
+	sp_rows_chunk c = {0};
+
+	if (h->base_dtype || h->base != SP_NO_BASE || h->base_off > h->out_len)
+		return corrupt(d, "bad ROWS chunk");
+	if (need_rowspace(d, h->transform) != SP_OK)
+		return d->ctx->err.code;
+	if (h->base_len > d->rs.nrows)
+		return corrupt(d, "bad ROWS chunk");
+	c.nrows = h->base_off;
+	c.prev0 = (int64_t) h->base_len - 1;
+	c.layout = h->dtype;
+	return sp_rows_decode(d->ctx, &d->codec, &d->rs, &d->lay, d->rd.buf + SP_CHUNK_HDR,
+						  d->rd.len - SP_CHUNK_HDR, &c, d->obuf, (size_t) h->out_len);
+}
+
+/* Decode a ZSTD, TENSOR or ROWS chunk into obuf. */
 static sp_status
 decode_chunk(decoder *d, const sp_chunk_hdr *h)
 {
@@ -322,6 +416,8 @@ decode_chunk(decoder *d, const sp_chunk_hdr *h)
 		return corrupt(d, "chunk is larger than allowed");
 	if (sp_reserve(d->ctx, &d->obuf, &d->ocap, (size_t) h->out_len) != SP_OK)
 		return d->ctx->err.code;
+	if (h->kind == SP_CHUNK_ROWS)
+		return decode_rows_chunk(d, h);
 	return h->kind == SP_CHUNK_ZSTD ? decode_zstd_chunk(d, h) : decode_tensor_chunk(d, h);
 }
 
@@ -343,7 +439,7 @@ apply_chunk(decoder *d)
 		return d->ctx->err.code;
 	if (h.kind == SP_CHUNK_COPY)
 		return apply_copy(d, &h);
-	if (h.kind != SP_CHUNK_ZSTD && h.kind != SP_CHUNK_TENSOR)
+	if (h.kind != SP_CHUNK_ZSTD && h.kind != SP_CHUNK_TENSOR && h.kind != SP_CHUNK_ROWS)
 		return corrupt(d, "unknown chunk kind");
 	if (decode_chunk(d, &h) != SP_OK)
 		return d->ctx->err.code;
@@ -421,6 +517,9 @@ decode_records(decoder *d, uint8_t digest[SP_SHA256_LEN])
 			case SP_REC_FILE:
 				rc = begin_file(d);
 				break;
+			case SP_REC_ROWSPACE:
+				rc = read_rowspace(d);
+				break;
 			case SP_REC_CHUNK:
 				rc = apply_chunk(d);
 				break;
@@ -475,6 +574,11 @@ decoder_free(decoder *d)
 	sp_reader_close(ctx, &d->rd);
 	sp_free(ctx, d->bases);
 	sp_free(ctx, d->seen);
+	for (int i = 0; i < SP_ROWS_COUNT; i++)
+		sp_free(ctx, d->rs_slots[i]);
+	sp_rowspace_free(ctx, &d->rs);
+	if (d->lay.dlen)
+		sp_rowslay_free(ctx, &d->lay);
 	sp_free(ctx, d->obuf);
 	sp_free(ctx, d->bbuf);
 	sp_free(ctx, d->cbuf);
@@ -645,6 +749,11 @@ info_walk(decoder *d, sp_info *info)
 			if (begin_file(d) != SP_OK)
 				return d->ctx->err.code;
 			sp_sha256_free(&d->sha);
+		}
+		else if (d->rd.type == SP_REC_ROWSPACE)
+		{
+			if (read_rowspace(d) != SP_OK)
+				return d->ctx->err.code;
 		}
 		else if (d->rd.type == SP_REC_CHUNK && d->in_file && d->rd.len >= SP_CHUNK_HDR)
 		{

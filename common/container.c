@@ -7,6 +7,7 @@
  * the payload is handed to a decoder.
  */
 #include "container.h"
+#include "rows.h"
 
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
@@ -25,6 +26,16 @@ sp_method_name(int method)
 			return "zstd";
 		case SP_METHOD_COPY:
 			return "copy";
+		case SP_METHOD_ROWS_BASE + SP_ROWS_LINES:
+			return "rows-lines";
+		case SP_METHOD_ROWS_BASE + SP_ROWS_CSV:
+			return "rows-csv";
+		case SP_METHOD_ROWS_BASE + SP_ROWS_TSV:
+			return "rows-tsv";
+		case SP_METHOD_ROWS_BASE + SP_ROWS_JSONL:
+			return "rows-jsonl";
+		case SP_METHOD_ROWS_BASE + SP_ROWS_JSON_ARRAY:
+			return "rows-json-array";
 	}
 	return NULL;
 }
@@ -175,7 +186,7 @@ sp_reader_next(sp_ctx *ctx, sp_reader *r, bool skip_chunks)
 	if (sp_fileset_read(ctx, r->src, 0, r->pos, h, sizeof(h)) != SP_OK)
 		return ctx->err.code;
 	len = sp_get32(h + 4);
-	if (h[0] < SP_REC_BASES || h[0] > SP_REC_END || h[1] || h[2] || h[3] || len > SP_REC_MAX)
+	if (h[0] < SP_REC_BASES || h[0] > SP_REC_ROWSPACE || h[1] || h[2] || h[3] || len > SP_REC_MAX)
 		return sp_fail(ctx, SP_ERR_CORRUPT, "delta \"%s\" is corrupted: bad record at byte %llu",
 					   r->name, (unsigned long long) r->pos);
 	if (r->size - r->pos - SP_REC_HDR < (uint64_t) len + SP_REC_SUM)

@@ -26,17 +26,19 @@
 
 enum
 {
-	SP_REC_BASES = 1, SP_REC_FILE = 2, SP_REC_CHUNK = 3, SP_REC_FILE_END = 4, SP_REC_END = 5
+	SP_REC_BASES = 1, SP_REC_FILE = 2, SP_REC_CHUNK = 3, SP_REC_FILE_END = 4, SP_REC_END = 5,
+	SP_REC_ROWSPACE = 6
 };
 
 enum
 {
-	SP_CHUNK_ZSTD = 1, SP_CHUNK_TENSOR = 2, SP_CHUNK_COPY = 3
+	SP_CHUNK_ZSTD = 1, SP_CHUNK_TENSOR = 2, SP_CHUNK_COPY = 3, SP_CHUNK_ROWS = 4
 };
 
 enum
 {
-	SP_METHOD_TENSOR = 1, SP_METHOD_ZSTD_REF = 2, SP_METHOD_ZSTD = 3, SP_METHOD_COPY = 4
+	SP_METHOD_TENSOR = 1, SP_METHOD_ZSTD_REF = 2, SP_METHOD_ZSTD = 3, SP_METHOD_COPY = 4,
+	SP_METHOD_ROWS_BASE = 4		/* + row format (rows.h): 5 rows-lines ... 9 rows-json-array */
 };
 
 /* Fixed part of a CHUNK payload. */

@@ -116,6 +116,8 @@ typedef struct sp_compress_result
 	char		ft_sha256[65];		/* file: its SHA-256; directory: see FORMAT.md */
 	char		base_sha256[65];
 	double		elapsed_ms;
+	int64_t		rows_total;			/* dataset deltas: rows in the derived files */
+	int64_t		rows_shared;		/* dataset deltas: rows stored as parent references */
 } sp_compress_result;
 
 /* Result of sp_delta_apply and sp_delta_verify. */
@@ -135,7 +137,9 @@ typedef struct sp_info_row
 	uint64_t	bytes;				/* size of the rebuilt file */
 	uint64_t	delta_bytes;		/* bytes of the delta spent on it */
 	char		sha256[65];			/* SHA-256 of the rebuilt file */
-	const char *method;				/* "tensor-delta", "zstd-ref", "zstd", "copy" */
+	const char *method;				/* "tensor-delta", "zstd-ref", "zstd", "copy", or
+									 * "rows-csv", "rows-tsv", "rows-jsonl",
+									 * "rows-json-array", "rows-lines" */
 } sp_info_row;
 
 /* Rows returned by sp_delta_info; free with sp_info_free. */
@@ -201,6 +205,39 @@ sp_status	sp_delta_apply_mem(sp_ctx *ctx,
 							   const void *base, size_t base_len,
 							   const void *delta, size_t delta_len,
 							   size_t max_out, void **out, size_t *out_len);
+
+/* ---- dataset deltas (common/dataset.c) ---------------------------------- */
+
+/* Result of sp_dataset_estimate. */
+typedef struct sp_dataset_est
+{
+	uint64_t	base_bytes;
+	uint64_t	derived_bytes;
+	int64_t		rows_sampled;		/* derived rows looked up in the parent */
+	double		rows_shared_pct;	/* of those, found verbatim in the parent */
+	uint64_t	est_delta_bytes;
+	double		savings_pct;		/* 100 * (1 - est_delta_bytes / derived_bytes) */
+	char		format[16];			/* "csv", "tsv", "jsonl", "json-array", "lines",
+									 * "binary" (no rows), or "mixed" */
+	double		elapsed_ms;
+} sp_dataset_est;
+
+/*
+ * Estimate the delta of a derived dataset (file or directory) against its
+ * parent by coding sample_rows derived rows (1..10,000,000; default 1000).
+ */
+sp_status	sp_dataset_estimate(sp_ctx *ctx, const char *base, const char *derived,
+								int sample_rows, sp_dataset_est *out);
+
+/*
+ * Write the delta of a derived dataset against its parent to out (which
+ * must not exist).  Rows found in the parent become references; other rows
+ * are coded cell by cell against an aligned parent row; files without rows
+ * are coded with zstd against their same-named parent file.  Apply, verify
+ * and info work on the result as on model deltas.
+ */
+sp_status	sp_dataset_compress(sp_ctx *ctx, const char *base, const char *derived,
+								const char *out, int level, sp_compress_result *res);
 
 /* Valid compression levels (as zstd's). */
 #define SP_LEVEL_MIN 1

@@ -15,7 +15,13 @@ How it works:
                 fixed base that build/fuzz/fuzz_delta_apply writes;
   delta_apply/  deltas of every roundtrip/ file against the fixed base of
                 fuzz/fuzz_common.h, written by build/fuzz/fuzz_delta_apply in
-                seed mode (SPARSE_FUZZ_SEEDS=DIR).
+                seed mode (SPARSE_FUZZ_SEEDS=DIR);
+  rows_csv/, rows_jsonl/, rows_json_array/
+                the first rows of the real datasets (a JSON array cut after
+                two elements and closed again), plus hand-made edge cases:
+                quoted newlines, "" escapes, CRLF, BOM, empty and malformed
+                files.  `python3 fuzz/make_seeds.py --rows [SPARSE_DATA]`
+                rebuilds only these (no fuzz build needed).
 Files named regress_* (inputs that once crashed a target, kept as
 regression tests) are left alone.  The whole corpus stays well under 2 MB.
 """
@@ -98,6 +104,71 @@ def edge_cases():
     }
 
 
+def head_rows(path, max_bytes):
+    """The first whole lines of a file, at most max_bytes (at least one)."""
+    with open(path, "rb") as f:
+        raw = f.read(max_bytes + 65536)
+    cut = raw.rfind(b"\n", 0, max_bytes)
+    return raw[:cut + 1] if cut >= 0 else raw[:raw.find(b"\n") + 1]
+
+
+def head_array(path, elements):
+    """A JSON array file cut after its first elements, bytes kept as they are."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    dec = json.JSONDecoder()
+    text = raw.decode("utf-8")
+    pos = text.index("[") + 1
+    for _ in range(elements):
+        while text[pos] in " \t\r\n,":
+            pos += 1
+        _, pos = dec.raw_decode(text, pos)
+    return text[:pos].encode("utf-8") + b"\n]\n"
+
+
+def row_seeds(data):
+    """Seeds of the row-scanner targets: {subdir: {name: bytes}}."""
+    ds = os.path.join(data, "datasets")
+    return {
+        "rows_csv": {
+            "covid_head.csv": head_rows(f"{ds}/covid_countries_1day/base.csv", 1500),
+            "owid_head.csv": head_rows(f"{ds}/owid_co2_update/base.csv", 3000),
+            "quoted.csv": b'id,text\r\n1,"a ""quoted"" word"\r\n2,"two\nlines, comma"\r\n'
+                          b'3,plain\r\n4,"",\r\n5,"end"',
+            "tabs.tsv": b'a\tb\tc\n1\t"x\ty"\t\n\t\t\n"q\n"\tz\n',
+            "unbalanced.csv": b'a,b\n1,"open\n2,3\n',
+            "empty": b"",
+        },
+        "rows_jsonl": {
+            "gsm8k_head.jsonl": head_rows(f"{ds}/gsm8k_socratic/base.jsonl", 2500),
+            "mixed.jsonl": b'{"a": 1, "b": [1, {"c": "]}"}], "d": "x\\"y"}\n'
+                           b'  {}\r\n[1, 2]\n"s"\n{"k": tru e}\n{"e": {}, "f": null}',
+            "not_json.txt": b"line one\n\nline \xff\xfe three\r\nno newline",
+        },
+        "rows_json_array": {
+            "alpaca_head.json": head_array(f"{ds}/alpaca_eval_outputs_regen/base.json", 2),
+            "toolformer_head.json": head_array(f"{ds}/toolformer_simfilter/base.json", 2),
+            "pretty.json": b'[\n  {\n    "a": 1,\n    "b": "x,]"\n  },\n  {\n    "a": 2\n  }\n]\n',
+            "compact_bom.json": b'\xef\xbb\xbf[1,"a",[2,[3]],{"k":"\\"]"}, null, -1.5e3]',
+            "empty.json": b"  [ \n ]\n",
+            "trailing_comma.json": b"[1, 2, ]",
+            "mismatched.json": b'[{"a": [}]]',
+        },
+    }
+
+
+def write_row_seeds(data, corpus):
+    """Replace the row-scanner seeds (regress_* files stay)."""
+    for sub, files in row_seeds(data).items():
+        path = os.path.join(corpus, sub)
+        os.makedirs(path, exist_ok=True)
+        for name in os.listdir(path):
+            if not name.startswith("regress_"):
+                os.remove(os.path.join(path, name))
+        for name, blob in files.items():
+            write(os.path.join(path, name), blob)
+
+
 def write(path, data):
     """Write bytes to path."""
     with open(path, "wb") as f:
@@ -106,8 +177,12 @@ def write(path, data):
 
 def main():
     """Rebuild fuzz/corpus from the real data and the seed mode of the fuzzer."""
-    data = sys.argv[1] if len(sys.argv) > 1 else "../shared/data"
+    args = [a for a in sys.argv[1:] if a != "--rows"]
+    data = args[0] if args else "../shared/data"
     corpus = "fuzz/corpus"
+    write_row_seeds(data, corpus)
+    if "--rows" in sys.argv[1:]:
+        return
     for sub in ("safetensors", "roundtrip", "delta_apply"):
         path = os.path.join(corpus, sub)
         os.makedirs(path, exist_ok=True)

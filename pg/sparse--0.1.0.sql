@@ -126,6 +126,47 @@ LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 1000 ROWS 1;
 COMMENT ON FUNCTION delta_info(bytea) IS
 'list the file a delta held as bytea rebuilds (same columns as delta_info(text))';
 
+CREATE FUNCTION dataset_delta_estimate(
+    base text,
+    derived text,
+    sample_rows int DEFAULT 1000,
+    OUT base_bytes bigint,
+    OUT derived_bytes bigint,
+    OUT rows_sampled bigint,
+    OUT rows_shared_pct float8,
+    OUT est_delta_bytes bigint,
+    OUT savings_pct float8,
+    OUT format text,
+    OUT elapsed_ms float8)
+RETURNS record
+AS 'MODULE_PATHNAME', 'sparse_dataset_delta_estimate'
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE COST 10000;
+
+COMMENT ON FUNCTION dataset_delta_estimate(text, text, int) IS
+'estimate the size of the delta of the derived dataset against base (files or directories of shards) by coding sample_rows derived rows';
+
+CREATE FUNCTION dataset_delta_compress(
+    base text,
+    derived text,
+    "out" text,
+    level int DEFAULT 3,
+    OUT delta_path text,
+    OUT ft_bytes bigint,
+    OUT delta_bytes bigint,
+    OUT compression_ratio float8,
+    OUT savings_pct float8,
+    OUT ft_sha256 text,
+    OUT base_sha256 text,
+    OUT elapsed_ms float8,
+    OUT rows_total bigint,
+    OUT rows_shared bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'sparse_dataset_delta_compress'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE COST 100000;
+
+COMMENT ON FUNCTION dataset_delta_compress(text, text, text, int) IS
+'write the lossless row-level delta of the derived dataset against base to the new file out, at zstd level 1..19; delta_apply rebuilds it';
+
 CREATE FUNCTION delta_compress(base bytea, ft bytea, level int DEFAULT 3)
 RETURNS bytea
 AS 'MODULE_PATHNAME', 'sparse_delta_compress_bytea'
@@ -145,9 +186,11 @@ COMMENT ON FUNCTION delta_apply(bytea, bytea) IS
 -- Security: the file functions read and create files as the server's OS
 -- user.  Nobody but superusers may call them until an administrator grants
 -- EXECUTE; the C code then still demands pg_read_server_files (and
--- pg_write_server_files for the two that create files).
+-- pg_write_server_files for the three that create files).
 REVOKE EXECUTE ON FUNCTION delta_estimate(text, text, float8) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION delta_compress(text, text, text, int) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION delta_apply(text, text, text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION delta_verify(text, text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION delta_info(text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION dataset_delta_estimate(text, text, int) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION dataset_delta_compress(text, text, text, int) FROM PUBLIC;

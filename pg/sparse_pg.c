@@ -8,6 +8,9 @@
  *   SELECT * FROM delta_apply('/m/base.safetensors', '/m/ft.delta', '/m/ft2');
  *   SELECT * FROM delta_verify('/m/base.safetensors', '/m/ft.delta');
  *   SELECT * FROM delta_info('/m/ft.delta');
+ *   SELECT * FROM dataset_delta_estimate('/d/base.csv', '/d/derived.csv');
+ *   SELECT * FROM dataset_delta_compress('/d/base.csv', '/d/derived.csv',
+ *                                        '/d/derived.delta');
  *   SELECT delta_apply(base_bytes, delta_compress(base_bytes, ft_bytes));
  *   SELECT sparse_version();
  *
@@ -78,6 +81,8 @@ PG_FUNCTION_INFO_V1(sparse_delta_compress);
 PG_FUNCTION_INFO_V1(sparse_delta_apply);
 PG_FUNCTION_INFO_V1(sparse_delta_verify);
 PG_FUNCTION_INFO_V1(sparse_delta_info);
+PG_FUNCTION_INFO_V1(sparse_dataset_delta_estimate);
+PG_FUNCTION_INFO_V1(sparse_dataset_delta_compress);
 PG_FUNCTION_INFO_V1(sparse_delta_info_bytea);
 PG_FUNCTION_INFO_V1(sparse_delta_compress_bytea);
 PG_FUNCTION_INFO_V1(sparse_delta_apply_bytea);
@@ -354,6 +359,20 @@ sparse_apply_row(FunctionCallInfo fcinfo, const sp_apply_result *res)
 	return sparse_result(fcinfo, values, nulls);
 }
 
+/* The first eight columns of delta_compress / dataset_delta_compress. */
+static void
+sparse_compress_values(const sp_compress_result *res, Datum *values, bool *nulls)
+{
+	values[0] = sparse_text_or_null(res->delta_path, &nulls[0]);
+	values[1] = sparse_bytes(res->ft_bytes);
+	values[2] = sparse_bytes(res->delta_bytes);
+	values[3] = Float8GetDatum(res->compression_ratio);
+	values[4] = Float8GetDatum(res->savings_pct);
+	values[5] = CStringGetTextDatum(res->ft_sha256);
+	values[6] = CStringGetTextDatum(res->base_sha256);
+	values[7] = Float8GetDatum(res->elapsed_ms);
+}
+
 /* ---- file functions ----------------------------------------------------- */
 
 /* delta_estimate(base, ft, sample_fraction): predicted savings. */
@@ -404,14 +423,7 @@ sparse_delta_compress(PG_FUNCTION_ARGS)
 	sparse_check(&call, sp_delta_compress(&call.ctx, base, ft, out, level, res));
 	sparse_call_done(&call);
 
-	values[0] = sparse_text_or_null(res->delta_path, &nulls[0]);
-	values[1] = sparse_bytes(res->ft_bytes);
-	values[2] = sparse_bytes(res->delta_bytes);
-	values[3] = Float8GetDatum(res->compression_ratio);
-	values[4] = Float8GetDatum(res->savings_pct);
-	values[5] = CStringGetTextDatum(res->ft_sha256);
-	values[6] = CStringGetTextDatum(res->base_sha256);
-	values[7] = Float8GetDatum(res->elapsed_ms);
+	sparse_compress_values(res, values, nulls);
 	PG_RETURN_DATUM(sparse_result(fcinfo, values, nulls));
 }
 
@@ -485,6 +497,66 @@ sparse_delta_info(PG_FUNCTION_ARGS)
 	sp_info_free(&call.ctx, &info);
 	sparse_call_done(&call);
 	return (Datum) 0;
+}
+
+/* ---- dataset file functions --------------------------------------------- */
+
+/* dataset_delta_estimate(base, derived, sample_rows): predicted savings. */
+Datum
+sparse_dataset_delta_estimate(PG_FUNCTION_ARGS)
+{
+	char	   *base = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *derived = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	int32		sample_rows = PG_GETARG_INT32(2);
+	sparse_call call;
+	sp_dataset_est est;
+	Datum		values[8];
+	bool		nulls[8] = {false};
+
+	sparse_check_access(SPARSE_READ);
+	sparse_call_init(&call);
+	/* the core checks sample_rows (1..10,000,000) and reports it by name */
+	sparse_check(&call, sp_dataset_estimate(&call.ctx, base, derived,
+											sample_rows, &est));
+	sparse_call_done(&call);
+
+	values[0] = sparse_bytes(est.base_bytes);
+	values[1] = sparse_bytes(est.derived_bytes);
+	values[2] = Int64GetDatum(est.rows_sampled);
+	values[3] = Float8GetDatum(est.rows_shared_pct);
+	values[4] = sparse_bytes(est.est_delta_bytes);
+	values[5] = Float8GetDatum(est.savings_pct);
+	values[6] = CStringGetTextDatum(est.format);
+	values[7] = Float8GetDatum(est.elapsed_ms);
+	PG_RETURN_DATUM(sparse_result(fcinfo, values, nulls));
+}
+
+/*
+ * dataset_delta_compress(base, derived, out, level): write the delta file;
+ * the columns of delta_compress plus the row counts.
+ */
+Datum
+sparse_dataset_delta_compress(PG_FUNCTION_ARGS)
+{
+	char	   *base = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *derived = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char	   *out = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	int32		level = PG_GETARG_INT32(3);
+	sparse_call call;
+	sp_compress_result *res = palloc(sizeof(sp_compress_result));
+	Datum		values[10];
+	bool		nulls[10] = {false};
+
+	sparse_check_access(SPARSE_READ_WRITE);
+	sparse_call_init(&call);
+	sparse_check(&call, sp_dataset_compress(&call.ctx, base, derived, out,
+											level, res));
+	sparse_call_done(&call);
+
+	sparse_compress_values(res, values, nulls);
+	values[8] = Int64GetDatum(res->rows_total);
+	values[9] = Int64GetDatum(res->rows_shared);
+	PG_RETURN_DATUM(sparse_result(fcinfo, values, nulls));
 }
 
 /* ---- in-memory functions (no file access) ------------------------------- */

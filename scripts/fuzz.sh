@@ -35,10 +35,12 @@ max_len_for() {
   esac
 }
 
-# dict_for NAME: dictionary option for targets whose input is safetensors.
+# dict_for NAME: dictionary option for targets whose input is safetensors
+# or a dataset file cut into rows.
 dict_for() {
   case "$1" in
     safetensors|roundtrip) echo "-dict=$REPO/fuzz/safetensors.dict" ;;
+    rows_*) echo "-dict=$REPO/fuzz/rows.dict" ;;
   esac
 }
 

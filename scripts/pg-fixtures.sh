@@ -3,8 +3,9 @@
 #
 # Usage: bash scripts/pg-fixtures.sh   (run by `make installcheck` through
 #        REGRESS_PREP; SPARSE_DATA defaults to ../shared/data beside the repo)
-# Copies the real model pairs from $SPARSE_DATA/models into the fixed
-# directory /tmp/sparse_regress/data (readable by the server's OS user
+# Copies the real model pairs from $SPARSE_DATA/models, and writes the small
+# synthetic dataset pairs of scripts/dataset-fixtures.sh (under data/ds), into
+# the fixed directory /tmp/sparse_regress/data (readable by the server's OS user
 # "postgres") and makes /tmp/sparse_regress/out, writable by it, for the
 # files the tests create.  A fixed path keeps the expected output the same on
 # every machine, even in error messages that name a file.
@@ -16,6 +17,7 @@ MODELS=$DATA/models
 REG=/tmp/sparse_regress
 
 [ -f "$MODELS/gpt2-lora-r8/base.safetensors" ] || { echo "pg-fixtures: test data not found under $MODELS" >&2; exit 1; }
+[ -f "$DATA/datasets/gsm8k_socratic/base.jsonl" ] || { echo "pg-fixtures: test data not found under $DATA/datasets" >&2; exit 1; }
 
 # copy_models: lay out the fixtures the tests name by absolute path.
 copy_models() {
@@ -34,6 +36,11 @@ copy_models() {
   head -c 4096 "$MODELS/gpt2-lora-r8/ft.safetensors" > "$REG/data/truncated.safetensors"
   # a link that leaves data/gpt2, for the sparse.root confinement test
   ln -s ../roberta/base.safetensors "$REG/data/gpt2/escape.safetensors" || return 1
+  # dataset pairs (CSV, JSONL, 2 -> 3 shards, a malformed CSV), for dataset.sql
+  bash "$REPO/scripts/dataset-fixtures.sh" "$REG/data/ds" || return 1
+  # a real JSONL pair (1.7 MB), slow enough at level 19 to be cancelled
+  mkdir -p "$REG/data/ds/gsm8k" || return 1
+  cp "$DATA"/datasets/gsm8k_socratic/{base,derived}.jsonl "$REG/data/ds/gsm8k/" || return 1
   chmod -R a+rX "$REG/data" && chmod 0755 "$REG" && chmod 0777 "$REG/out" "$REG/out/cancel"
 }
 

@@ -47,6 +47,13 @@ SELECT * FROM delta_apply('/tmp/sparse_regress/data/gpt2/base.safetensors',
                           '/tmp/sparse_regress/out/perm.delta',
                           '/tmp/sparse_regress/out/perm.safetensors');
 \echo :SQLSTATE
+SELECT * FROM dataset_delta_estimate('/tmp/sparse_regress/data/ds/csv/base.csv',
+                                     '/tmp/sparse_regress/data/ds/csv/derived.csv');
+\echo :SQLSTATE
+SELECT * FROM dataset_delta_compress('/tmp/sparse_regress/data/ds/csv/base.csv',
+                                     '/tmp/sparse_regress/data/ds/csv/derived.csv',
+                                     '/tmp/sparse_regress/out/perm_ds.delta');
+\echo :SQLSTATE
 -- but the in-memory functions work
 SELECT delta_apply(base, delta_compress(base, ft)) = ft AS round_trip, sparse_version() <> '' AS has_version
 FROM tiny;
@@ -58,7 +65,8 @@ RESET ROLE;
 -- EXECUTE granted too freely: the C check still refuses
 GRANT EXECUTE ON FUNCTION delta_estimate(text, text, float8), delta_info(text),
       delta_verify(text, text), delta_compress(text, text, text, int),
-      delta_apply(text, text, text) TO regress_sparse_user;
+      delta_apply(text, text, text), dataset_delta_estimate(text, text, int),
+      dataset_delta_compress(text, text, text, int) TO regress_sparse_user;
 SET ROLE regress_sparse_user;
 SELECT * FROM delta_estimate('/tmp/sparse_regress/data/gpt2/base.safetensors',
                              '/tmp/sparse_regress/data/gpt2/ft.safetensors');
@@ -77,6 +85,13 @@ SELECT * FROM delta_apply('/tmp/sparse_regress/data/gpt2/base.safetensors',
                           '/tmp/sparse_regress/out/perm.delta',
                           '/tmp/sparse_regress/out/perm.safetensors');
 \echo :SQLSTATE
+SELECT * FROM dataset_delta_estimate('/tmp/sparse_regress/data/ds/csv/base.csv',
+                                     '/tmp/sparse_regress/data/ds/csv/derived.csv');
+\echo :SQLSTATE
+SELECT * FROM dataset_delta_compress('/tmp/sparse_regress/data/ds/csv/base.csv',
+                                     '/tmp/sparse_regress/data/ds/csv/derived.csv',
+                                     '/tmp/sparse_regress/out/perm_ds.delta');
+\echo :SQLSTATE
 RESET ROLE;
 
 -- pg_read_server_files: reading works, creating files does not
@@ -91,6 +106,12 @@ SELECT * FROM delta_compress('/tmp/sparse_regress/data/gpt2/base.safetensors',
 SELECT * FROM delta_apply('/tmp/sparse_regress/data/gpt2/base.safetensors',
                           '/tmp/sparse_regress/out/perm.delta',
                           '/tmp/sparse_regress/out/perm.safetensors');
+\echo :SQLSTATE
+SELECT format FROM dataset_delta_estimate('/tmp/sparse_regress/data/ds/csv/base.csv',
+                                          '/tmp/sparse_regress/data/ds/csv/derived.csv');
+SELECT * FROM dataset_delta_compress('/tmp/sparse_regress/data/ds/csv/base.csv',
+                                     '/tmp/sparse_regress/data/ds/csv/derived.csv',
+                                     '/tmp/sparse_regress/out/perm_ds.delta');
 \echo :SQLSTATE
 RESET ROLE;
 
@@ -107,6 +128,9 @@ SELECT verified FROM delta_verify('/tmp/sparse_regress/data/gpt2/base.safetensor
 SELECT out_path, verified FROM delta_apply('/tmp/sparse_regress/data/gpt2/base.safetensors',
                                            '/tmp/sparse_regress/out/perm.delta',
                                            '/tmp/sparse_regress/out/perm.safetensors');
+SELECT delta_path, rows_total FROM dataset_delta_compress('/tmp/sparse_regress/data/ds/csv/base.csv',
+                                                          '/tmp/sparse_regress/data/ds/csv/derived.csv',
+                                                          '/tmp/sparse_regress/out/perm_ds.delta');
 RESET ROLE;
 
 -- a member of a role that has the privileges inherits them

@@ -9,6 +9,8 @@
  *   SELECT sha256, verified FROM delta_apply('base.safetensors', 'ft.delta', 'out.safetensors');
  *   SELECT verified FROM delta_verify('base.safetensors', 'ft.delta');
  *   SELECT name, bytes, method FROM delta_info('ft.delta');
+ *   SELECT savings_pct FROM dataset_delta_estimate('base.csv', 'derived.csv');
+ *   SELECT rows_shared FROM dataset_delta_compress('base.csv', 'derived.csv', 'd.delta');
  *   SELECT delta_apply(b, delta_compress(b, f, 19)) = f FROM models;
  *   SELECT sparse_version();
  *
@@ -61,6 +63,11 @@ SQLITE_EXTENSION_INIT1
 
 #define SQ_MAX_ARGS 4
 
+/* Derived rows dataset_delta_estimate codes when sample_rows is not given. */
+#define SQ_SAMPLE_ROWS_DEFAULT 1000
+/* The core's message for a sample_rows out of range, for values beyond int. */
+#define SQ_SAMPLE_ROWS_RANGE_MSG "sample_rows %lld is out of range (1 to 10000000)"
+
 /* State shared by everything one load registers on one connection. */
 typedef struct sq_conn sq_conn;
 
@@ -95,7 +102,7 @@ typedef struct sq_vtab_def
 	void		(*column) (sq_cursor *cur, sqlite3_context *out, int col);
 } sq_vtab_def;
 
-#define SQ_NMODULES 5
+#define SQ_NMODULES 7
 
 struct sq_conn
 {
@@ -123,6 +130,7 @@ struct sq_cursor
 	union
 	{
 		sp_estimate est;
+		sp_dataset_est dest;
 		sp_compress_result cmp;
 		sp_apply_result app;
 		sp_info		info;
@@ -335,6 +343,26 @@ sq_value_level(sp_ctx *ctx, sqlite3_value *v, const char *fname, int *level)
 	return SP_OK;
 }
 
+/* sample_rows from an SQL value: an integer (the core checks range). */
+static sp_status
+sq_value_sample_rows(sp_ctx *ctx, sqlite3_value *v, int *rows)
+{
+	sqlite3_int64 n;
+
+	if (v == NULL)
+	{
+		*rows = SQ_SAMPLE_ROWS_DEFAULT;
+		return SP_OK;
+	}
+	if (sqlite3_value_numeric_type(v) != SQLITE_INTEGER)
+		return sq_bad_arg(ctx, "argument \"sample_rows\" of dataset_delta_estimate() must be an integer");
+	n = sqlite3_value_int64(v);
+	if (n < INT_MIN || n > INT_MAX)
+		return sq_bad_arg(ctx, SQ_SAMPLE_ROWS_RANGE_MSG, (long long) n);
+	*rows = (int) n;
+	return SP_OK;
+}
+
 /* ---- the table-valued functions: run and column -------------------------- */
 
 /* delta_estimate(base, ft, sample_fraction DEFAULT 0.01) */
@@ -416,6 +444,71 @@ cmp_column(sq_cursor *cur, sqlite3_context *out, int col)
 		case 5: sqlite3_result_text(out, c->ft_sha256, -1, SQLITE_TRANSIENT); break;
 		case 6: sqlite3_result_text(out, c->base_sha256, -1, SQLITE_TRANSIENT); break;
 		case 7: sqlite3_result_double(out, c->elapsed_ms); break;
+	}
+}
+
+/* dataset_delta_estimate(base, derived, sample_rows DEFAULT 1000) */
+static sp_status
+dest_run(sq_cursor *cur, sp_ctx *ctx)
+{
+	const char *base = NULL,
+			   *derived = NULL;
+	int			sample_rows = SQ_SAMPLE_ROWS_DEFAULT;
+	sp_status	rc;
+
+	if ((rc = sq_arg_path(cur, ctx, 0, &base)) != SP_OK ||
+		(rc = sq_arg_path(cur, ctx, 1, &derived)) != SP_OK ||
+		(rc = sq_value_sample_rows(ctx, cur->args[2], &sample_rows)) != SP_OK)
+		return rc;
+	return sp_dataset_estimate(ctx, base, derived, sample_rows, &cur->r.dest);
+}
+
+/* Columns of dataset_delta_estimate. */
+static void
+dest_column(sq_cursor *cur, sqlite3_context *out, int col)
+{
+	const sp_dataset_est *e = &cur->r.dest;
+
+	switch (col)
+	{
+		case 0: sqlite3_result_int64(out, (sqlite3_int64) e->base_bytes); break;
+		case 1: sqlite3_result_int64(out, (sqlite3_int64) e->derived_bytes); break;
+		case 2: sqlite3_result_int64(out, e->rows_sampled); break;
+		case 3: sqlite3_result_double(out, e->rows_shared_pct); break;
+		case 4: sqlite3_result_int64(out, (sqlite3_int64) e->est_delta_bytes); break;
+		case 5: sqlite3_result_double(out, e->savings_pct); break;
+		case 6: sqlite3_result_text(out, e->format, -1, SQLITE_TRANSIENT); break;
+		case 7: sqlite3_result_double(out, e->elapsed_ms); break;
+	}
+}
+
+/* dataset_delta_compress(base, derived, out, level DEFAULT 3) */
+static sp_status
+dcmp_run(sq_cursor *cur, sp_ctx *ctx)
+{
+	const char *base = NULL,
+			   *derived = NULL,
+			   *out = NULL;
+	int			level = SP_LEVEL_DEFAULT;
+	sp_status	rc;
+
+	if ((rc = sq_arg_path(cur, ctx, 0, &base)) != SP_OK ||
+		(rc = sq_arg_path(cur, ctx, 1, &derived)) != SP_OK ||
+		(rc = sq_arg_path(cur, ctx, 2, &out)) != SP_OK ||
+		(rc = sq_value_level(ctx, cur->args[3], "dataset_delta_compress", &level)) != SP_OK)
+		return rc;
+	return sp_dataset_compress(ctx, base, derived, out, level, &cur->r.cmp);
+}
+
+/* Columns of dataset_delta_compress: those of delta_compress, then row counts. */
+static void
+dcmp_column(sq_cursor *cur, sqlite3_context *out, int col)
+{
+	switch (col)
+	{
+		case 8: sqlite3_result_int64(out, cur->r.cmp.rows_total); break;
+		case 9: sqlite3_result_int64(out, cur->r.cmp.rows_shared); break;
+		default: cmp_column(cur, out, col); break;
 	}
 }
 
@@ -533,6 +626,17 @@ static const sq_vtab_def sq_vtab_defs[SQ_NMODULES] = {
 		"CREATE TABLE x(name TEXT, bytes INTEGER, delta_bytes INTEGER, sha256 TEXT,"
 		" method TEXT, delta HIDDEN)",
 	5, 1, 1, {"delta"}, true, info_run, info_column},
+	{"dataset_delta_estimate",
+		"CREATE TABLE x(base_bytes INTEGER, derived_bytes INTEGER, rows_sampled INTEGER,"
+		" rows_shared_pct REAL, est_delta_bytes INTEGER, savings_pct REAL, format TEXT,"
+		" elapsed_ms REAL, base HIDDEN, derived HIDDEN, sample_rows HIDDEN)",
+	8, 3, 2, {"base", "derived", "sample_rows"}, false, dest_run, dest_column},
+	{"dataset_delta_compress",
+		"CREATE TABLE x(delta_path TEXT, ft_bytes INTEGER, delta_bytes INTEGER,"
+		" compression_ratio REAL, savings_pct REAL, ft_sha256 TEXT, base_sha256 TEXT,"
+		" elapsed_ms REAL, rows_total INTEGER, rows_shared INTEGER,"
+		" base HIDDEN, derived HIDDEN, out HIDDEN, level HIDDEN)",
+	10, 4, 3, {"base", "derived", "out", "level"}, false, dcmp_run, dcmp_column},
 };
 
 /* ---- the generic virtual table ------------------------------------------- */

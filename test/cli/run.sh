@@ -18,7 +18,10 @@
 # truncated delta, wrong base, existing output, --root) and 2 (usage
 # errors) with the exact messages; existing outputs left untouched; no
 # temporary file left after a failure; Ctrl-C (SIGINT) and SIGTERM; --quiet;
-# escaping of control characters in messages.
+# escaping of control characters in messages.  Dataset deltas: a round trip
+# (dataset-compress, apply, cmp, sha256sum, verify, info, dataset-estimate)
+# of every pair under $SPARSE_DATA/datasets, a directory of shards, a
+# dataset against itself, and their failures and usage errors.
 set -u
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -118,7 +121,7 @@ expect_json "j['version'] == '$want' and j['format_version'] == 1" "--json versi
 run --help
 expect_rc 0 "--help exits 0"
 cp "$W/.stdout" "$W/help.txt"
-for c in estimate compress apply verify info version; do
+for c in estimate compress dataset-estimate dataset-compress apply verify info version; do
 	check "--help lists $c" grep -q "^  $c " "$W/help.txt"
 	run "$c" --help
 	if [ "$rc" -eq 0 ] && head -1 "$W/.stdout" | grep -q "^usage: sparse $c"; then
@@ -403,6 +406,193 @@ expect_err "sparse: info: unexpected argument \"$D\" (see 'sparse info --help')"
 run compress "$B" "$F" -o
 expect_rc 2 "-o without a value: exit 2"
 expect_err "sparse: compress: option \"-o\" needs a value (see 'sparse compress --help')" "-o without a value: exact message"
+
+# ---- dataset deltas -------------------------------------------------------------
+
+DS="$DATA/datasets"
+
+# ds_format FILE: the format dataset-estimate should report for FILE ("" if
+# its shape decides: a .json file that is not an array).
+ds_format() {
+	case $1 in
+		*.csv) echo csv ;;
+		*.jsonl) echo jsonl ;;
+		*.parquet) echo binary ;;
+		*.json) [ "$(head -c1 "$1")" = "[" ] && echo json-array || echo "" ;;
+	esac
+}
+
+# ds_roundtrip NAME BASE DERIVED: dataset-compress, apply, cmp, sha256sum,
+# verify, info and dataset-estimate on one real pair.
+ds_roundtrip() {
+	local name=$1 base=$2 der=$3
+	local d="$W/ds/$name.delta" o="$W/ds/$name.out" fmt dsize dsha method
+	mkdir -p "$W/ds"
+	fmt=$(ds_format "$der")
+	dsize=$(stat -c %s "$der")
+	dsha=$(sha "$der")
+	run --json dataset-compress "$base" "$der" "$d"
+	if [ "$rc" -ne 0 ]; then notok "$name: dataset-compress" "exit $rc: $err"; return; fi
+	expect_json "j['ft_sha256'] == '$dsha' and j['base_sha256'] == '$(sha "$base")' and j['ft_bytes'] == $dsize and j['delta_bytes'] == $(stat -c %s "$d")" \
+		"$name: dataset-compress -> sha256s, ft_bytes and delta_bytes match the files"
+	expect_json "0 <= j['rows_shared'] <= j['rows_total'] and j['level'] == 3 and j['delta_path'] == '$d'" \
+		"$name: dataset-compress -> 0 <= rows_shared <= rows_total, level, delta_path"
+	case $fmt in
+		csv | jsonl) expect_json "j['rows_total'] == $(wc -l <"$der")" "$name: rows_total is the line count" ;;
+		binary) expect_json "j['rows_total'] == 0" "$name: a binary file has no rows" ;;
+	esac
+	run --json apply "$base" "$d" -o "$o"
+	if [ "$rc" -ne 0 ]; then notok "$name: apply" "exit $rc: $err"; return; fi
+	check "$name: rebuilt file is identical (cmp)" cmp -s "$der" "$o"
+	check "$name: sha256sum of the rebuilt file matches" [ "$(sha "$o")" = "$dsha" ]
+	expect_json "j['sha256'] == '$dsha' and j['verified'] is True and j['bytes'] == $dsize" \
+		"$name: apply reports sha256, bytes and verified"
+	run verify "$base" "$d"
+	expect_rc 0 "$name: verify exits 0"
+	case $fmt in
+		binary) method="r['method'] in ('zstd-ref', 'zstd')" ;;
+		"") method="r['method'] in ('rows-json-array', 'rows-lines', 'zstd-ref', 'zstd')" ;;
+		*) method="r['method'] == 'rows-$fmt'" ;;
+	esac
+	run --json info "$d"
+	expect_json "len(j) == 1 and all(r['name'] == '$(basename "$der")' and r['bytes'] == $dsize and $method for r in j)" \
+		"$name: info lists the file with its method (${fmt:-any})"
+	run --json dataset-estimate "$base" "$der"
+	if [ "$rc" -ne 0 ]; then notok "$name: dataset-estimate" "exit $rc: $err"; return; fi
+	expect_json "j['derived_bytes'] == $dsize and j['base_bytes'] == $(stat -c %s "$base") and ('$fmt' == '' or j['format'] == '$fmt')" \
+		"$name: dataset-estimate -> sizes and format ${fmt:-(any)}"
+	expect_json "0 <= j['rows_shared_pct'] <= 100 and 0 <= j['rows_sampled'] <= 1000 and 0 < j['est_delta_bytes']" \
+		"$name: dataset-estimate -> rows_sampled <= 1000, rows_shared_pct in 0..100"
+	expect_json "abs(j['savings_pct'] - 100 * (1 - j['est_delta_bytes'] / j['derived_bytes'])) < 1e-6" \
+		"$name: dataset-estimate -> savings_pct = 100 * (1 - est/derived)"
+}
+
+for pair in "$DS"/*/; do
+	pair=${pair%/}
+	ds_roundtrip "$(basename "$pair")" "$(ls "$pair"/base.*)" "$(ls "$pair"/derived.*)"
+done
+check "every dataset pair was tried (8 or more)" [ "$(ls "$DS" | wc -l)" -ge 8 ]
+
+CB="$DS/covid_countries_1month/base.csv"
+CD="$DS/covid_countries_1month/derived.csv"
+
+# a dataset against itself: every row is a reference
+run --json dataset-compress "$CD" "$CD" "$W/ds/self.delta"
+expect_json "j['rows_shared'] == j['rows_total'] == $(wc -l <"$CD") and j['delta_bytes'] < j['ft_bytes'] / 100" \
+	"a dataset against itself: every row shared, delta under 1%"
+run --json dataset-estimate "$CD" "$CD" --sample-rows 50
+expect_json "j['rows_sampled'] == 50 and j['rows_shared_pct'] == 100" \
+	"dataset-estimate --sample-rows 50 against itself: 50 rows sampled, 100% shared"
+
+# OUT with -o instead of the third argument; human output
+run dataset-compress "$CB" "$CD" -o "$W/ds/o.delta"
+expect_rc 0 "dataset-compress -o OUT exits 0"
+check "dataset-compress prints 'delta size:' with the exact byte count" \
+	grep -q "^delta size: .*($(stat -c %s "$W/ds/o.delta") bytes)$" "$W/.stdout"
+check "dataset-compress prints the derived sha256 and the shared rows" \
+	grep -q "^derived sha256: $(sha "$CD")$" "$W/.stdout"
+check "dataset-compress prints the rows shared" grep -q "^rows shared: *[0-9][0-9]*$" "$W/.stdout"
+run dataset-estimate "$CB" "$CD"
+check "dataset-estimate prints the format" grep -q "^format: *csv$" "$W/.stdout"
+check "dataset-estimate prints the estimated savings" grep -q "^estimated savings: *[0-9.-]*%$" "$W/.stdout"
+run -q dataset-compress "$CB" "$CD" "$W/ds/q.delta"
+check "--quiet dataset-compress prints nothing and succeeds" [ "$rc" -eq 0 -a -z "$out" -a -z "$err" -a -s "$W/ds/q.delta" ]
+run dataset-compress "$CB" "$CD" "$W/ds/json.delta" --json
+check "--json after dataset-compress gives JSON" python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$W/.stdout"
+run dataset-estimate "$CB" "$CD" --json
+check "--json after dataset-estimate gives JSON" python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$W/.stdout"
+
+# a directory of shards: rows of each format, and a file with no parent
+mkdir -p "$W/shards/base" "$W/shards/derived"
+cp "$CB" "$W/shards/base/countries.csv"
+cp "$DS/gsm8k_socratic/base.jsonl" "$W/shards/base/train.jsonl"
+cp "$CD" "$W/shards/derived/countries.csv"
+cp "$DS/gsm8k_socratic/derived.jsonl" "$W/shards/derived/train.jsonl"
+cp "$DS/ranked_dash_parquet/derived.parquet" "$W/shards/derived/extra.parquet"
+run --json dataset-compress "$W/shards/base" "$W/shards/derived" "$W/shards/d.delta"
+expect_rc 0 "shards: dataset-compress of a directory exits 0"
+manifest=$(cd "$W/shards/derived" && find . -type f | sed 's|^\./||' | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
+expect_json "j['ft_sha256'] == '$manifest' and j['rows_total'] >= $(($(wc -l <"$CD") + $(wc -l <"$W/shards/derived/train.jsonl")))" \
+	"shards: ft_sha256 is the manifest's, rows_total counts both row files"
+run apply "$W/shards/base" "$W/shards/d.delta" -o "$W/shards/out"
+expect_rc 0 "shards: apply exits 0"
+check "shards: rebuilt directory is identical (diff -r)" diff -r "$W/shards/derived" "$W/shards/out"
+run verify "$W/shards/base" "$W/shards/d.delta"
+expect_rc 0 "shards: verify exits 0"
+run --json info "$W/shards/d.delta"
+expect_json "{r['name']: r['method'] for r in j if r['name'] != 'extra.parquet'} == {'countries.csv': 'rows-csv', 'train.jsonl': 'rows-jsonl'}" \
+	"shards: info shows rows-csv and rows-jsonl"
+expect_json "[r['method'] for r in j if r['name'] == 'extra.parquet'] == ['zstd']" \
+	"shards: a file with no parent is stored as zstd"
+run --json dataset-estimate "$W/shards/base" "$W/shards/derived"
+expect_json "j['format'] == 'mixed' and j['derived_bytes'] == $(cat "$W/shards/derived"/* | wc -c)" \
+	"shards: dataset-estimate says mixed, derived_bytes is the total"
+
+# failures: exit status 1, exact messages
+echo "precious" >"$W/ds/exists"
+before=$(sha "$W/ds/exists")
+run dataset-compress "$CB" "$CD" "$W/ds/exists"
+expect_rc 1 "dataset-compress onto an existing file: exit 1"
+expect_err "sparse: dataset-compress: output \"$W/ds/exists\" already exists" \
+	"dataset-compress onto an existing file: exact message"
+check "dataset-compress: the existing file is untouched" [ "$(sha "$W/ds/exists")" = "$before" ]
+run dataset-estimate "$W/ds/missing.csv" "$CD"
+expect_rc 1 "dataset-estimate of a missing base: exit 1"
+expect_err "sparse: dataset-estimate: could not open \"$W/ds/missing.csv\": No such file or directory" \
+	"dataset-estimate of a missing base: exact message"
+run --json dataset-compress "$CB" "$W/ds/missing.csv" "$W/ds/missing.delta"
+expect_json "j['error']['code'] == 'SP_ERR_IO' and j['error']['errno'] == 2 and j['error']['command'] == 'dataset-compress'" \
+	"dataset-compress --json failure: an error object with code and errno"
+check "dataset-compress failure: nothing written" [ ! -e "$W/ds/missing.delta" ]
+run --root "$W" dataset-estimate "$CB" "$CD"
+expect_err "sparse: dataset-estimate: path \"$CB\" is outside the allowed root \"$W\"" \
+	"dataset-estimate --root: exact message"
+
+# usage errors: exit status 2, nothing written
+run dataset-compress "$CB" "$CD"
+expect_rc 2 "dataset-compress without OUT: exit 2"
+expect_err "sparse: dataset-compress: expected BASE DERIVED OUT (see 'sparse dataset-compress --help')" \
+	"dataset-compress without OUT: exact message"
+run dataset-compress "$CB"
+expect_err "sparse: dataset-compress: expected BASE DERIVED OUT (see 'sparse dataset-compress --help')" \
+	"dataset-compress with one input: exact message"
+run dataset-estimate "$CB"
+expect_rc 2 "dataset-estimate with one input: exit 2"
+expect_err "sparse: dataset-estimate: expected BASE DERIVED (see 'sparse dataset-estimate --help')" \
+	"dataset-estimate with one input: exact message"
+run dataset-compress "$CB" "$CD" "$W/ds/usage.delta" "$W/ds/usage2.delta"
+expect_err "sparse: dataset-compress: unexpected argument \"$W/ds/usage2.delta\" (see 'sparse dataset-compress --help')" \
+	"dataset-compress with four arguments: exact message"
+run dataset-compress "$CB" "$CD" "$W/ds/usage.delta" -o "$W/ds/usage2.delta"
+expect_rc 2 "dataset-compress with OUT and -o: exit 2"
+expect_err "sparse: dataset-compress: OUT given twice, as an argument and with -o (see 'sparse dataset-compress --help')" \
+	"dataset-compress with OUT and -o: exact message"
+for s in 0 10000001 -5 abc 1e3; do
+	run dataset-estimate "$CB" "$CD" --sample-rows "$s"
+	expect_rc 2 "--sample-rows $s: exit 2"
+done
+run dataset-estimate "$CB" "$CD" --sample-rows 0
+expect_err "sparse: dataset-estimate: invalid number of sample rows \"0\": expected an integer from 1 to 10000000 (see 'sparse dataset-estimate --help')" \
+	"--sample-rows 0: exact message"
+run dataset-estimate "$CB" "$CD" --sample-rows
+expect_err "sparse: dataset-estimate: option \"--sample-rows\" needs a value (see 'sparse dataset-estimate --help')" \
+	"--sample-rows without a value: exact message"
+for lv in 0 20 x; do
+	run dataset-compress "$CB" "$CD" "$W/ds/usage.delta" --level "$lv"
+	expect_rc 2 "dataset-compress --level $lv: exit 2"
+done
+run dataset-compress "$CB" "$CD" "$W/ds/usage.delta" --level 20
+expect_err "sparse: dataset-compress: invalid level \"20\": expected an integer from 1 to 19 (see 'sparse dataset-compress --help')" \
+	"dataset-compress --level 20: exact message"
+check "dataset-compress usage errors: nothing written" [ ! -e "$W/ds/usage.delta" -a ! -e "$W/ds/usage2.delta" ]
+run dataset-estimate "$CB" "$CD" --sample 0.5
+expect_err "sparse: dataset-estimate: unknown option \"--sample\" (see 'sparse dataset-estimate --help')" \
+	"dataset-estimate does not take --sample: exact message"
+run dataset-compress "$CB" "$CD" "$W/ds/usage.delta" --sample-rows 10
+expect_err "sparse: dataset-compress: unknown option \"--sample-rows\" (see 'sparse dataset-compress --help')" \
+	"dataset-compress does not take --sample-rows: exact message"
+run estimate "$B" "$F" --sample-rows 10
+expect_rc 2 "estimate does not take --sample-rows: exit 2"
 
 # ---- Ctrl-C and SIGTERM: exit 128+N, no partial or temporary file --------------
 

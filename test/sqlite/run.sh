@@ -21,7 +21,11 @@
 # DIRECTONLY (views and triggers cannot call the file functions) and
 # INNOCUOUS/DETERMINISTIC on the blob functions; SPARSE_ROOT confinement;
 # errors leave the surrounding transaction usable; sqlite3_interrupt (the
-# shell calls it on SIGINT) stops a long call.  All files go to a temporary
+# shell calls it on SIGINT) stops a long call.  Dataset deltas: the
+# synthetic pairs of scripts/dataset-fixtures.sh (CSV, JSONL, 2 -> 3 shards,
+# a malformed CSV) through dataset_delta_estimate / dataset_delta_compress
+# and back through delta_apply (sha256sum of the rebuilt file = that of the
+# derived one), their argument errors, DIRECTONLY and SPARSE_ROOT.  All files go to a temporary
 # directory under build/, removed on exit.
 set -u
 
@@ -502,6 +506,169 @@ is "SPARSE_ROOT that is not a directory: the extension refuses to load" \
 	"$(SPARSE_ROOT=$T/no-such-root sql "SELECT 1;")" \
 	"Error: error during initialization: SPARSE_ROOT \"$T/no-such-root\" is not a directory"
 
+# ---- dataset deltas -----------------------------------------------------------
+
+# The synthetic pairs of scripts/dataset-fixtures.sh: CSV and JSONL with rows
+# removed, edited and appended, 2 -> 3 CSV shards, a CSV whose unbalanced
+# quote leaves it without rows.
+DS=$T/ds
+bash scripts/dataset-fixtures.sh "$DS" || exit 1
+DB=$(q "$DS/csv/base.csv")
+DD=$(q "$DS/csv/derived.csv")
+is "the two dataset modules are registered" \
+	"$(sql "SELECT group_concat(name, ' ') FROM (SELECT name FROM pragma_module_list WHERE name LIKE 'dataset%' ORDER BY name);")" \
+	"dataset_delta_compress dataset_delta_estimate"
+
+# ds_estimate LABEL BASE DERIVED BASE_BYTES DERIVED_BYTES FORMAT: the
+# estimate's sizes and format; shared rows make it small.
+ds_estimate() {
+	local got
+	got=$(sql "SELECT base_bytes, derived_bytes, format, rows_sampled > 0, rows_shared_pct > 80, savings_pct > 50,
+	abs(savings_pct - 100 * (1 - est_delta_bytes * 1.0 / derived_bytes)) < 1e-9, elapsed_ms >= 0
+FROM dataset_delta_estimate($(q "$2"), $(q "$3"));")
+	is "$1: dataset_delta_estimate sizes, format, shared rows > 80%, savings > 50%" \
+		"$got" "$4|$5|$6|1|1|1|1|1"
+}
+ds_estimate "csv" "$DS/csv/base.csv" "$DS/csv/derived.csv" "$(size "$DS/csv/base.csv")" "$(size "$DS/csv/derived.csv")" csv
+ds_estimate "jsonl" "$DS/jsonl/base.jsonl" "$DS/jsonl/derived.jsonl" "$(size "$DS/jsonl/base.jsonl")" "$(size "$DS/jsonl/derived.jsonl")" jsonl
+ds_estimate "shards" "$DS/shards/base" "$DS/shards/derived" \
+	"$(cat "$DS"/shards/base/* | wc -c)" "$(cat "$DS"/shards/derived/* | wc -c)" csv
+is "malformed csv: dataset_delta_estimate still answers" \
+	"$(sql "SELECT derived_bytes, est_delta_bytes > 0 FROM dataset_delta_estimate($(q "$DS/malformed/base.csv"), $(q "$DS/malformed/derived.csv"));")" \
+	"$(size "$DS/malformed/derived.csv")|1"
+is "dataset_delta_estimate: a smaller sample_rows looks at fewer rows; arguments read back" \
+	"$(sql "SELECT s.rows_sampled BETWEEN 1 AND d.rows_sampled - 1, s.sample_rows, s.derived = $DD
+FROM dataset_delta_estimate($DB, $DD, 10) AS s, dataset_delta_estimate($DB, $DD) AS d;")" "1|10|1"
+is "dataset_delta_estimate: a file against itself shares every row" \
+	"$(sql "SELECT rows_shared_pct, savings_pct > 90 FROM dataset_delta_estimate($DD, $DD);")" "100.0|1"
+
+# ds_roundtrip LABEL BASE DERIVED NAME ROWS_TOTAL ROWS_SHARED METHOD: compress,
+# apply (sha256sum of the rebuilt file = that of the derived file), verify, info.
+ds_roundtrip() {
+	local label=$1 base=$2 derived=$3 d=$T/ds-$4 want_sha got
+	want_sha=$(sha "$derived")
+	got=$(sql "SELECT delta_path, ft_bytes, delta_bytes, ft_sha256, base_sha256, rows_total, rows_shared,
+	abs(compression_ratio - ft_bytes * 1.0 / delta_bytes) < 1e-9 * compression_ratio, elapsed_ms >= 0
+FROM dataset_delta_compress($(q "$base"), $(q "$derived"), $(q "$d.delta"));")
+	is "$label: dataset_delta_compress reports path, sizes, both SHA-256 and row counts" "$got" \
+		"$d.delta|$(size "$derived")|$(size "$d.delta" 2>/dev/null)|$want_sha|$(sha "$base")|$5|$6|1|1"
+	got=$(sql "SELECT sha256 || ' ' || verified || ' ' || bytes || ' ' || out_path
+FROM delta_apply($(q "$base"), $(q "$d.delta"), $(q "$d.out"));")
+	is "$label: delta_apply rebuilds it, verified" "$got" "$want_sha 1 $(size "$derived") $d.out"
+	is "$label: sha256sum of the rebuilt file = sha256sum of the derived file" \
+		"$(sha "$d.out" 2>/dev/null)" "$want_sha"
+	check "$label: rebuilt file is identical (cmp)" cmp -s "$d.out" "$derived"
+	is "$label: delta_verify checks it in memory" \
+		"$(sql "SELECT sha256, verified, out_path IS NULL FROM delta_verify($(q "$base"), $(q "$d.delta"));")" \
+		"$want_sha|1|1"
+	is "$label: delta_info lists the file and its method" \
+		"$(sql "SELECT count(*), name, bytes, sha256, method FROM delta_info($(q "$d.delta"));")" \
+		"1|$(basename "$derived")|$(size "$derived")|$want_sha|$7"
+}
+ds_roundtrip "csv" "$DS/csv/base.csv" "$DS/csv/derived.csv" csv 201 193 rows-csv
+ds_roundtrip "jsonl" "$DS/jsonl/base.jsonl" "$DS/jsonl/derived.jsonl" jsonl 200 192 rows-jsonl
+ds_roundtrip "malformed csv" "$DS/malformed/base.csv" "$DS/malformed/derived.csv" malformed 0 0 zstd-ref
+for f in csv jsonl; do
+	real=$(size "$T/ds-$f.delta" 2>/dev/null)
+	is "$f: the estimate is within a factor of 2 of the real delta ($real bytes)" \
+		"$(sql "SELECT est_delta_bytes BETWEEN ${real:-0} / 2 AND ${real:-0} * 2
+FROM dataset_delta_estimate($(q "$DS/$f/base.$f"), $(q "$DS/$f/derived.$f"));")" "1"
+done
+# a real pair: every gsm8k answer was rewritten, so no row is shared as a whole
+ds_roundtrip "gsm8k (real JSONL)" "$SPARSE_DATA/datasets/gsm8k_socratic/base.jsonl" \
+	"$SPARSE_DATA/datasets/gsm8k_socratic/derived.jsonl" gsm8k 1319 0 rows-jsonl
+is "savings on the CSV and JSONL pairs are above 50%" \
+	"$(sql "SELECT savings_pct > 50 FROM dataset_delta_compress($(q "$DS/csv/base.csv"), $(q "$DS/csv/derived.csv"), $(q "$T/ds-csv.2.delta"), 19);
+SELECT savings_pct > 50 FROM dataset_delta_compress($(q "$DS/jsonl/base.jsonl"), $(q "$DS/jsonl/derived.jsonl"), $(q "$T/ds-jsonl.2.delta"), 1);")" \
+	"$(printf '1\n1')"
+
+got=$(sql "SELECT c.rows_total, c.rows_shared, c.ft_sha256 = a.sha256, a.verified, c.savings_pct > 50
+FROM dataset_delta_compress($(q "$DS/shards/base"), $(q "$DS/shards/derived"), $(q "$T/ds-shards.delta")) AS c,
+     delta_apply($(q "$DS/shards/base"), $(q "$T/ds-shards.delta"), $(q "$T/ds-shards.out")) AS a;")
+is "shards 2 -> 3: compress then apply in one query, manifest digests agree" "$got" "253|200|1|1|1"
+check "shards: the rebuilt directory is identical (diff -r)" diff -r "$DS/shards/derived" "$T/ds-shards.out"
+got=$(sql "SELECT name, sha256, method FROM delta_info($(q "$T/ds-shards.delta")) ORDER BY name;")
+is "shards: delta_info lists the three derived files with their SHA-256 and methods" "$got" \
+	"$(for f in part-0 part-1 part-2; do printf '%s.csv|%s|%s\n' "$f" "$(sha "$DS/shards/derived/$f.csv")" rows-csv; done)"
+
+# Argument errors and the errors of the core, with exact messages.
+for rows in 0 -1 10000001; do
+	expect_error "dataset_delta_estimate: sample_rows $rows" \
+		"SELECT * FROM dataset_delta_estimate($DB, $DD, $rows);" \
+		"sample_rows $rows is out of range (1 to 10000000)"
+done
+expect_error "dataset_delta_estimate: sample_rows beyond int" \
+	"SELECT * FROM dataset_delta_estimate($DB, $DD, 99999999999);" \
+	"sample_rows 99999999999 is out of range (1 to 10000000)"
+expect_error "dataset_delta_estimate: sample_rows not an integer" \
+	"SELECT * FROM dataset_delta_estimate($DB, $DD, 2.5);" \
+	"argument \"sample_rows\" of dataset_delta_estimate() must be an integer"
+expect_error "dataset_delta_estimate: sample_rows text" \
+	"SELECT * FROM dataset_delta_estimate($DB, $DD, 'all');" \
+	"argument \"sample_rows\" of dataset_delta_estimate() must be an integer"
+is "dataset_delta_estimate: the largest sample_rows is accepted" \
+	"$(sql "SELECT rows_sampled > 0 FROM dataset_delta_estimate($DB, $DD, 10000000);")" "1"
+for level in 0 20; do
+	expect_error "dataset_delta_compress: level $level" \
+		"SELECT * FROM dataset_delta_compress($DB, $DD, $(q "$T/ds-never.delta"), $level);" \
+		"compression level $level is out of range (1 to 19)"
+done
+expect_error "dataset_delta_compress: level not an integer" \
+	"SELECT * FROM dataset_delta_compress($DB, $DD, $(q "$T/ds-never.delta"), 'max');" \
+	"argument \"level\" of dataset_delta_compress() must be an integer"
+expect_error "dataset_delta_compress: missing output argument" \
+	"SELECT * FROM dataset_delta_compress($DB, $DD);" \
+	"missing argument \"out\" of dataset_delta_compress()"
+expect_error "dataset_delta_estimate: too many arguments (SQLite's own check)" \
+	"SELECT * FROM dataset_delta_estimate($DB, $DD, 10, 4);" \
+	"too many arguments on dataset_delta_estimate() - max 3"
+expect_error "dataset_delta_compress: a path must be text, not a blob" \
+	"SELECT * FROM dataset_delta_compress(readfile($DB), $DD, $(q "$T/ds-never.delta"));" \
+	"argument \"base\" of dataset_delta_compress() must be a path (text), not a blob"
+expect_error "dataset_delta_estimate: missing file" \
+	"SELECT * FROM dataset_delta_estimate($(q "$DS/nope.csv"), $DD);" \
+	"could not open \"$DS/nope.csv\": No such file or directory (14)"
+expect_error "dataset_delta_compress: output exists" \
+	"SELECT * FROM dataset_delta_compress($DB, $DD, $(q "$T/ds-csv.delta"));" \
+	"output \"$T/ds-csv.delta\" already exists (14)"
+expect_error "dataset_delta_compress: empty output path" \
+	"SELECT * FROM dataset_delta_compress($DB, $DD, '');" \
+	"output path must not be empty"
+check "dataset functions: the refused calls wrote nothing" test -z "$(ls -A "$T" | grep ds-never)"
+expect_error "delta_apply: a dataset delta against another parent" \
+	"SELECT * FROM delta_apply($(q "$DS/jsonl/base.jsonl"), $(q "$T/ds-csv.delta"), $(q "$T/ds-never.csv"));" \
+	"wrong base: \"$DS/jsonl/base.jsonl\" has $(size "$DS/jsonl/base.jsonl") bytes, the delta was made against $(size "$DS/csv/base.csv") bytes (sha256 $(sha "$DS/csv/base.csv")) (19)"
+is "dataset functions: a NULL argument gives one row of NULLs" \
+	"$(sql "SELECT count(*), count(format) FROM dataset_delta_estimate(NULL, $DD);
+SELECT count(*), count(delta_path) FROM dataset_delta_compress($DB, $DD, $(q "$T/ds-never.delta"), NULL);")" \
+	"$(printf '1|0\n1|0')"
+
+# DIRECTONLY: neither function runs from a view or a trigger.
+expect_error "a view cannot call dataset_delta_estimate (DIRECTONLY)" \
+	"CREATE VIEW v AS SELECT savings_pct FROM dataset_delta_estimate($DB, $DD);
+SELECT * FROM v;" \
+	"unsafe use of virtual table \"dataset_delta_estimate\""
+expect_error "a trigger cannot call dataset_delta_compress (DIRECTONLY)" \
+	"CREATE TABLE t(x);
+CREATE TRIGGER tr AFTER INSERT ON t BEGIN
+  SELECT * FROM dataset_delta_compress($DB, $DD, $(q "$T/ds-trigger.delta"));
+END;
+INSERT INTO t VALUES (1);" \
+	"unsafe use of virtual table \"dataset_delta_compress\""
+check "the trigger wrote nothing" test ! -e "$T/ds-trigger.delta"
+
+# SPARSE_ROOT confines the dataset functions too.
+DSROOT=$DS/csv
+is "SPARSE_ROOT: dataset_delta_estimate inside the root works" \
+	"$(SPARSE_ROOT=$DSROOT sql "SELECT format FROM dataset_delta_estimate($DB, $DD);")" "csv"
+is "SPARSE_ROOT: dataset_delta_estimate with an input outside the root is refused" \
+	"$(SPARSE_ROOT=$DSROOT sql_error "SELECT * FROM dataset_delta_estimate($DB, $(q "$DS/jsonl/derived.jsonl"));")" \
+	"path \"$DS/jsonl/derived.jsonl\" is outside the allowed root \"$DSROOT\" (3)"
+is "SPARSE_ROOT: dataset_delta_compress with an output outside the root is refused" \
+	"$(SPARSE_ROOT=$DSROOT sql_error "SELECT * FROM dataset_delta_compress($DB, $DD, $(q "$T/ds-never.delta"));")" \
+	"path \"$T/ds-never.delta\" is outside the allowed root \"$DSROOT\" (3)"
+check "SPARSE_ROOT: nothing was written outside the root" test ! -e "$T/ds-never.delta"
+
 # ---- sqlite3_interrupt ------------------------------------------------------
 
 # A synthetic pair slow to compress at level 19 (about 5 s on one core);
@@ -540,6 +707,12 @@ check "an interrupted delta_compress leaves no output or temporary file" \
 	test -z "$(ls -A "$T" | grep -i 'big.delta')"
 interrupt_after "sqlite3_interrupt stops delta_compress_blob" \
 	"SELECT length(delta_compress_blob(readfile($(q "$T/big_base.safetensors")), readfile($(q "$T/big_ft.safetensors")), 19));"
+# a real JSONL pair (gsm8k, 1.7 MB): several seconds at level 19
+GSM=$SPARSE_DATA/datasets/gsm8k_socratic
+interrupt_after "sqlite3_interrupt stops dataset_delta_compress" \
+	"SELECT * FROM dataset_delta_compress($(q "$GSM/base.jsonl"), $(q "$GSM/derived.jsonl"), $(q "$T/gsm8k-int.delta"), 19);"
+check "an interrupted dataset_delta_compress leaves no output or temporary file" \
+	test -z "$(ls -A "$T" | grep -i 'gsm8k-int')"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -109,6 +109,8 @@ extern const t_case t_tests_synthetic[];
 extern const t_case t_tests_errors[];
 extern const t_case t_tests_hooks[];
 extern const t_case t_tests_review[];
+extern const t_case t_tests_rows[];
+extern const t_case t_tests_dataset[];
 extern const t_case t_tests_bigmem[];
 
 #endif							/* SPARSE_TEST_HARNESS_H */

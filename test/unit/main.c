@@ -30,6 +30,8 @@ static const t_case *const t_tables[] = {
 	t_tests_errors,
 	t_tests_hooks,
 	t_tests_review,
+	t_tests_rows,
+	t_tests_dataset,
 	t_tests_bigmem,
 };
 

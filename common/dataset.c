@@ -1,0 +1,1347 @@
+/*
+ * dataset.c -- deltas of derived datasets against their parent.
+ *
+ * How it works: each derived file gets a row format from its name and first
+ * bytes (rows.h) and is cut into rows in a first pass; a file the format
+ * cannot cut is coded as bytes.  The parent files of the first derived row
+ * format form a row space (rowindex.h), indexed by row hash.  Each derived
+ * row is then looked up: the parent row after the last one used is tried
+ * first, so runs cost one lookup each.  Found rows become runs of parent
+ * rows; the others become literals coded against a reference parent row
+ * (the next one in order, or the last one used, whichever shares more
+ * fields), field by field when both have the same number of fields.  Rows
+ * are grouped into ROWS chunks of at most 4 MiB of output; each chunk's
+ * control stream and column-major literal data are compressed with zstd,
+ * the data with the replaced parent fields as prefix.  The encoder decodes
+ * every chunk it writes and compares it with the input before writing it,
+ * and stores a chunk as plain zstd instead when that is smaller (a
+ * translation, an unrelated file).  Files without rows (Parquet, binaries)
+ * get zstd chunks with their same-named parent file as prefix.
+ *
+ * The estimator cuts sample_rows derived rows from a few windows spread over
+ * the derived files, scans the parent once for rows with the same tags, and
+ * codes the windows exactly as compress would, extrapolating by bytes.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
+
+#include "container.h"
+#include "rowindex.h"
+
+#define DS_HEAD 65536				/* bytes read to guess a format */
+#define DS_BUF (8u << 20)			/* derived scan buffer */
+#define DS_WINDOWS 8				/* estimator sample windows */
+#define DS_STANDALONE_SHARE 4		/* try plain zstd when shared < 1/4 */
+#define DS_TEXT_CELL 32			/* changed cells this long on average: whole row */
+
+/* State of one dataset compression (or estimate). */
+typedef struct dsenc
+{
+	sp_ctx	   *ctx;
+	int			level;
+	sp_fileset *base;
+	sp_fileset *der;
+	sp_out	   *out;				/* NULL when estimating */
+	sp_rowfmt	fmt;				/* row format of the row space */
+	uint8_t    *dfmt;				/* per derived file: its row format, or NONE */
+	sp_rowspace rs;
+	uint32_t   *slot;				/* base file -> BASES index, or SP_NO_BASE */
+	uint32_t	nslots;
+	sp_codec	codec;
+	sp_rowslay	lay;
+	uint8_t    *buf;				/* derived scan buffer */
+	/* the chunk being built */
+	uint8_t    *cbuf;
+	size_t		clen;
+	sp_buf		ctl;
+	sp_buf		lits;
+	uint64_t	nrows;
+	uint64_t	nlit;
+	int64_t		prev;
+	int64_t		prev0;
+	uint64_t	copy_start;
+	uint64_t	copy_n;
+	int64_t		copy_prev;
+	uint64_t	pbytes;
+	uint64_t	shared;
+	uint64_t	data_n;				/* literal data bytes */
+	uint64_t	chg_fields;			/* changed fields in column-mode literals */
+	uint8_t    *ref;				/* scratch copies of two parent rows */
+	uint8_t    *ref2;
+	uint32_t   *dfe;				/* field ends of the derived row */
+	uint32_t   *rfe;				/* field ends of a parent row */
+	uint8_t    *pay;
+	size_t		pay_cap;
+	uint8_t    *chk;				/* decode check */
+	size_t		chk_cap;
+	/* per file and totals */
+	sp_sha256	sha;
+	uint64_t	chunks;
+	uint64_t	row_chunks;
+	uint64_t	nchanged;
+	uint64_t	coded;				/* estimator: bytes the chunks took */
+	bool		estimating;			/* collect the streams below instead of coding */
+	sp_buf		est_ctl,
+				est_data,
+				est_prefix,
+				est_raw;
+	uint64_t	est_shared;
+	uint64_t	done,
+				total;
+	int64_t		rows_total,
+				rows_shared;
+	uint8_t		base_digest[SP_SHA256_LEN];
+} dsenc;
+
+/* zstd level for literal data and files without rows. */
+static int
+lit_level(int level)
+{
+	return level >= 3 ? SP_MAX(level, 19) : level * 6 + 1;
+}
+
+/* ---- classifying files ------------------------------------------------------ */
+
+/* Row format of file i of fs, from its name and first bytes. */
+static sp_status
+guess_file(sp_ctx *ctx, sp_fileset *fs, size_t i, uint8_t *head, sp_rowfmt *fmt)
+{
+	size_t		n = (size_t) SP_MIN((uint64_t) DS_HEAD, fs->f[i].size);
+
+	if (sp_fileset_read(ctx, fs, i, 0, head, n) != SP_OK)
+		return ctx->err.code;
+	*fmt = sp_rowfmt_guess(fs->f[i].rel, head, n);
+	return SP_OK;
+}
+
+/* Does file i of fs cut into rows of fmt?  (A full pass over it.) */
+static sp_status
+cuts(sp_ctx *ctx, sp_fileset *fs, size_t i, sp_rowfmt fmt, uint8_t *buf, bool *ok)
+{
+	sp_rowspace rs;
+	sp_status	rc;
+
+	rc = sp_rowspace_build(ctx, &rs, fs, fmt, &i, 1, false, NULL, 0);
+	*ok = rc == SP_OK && rs.nfiles == 1;
+	sp_rowspace_free(ctx, &rs);
+	return rc;
+}
+
+/* Give each derived file a row format; the first one is the row space's. */
+static sp_status
+classify(dsenc *e, bool full_check)
+{
+	sp_ctx	   *ctx = e->ctx;
+
+	for (size_t i = 0; i < e->der->n; i++)
+	{
+		sp_rowfmt	f = SP_ROWS_NONE;
+		bool		ok = true;
+
+		if (guess_file(ctx, e->der, i, e->buf, &f) != SP_OK)
+			return ctx->err.code;
+		if (f != SP_ROWS_NONE && e->fmt != SP_ROWS_NONE && f != e->fmt)
+			f = SP_ROWS_NONE;	/* one row format per delta */
+		if (f != SP_ROWS_NONE && full_check && cuts(ctx, e->der, i, f, e->buf, &ok) != SP_OK)
+			return ctx->err.code;
+		e->dfmt[i] = ok ? (uint8_t) f : SP_ROWS_NONE;
+		if (ok && f != SP_ROWS_NONE)
+			e->fmt = f;
+		e->total += e->der->f[i].size;
+	}
+	return SP_OK;
+}
+
+/* Parent files of the row format, in order (their indexes into idx). */
+static sp_status
+parent_files(dsenc *e, size_t *idx, size_t *n)
+{
+	*n = 0;
+	for (size_t i = 0; i < e->base->n && e->fmt != SP_ROWS_NONE; i++)
+	{
+		sp_rowfmt	f = SP_ROWS_NONE;
+
+		if (guess_file(e->ctx, e->base, i, e->buf, &f) != SP_OK)
+			return e->ctx->err.code;
+		if (f == e->fmt)
+			idx[(*n)++] = i;
+	}
+	return SP_OK;
+}
+
+/* The parent file a derived file without rows is coded against, or -1. */
+static long
+partner_of(dsenc *e, size_t i)
+{
+	long		p = sp_fileset_find(e->base, e->der->f[i].rel);
+
+	if (p < 0 && e->base->n == 1)
+		p = 0;
+	return p;
+}
+
+/* ---- the chunk being built ---------------------------------------------------- */
+
+/* Write the pending group: copy run, then literals. */
+static sp_status
+flush_group(dsenc *e)
+{
+	sp_ctx	   *ctx = e->ctx;
+
+	if (e->copy_n == 0 && e->nlit == 0)
+		return SP_OK;
+	if (sp_buf_varint(ctx, &e->ctl, e->copy_n) != SP_OK)
+		return SP_ERR_NOMEM;
+	if (e->copy_n)
+	{
+		int64_t		d = (int64_t) e->copy_start - (e->copy_prev + 1);
+		uint64_t	zz = d < 0 ? ((uint64_t) (-(d + 1)) << 1) | 1 : (uint64_t) d << 1;
+
+		if (sp_buf_varint(ctx, &e->ctl, zz) != SP_OK)
+			return SP_ERR_NOMEM;
+	}
+	if (sp_buf_varint(ctx, &e->ctl, e->nlit) != SP_OK ||
+		sp_buf_put(ctx, &e->ctl, e->lits.p, e->lits.n) != SP_OK)
+		return SP_ERR_NOMEM;
+	e->copy_n = e->nlit = 0;
+	e->lits.n = 0;
+	return SP_OK;
+}
+
+/* Derived row is parent row m. */
+static sp_status
+add_copy(dsenc *e, uint64_t m, size_t len)
+{
+	if (e->nlit > 0 || (e->copy_n > 0 && m != e->copy_start + e->copy_n))
+		if (flush_group(e) != SP_OK)
+			return e->ctx->err.code;
+	if (e->copy_n == 0)
+	{
+		e->copy_start = m;
+		e->copy_prev = e->prev;
+	}
+	e->copy_n++;
+	e->prev = (int64_t) m;
+	e->shared += len;
+	e->rows_shared++;
+	return SP_OK;
+}
+
+/*
+ * Bytes of the derived row's fields that differ from parent row ref (nd
+ * fields, ends dfe); SIZE_MAX when column mode does not pay: the field
+ * counts differ, or the changed cells are long text.
+ */
+static size_t
+changed_bytes(dsenc *e, const uint8_t *row, size_t nd, const uint8_t *ref, size_t rlen,
+			  size_t *pchanged)
+{
+	size_t		nchg = 0;
+	size_t		nr = sp_row_fields(e->fmt, ref, rlen, e->rfe, SP_FIELDS_MAX),
+				diff = 0,
+				pdiff = 0;
+
+	if (nr != nd || nd < 2)
+		return SIZE_MAX;
+	for (size_t k = 0; k < nd; k++)
+	{
+		size_t		ds = k ? e->dfe[k - 1] : 0,
+					rs = k ? e->rfe[k - 1] : 0;
+		size_t		dl = e->dfe[k] - ds,
+					rl = e->rfe[k] - rs;
+
+		if (dl != rl || memcmp(row + ds, ref + rs, dl) != 0)
+			diff += dl, pdiff += rl, nchg++;
+	}
+	*pchanged = pdiff;
+	/*
+	 * Rewritten text cells are better stored in their whole row: zstd then
+	 * sees the unchanged cells beside them, which they often quote.
+	 */
+	if (nchg > 0 && diff / nchg >= DS_TEXT_CELL)
+		return SIZE_MAX;
+	return diff;
+}
+
+/* Copy parent row r into dst (SP_ROW_MAX bytes); its length, or SIZE_MAX on error. */
+static size_t
+fetch_row(dsenc *e, int64_t r, uint8_t *dst)
+{
+	const uint8_t *p;
+	size_t		len;
+
+	if (r < 0 || (uint64_t) r >= e->rs.nrows)
+		return SIZE_MAX;
+	len = (size_t) sp_row_len(&e->rs, (uint64_t) r);
+	if ((p = sp_rowspace_row(e->ctx, &e->rs, (uint64_t) r)) == NULL)
+		return SIZE_MAX;
+	memcpy(dst, p, len);
+	return len;
+}
+
+/* Record a column-mode literal's mask and changed field lengths. */
+static sp_status
+put_cols(dsenc *e, const uint8_t *row, size_t nd, const uint8_t *ref)
+{
+	uint8_t		mask[SP_FIELDS_MAX / 8] = {0};
+	sp_buf		lens = {0};
+	sp_status	rc = SP_OK;
+
+	for (size_t k = 0; k < nd && rc == SP_OK; k++)
+	{
+		size_t		ds = k ? e->dfe[k - 1] : 0,
+					rs = k ? e->rfe[k - 1] : 0;
+		size_t		dl = e->dfe[k] - ds;
+
+		if (dl != e->rfe[k] - rs || memcmp(row + ds, ref + rs, dl) != 0)
+		{
+			mask[k / 8] |= (uint8_t) (1u << (k % 8));
+			rc = sp_buf_varint(e->ctx, &lens, dl);
+			e->data_n += dl;
+			e->chg_fields++;
+		}
+		else
+			e->shared += dl;
+	}
+	if (rc == SP_OK)
+		rc = sp_buf_put(e->ctx, &e->lits, mask, (nd + 7) / 8);
+	if (rc == SP_OK)
+		rc = sp_buf_put(e->ctx, &e->lits, lens.p, lens.n);
+	sp_buf_free(e->ctx, &lens);
+	return rc;
+}
+
+/* Derived row not in the parent: pick a reference row and record it. */
+static sp_status
+add_literal(dsenc *e, const uint8_t *row, size_t len)
+{
+	size_t		nd = sp_row_fields(e->fmt, row, len, e->dfe, SP_FIELDS_MAX);
+	size_t		la = fetch_row(e, e->prev + 1, e->ref),
+				lb = e->prev + 1 > 0 ? fetch_row(e, e->prev, e->ref2) : SIZE_MAX;
+	size_t		pa = 0,
+				pb = 0;
+	size_t		ca = la != SIZE_MAX ? changed_bytes(e, row, nd, e->ref, la, &pa) : SIZE_MAX;
+	size_t		cb = lb != SIZE_MAX ? changed_bytes(e, row, nd, e->ref2, lb, &pb) : SIZE_MAX;
+	uint64_t	room = SP_PREFIX_MAX - e->pbytes;
+	uint8_t		sel;
+	sp_status	rc;
+
+	if (ca != SIZE_MAX && pa > room)
+		ca = SIZE_MAX;
+	if (cb != SIZE_MAX && pb > room)
+		cb = SIZE_MAX;
+	e->nlit++;
+	if (ca != SIZE_MAX && ca <= cb && ca < len)
+		sel = SP_REF_NEXT | SP_LIT_COLS;
+	else if (cb != SIZE_MAX && cb < len)
+		sel = SP_REF_SAME | SP_LIT_COLS;
+	else
+		sel = la != SIZE_MAX && la <= room ? SP_REF_NEXT : SP_REF_NONE;
+	if (sp_buf_put(e->ctx, &e->lits, &sel, 1) != SP_OK)
+		return SP_ERR_NOMEM;
+	if (sel & SP_LIT_COLS)
+	{
+		bool		next = (sel & SP_REF_MASK) == SP_REF_NEXT;
+
+		/* recompute the parent row's fields: changed_bytes left the last one's */
+		sp_row_fields(e->fmt, next ? e->ref : e->ref2, next ? la : lb, e->rfe, SP_FIELDS_MAX);
+		e->pbytes += next ? pa : pb;
+		rc = put_cols(e, row, nd, next ? e->ref : e->ref2);
+	}
+	else
+	{
+		e->pbytes += (sel & SP_REF_MASK) ? la : 0;
+		e->data_n += len;
+		/* row formats cut whole rows themselves; json-array rows need a length */
+		rc = e->fmt == SP_ROWS_JSON_ARRAY ? sp_buf_varint(e->ctx, &e->lits, len) : SP_OK;
+	}
+	if ((sel & SP_REF_MASK) == SP_REF_NEXT)
+		e->prev++;
+	return rc;
+}
+
+/* Append "u32 raw length, u32 frame length, frame" of src to the payload at *pos. */
+static sp_status
+put_stream(dsenc *e, const uint8_t *src, size_t n, const uint8_t *prefix, size_t plen,
+		   size_t *pos, int level)
+{
+	size_t		used = 0;
+
+	if (n > 0 &&
+		sp_codec_encode_zstd(e->ctx, &e->codec, level, src, n, prefix, plen,
+							 e->pay + *pos + 8, sp_codec_bound(n), &used) != SP_OK)
+		return e->ctx->err.code;
+	sp_put32(e->pay + *pos, (uint32_t) n);
+	sp_put32(e->pay + *pos + 4, (uint32_t) used);
+	*pos += 8 + used;
+	return SP_OK;
+}
+
+/* Make the payload buffer hold a chunk of ctl_n + data_n bytes of streams. */
+static sp_status
+reserve_payload(dsenc *e, size_t need)
+{
+	if (need <= e->pay_cap)
+		return SP_OK;
+	sp_free(e->ctx, e->pay);
+	e->pay_cap = 0;
+	if ((e->pay = sp_alloc(e->ctx, need)) == NULL)
+		return SP_ERR_NOMEM;
+	e->pay_cap = need;
+	return SP_OK;
+}
+
+/*
+ * Layout of the chunk: changed cells column by column when some literal
+ * has them; whole rows only go in row order, each beside its reference.
+ */
+static int
+choose_layout(const dsenc *e)
+{
+	return e->chg_fields == 0 ? SP_LAYOUT_ROWS : SP_LAYOUT_COLUMNS;
+}
+
+/* Lay out the chunk's literal data and compress both streams into pay. */
+static sp_status
+build_payload(dsenc *e, const sp_rows_chunk *c, size_t *plen)
+{
+	sp_ctx	   *ctx = e->ctx;
+	sp_rowslay *lay = &e->lay;
+	size_t		pos = SP_CHUNK_HDR;
+
+	if (sp_rows_walk(ctx, &e->rs, lay, SP_WALK_SIZES, c, NULL, 0) != SP_OK)
+		return ctx->err.code;
+	if (lay->ptotal > SP_PREFIX_MAX || lay->dtotal > e->clen)
+		return sp_fail(ctx, SP_ERR_INTERNAL, "row chunk layout is out of bounds");
+	if (sp_reserve(ctx, &lay->prefix.p, &lay->prefix.cap, (size_t) lay->ptotal + 1) != SP_OK ||
+		sp_reserve(ctx, &lay->data.p, &lay->data.cap, (size_t) lay->dtotal + 1) != SP_OK ||
+		reserve_payload(e, SP_CHUNK_HDR + 16 + sp_codec_bound(e->ctl.n) +
+						sp_codec_bound((size_t) lay->dtotal)) != SP_OK)
+		return SP_ERR_NOMEM;
+	if (sp_rows_walk(ctx, &e->rs, lay, SP_WALK_PREFIX, c, NULL, 0) != SP_OK ||
+		sp_rows_walk(ctx, &e->rs, lay, SP_WALK_FILL, c, e->cbuf, e->clen) != SP_OK)
+		return ctx->err.code;
+	if (e->estimating)
+	{
+		/* the estimator codes all its windows' streams at once (see code_windows) */
+		*plen = 0;
+		e->est_shared += e->shared;
+		return sp_buf_put(ctx, &e->est_ctl, e->ctl.p, e->ctl.n) == SP_OK &&
+			sp_buf_put(ctx, &e->est_data, lay->data.p, (size_t) lay->dtotal) == SP_OK &&
+			sp_buf_put(ctx, &e->est_prefix, lay->prefix.p, (size_t) lay->ptotal) == SP_OK &&
+			sp_buf_put(ctx, &e->est_raw, e->cbuf, e->clen) == SP_OK ? SP_OK : SP_ERR_NOMEM;
+	}
+	if (put_stream(e, e->ctl.p, e->ctl.n, NULL, 0, &pos, 19) != SP_OK ||
+		put_stream(e, lay->data.p, (size_t) lay->dtotal, lay->prefix.p, (size_t) lay->ptotal,
+				   &pos, lit_level(e->level)) != SP_OK)
+		return ctx->err.code;
+	*plen = pos - SP_CHUNK_HDR;
+	return SP_OK;
+}
+
+/* Decode the payload just built and compare it with the input. */
+static sp_status
+check_payload(dsenc *e, const sp_rows_chunk *c, size_t plen)
+{
+	sp_ctx	   *ctx = e->ctx;
+	sp_rows_chunk dc = {NULL, 0, c->nrows, c->prev0, c->layout, 0};
+
+	if (sp_reserve(ctx, &e->chk, &e->chk_cap, e->clen) != SP_OK)
+		return SP_ERR_NOMEM;
+	if (sp_rows_decode(ctx, &e->codec, &e->rs, &e->lay, e->pay + SP_CHUNK_HDR, plen, &dc,
+					   e->chk, e->clen) != SP_OK)
+		return sp_fail(ctx, SP_ERR_INTERNAL, "a row chunk does not decode: %s", ctx->err.msg);
+	if (memcmp(e->chk, e->cbuf, e->clen) != 0)
+		return sp_fail(ctx, SP_ERR_INTERNAL, "a row chunk decodes to different bytes");
+	return SP_OK;
+}
+
+/* Write a chunk record (or only count its size when estimating). */
+static sp_status
+emit_chunk(dsenc *e, const sp_chunk_hdr *h, size_t plen)
+{
+	sp_chunk_hdr_put(e->pay, h);
+	e->chunks++;
+	e->coded += SP_REC_HDR + SP_CHUNK_HDR + plen + SP_REC_SUM;
+	if (h->kind != SP_CHUNK_COPY)
+		e->nchanged++;
+	if (e->out == NULL)
+		return SP_OK;
+	return sp_write_record(e->ctx, e->out, SP_REC_CHUNK, e->pay, SP_CHUNK_HDR + plen);
+}
+
+/* Plain zstd of the chunk's bytes, if smaller than plen; *used 0 if not. */
+static sp_status
+try_standalone(dsenc *e, size_t plen, size_t *used)
+{
+	uint8_t    *tmp;
+	size_t		cap = sp_codec_bound(e->clen);
+	sp_status	rc;
+
+	*used = 0;
+	if ((tmp = sp_alloc(e->ctx, cap)) == NULL)
+		return SP_ERR_NOMEM;
+	rc = sp_codec_encode_zstd(e->ctx, &e->codec, lit_level(e->level), e->cbuf, e->clen, NULL, 0,
+							  tmp, cap, used);
+	if (rc == SP_OK && *used < plen && reserve_payload(e, SP_CHUNK_HDR + *used) == SP_OK)
+		memcpy(e->pay + SP_CHUNK_HDR, tmp, *used);
+	else
+		*used = 0;
+	sp_free(e->ctx, tmp);
+	return rc;
+}
+
+/* Code the rows gathered so far as one chunk. */
+static sp_status
+flush_chunk(dsenc *e, sp_rowfmt fmt)
+{
+	sp_rows_chunk c;
+	sp_chunk_hdr h;
+	size_t		plen = 0,
+				alt = 0;
+	sp_status	rc;
+
+	if (e->nrows == 0)
+		return SP_OK;
+	if (flush_group(e) != SP_OK)
+		return e->ctx->err.code;
+	c = (sp_rows_chunk) {e->ctl.p, e->ctl.n, e->nrows, e->prev0, choose_layout(e), e->data_n};
+	h = (sp_chunk_hdr) {SP_CHUNK_ROWS, (uint8_t) fmt, (uint8_t) c.layout, 0, SP_NO_BASE, e->clen,
+	e->nrows, (uint64_t) (e->prev0 + 1), XXH3_64bits(e->cbuf, e->clen)};
+	if (build_payload(e, &c, &plen) != SP_OK ||
+		(!e->estimating && check_payload(e, &c, plen) != SP_OK))
+		return e->ctx->err.code;
+	if (!e->estimating && e->shared * DS_STANDALONE_SHARE < e->clen &&
+		try_standalone(e, plen, &alt) != SP_OK)
+		return e->ctx->err.code;
+	if (alt > 0)
+	{
+		h = (sp_chunk_hdr) {SP_CHUNK_ZSTD, 0, 0, 0, SP_NO_BASE, e->clen, 0, 0, h.checksum};
+		plen = alt;
+	}
+	else
+		e->row_chunks++;
+	rc = e->estimating ? SP_OK : emit_chunk(e, &h, plen);
+	e->clen = 0;
+	e->nrows = 0;
+	e->ctl.n = 0;
+	e->prev0 = e->prev;
+	e->pbytes = e->shared = e->data_n = e->chg_fields = 0;
+	return rc;
+}
+
+/* Add one derived row to the chunk. */
+static sp_status
+add_row(dsenc *e, sp_rowfmt fmt, const uint8_t *row, size_t len)
+{
+	int64_t		m = -1;
+
+	if ((e->clen + len > SP_ROWS_CHUNK || e->ctl.n + e->lits.n > SP_ROWS_CTL_MAX / 2) &&
+		flush_chunk(e, fmt) != SP_OK)
+		return e->ctx->err.code;
+	memcpy(e->cbuf + e->clen, row, len);
+	e->clen += len;
+	e->nrows++;
+	e->rows_total++;
+	if (sp_rowspace_equal(e->ctx, &e->rs, (uint64_t) (e->prev + 1), row, len))
+		m = e->prev + 1;
+	else
+		m = sp_rowspace_find(e->ctx, &e->rs, row, len, XXH3_64bits(row, len));
+	if (e->ctx->err.code != SP_OK)
+		return e->ctx->err.code;
+	return m >= 0 ? add_copy(e, (uint64_t) m, len) : add_literal(e, row, len);
+}
+
+/* ---- files ------------------------------------------------------------------------ */
+
+/* Read [off, off+n) of derived file fi into dst, hashing it, with progress. */
+static sp_status
+read_derived(dsenc *e, size_t fi, uint64_t off, uint8_t *dst, size_t n)
+{
+	if (sp_check_interrupt(e->ctx) != SP_OK ||
+		sp_fileset_read(e->ctx, e->der, fi, off, dst, n) != SP_OK)
+		return e->ctx->err.code;
+	if (e->sha.md)
+		sp_sha256_update(&e->sha, dst, n);
+	e->done += n;
+	sp_progress(e->ctx, e->done, e->total);
+	return SP_OK;
+}
+
+/* Code derived file fi row by row. */
+static sp_status
+code_rows(dsenc *e, size_t fi)
+{
+	sp_rowfmt	fmt = (sp_rowfmt) e->dfmt[fi];
+	sp_rowscan	sc = {.fmt = fmt};
+	uint64_t	size = e->der->f[fi].size,
+				bstart = 0;
+	size_t		blen = 0,
+				cur = 0;
+
+	for (;;)
+	{
+		long		L = sp_row_next(&sc, e->buf + cur, blen - cur, bstart + blen == size);
+
+		if (L > 0)
+		{
+			if (add_row(e, fmt, e->buf + cur, (size_t) L) != SP_OK)
+				return e->ctx->err.code;
+			cur += (size_t) L;
+			continue;
+		}
+		if (L < 0)
+			return sp_fail(e->ctx, SP_ERR_IO, "\"%s\" changed while it was read", e->der->f[fi].rel);
+		if (bstart + blen == size)
+			break;
+		memmove(e->buf, e->buf + cur, blen - cur);
+		bstart += cur;
+		blen -= cur;
+		cur = 0;
+		{
+			size_t		n = (size_t) SP_MIN((uint64_t) (DS_BUF - blen), size - bstart - blen);
+
+			if (read_derived(e, fi, bstart + blen, e->buf + blen, n) != SP_OK)
+				return e->ctx->err.code;
+			blen += n;
+		}
+	}
+	return flush_chunk(e, fmt);
+}
+
+/* Code derived file fi as bytes: zstd chunks with its partner's bytes as prefix. */
+static sp_status
+code_bytes(dsenc *e, size_t fi, long partner)
+{
+	sp_ctx	   *ctx = e->ctx;
+	uint64_t	size = e->der->f[fi].size;
+
+	for (uint64_t off = 0; off < size;)
+	{
+		size_t		len = (size_t) SP_MIN(size - off, (uint64_t) SP_ZSTD_CHUNK);
+		sp_chunk_hdr h = {SP_CHUNK_ZSTD, 0, 0, 0, SP_NO_BASE, len, 0, 0, 0};
+		size_t		used;
+		uint8_t    *pre = e->buf + SP_ZSTD_CHUNK;
+
+		if (read_derived(e, fi, off, e->buf, len) != SP_OK)
+			return ctx->err.code;
+		h.checksum = XXH3_64bits(e->buf, len);
+		if (partner >= 0)
+		{
+			h.base = e->slot[partner];
+			sp_prefix_window(off, e->base->f[partner].size, &h.base_off, &h.base_len);
+			if (h.base_len > DS_BUF - SP_ZSTD_CHUNK)
+				h.base_len = DS_BUF - SP_ZSTD_CHUNK;
+			if (sp_fileset_read(ctx, e->base, (size_t) partner, h.base_off, pre,
+								(size_t) h.base_len) != SP_OK)
+				return ctx->err.code;
+		}
+		if (reserve_payload(e, SP_CHUNK_HDR + sp_codec_bound(len)) != SP_OK ||
+			sp_codec_encode_zstd(ctx, &e->codec, lit_level(e->level), e->buf, len, pre,
+								 (size_t) h.base_len, e->pay + SP_CHUNK_HDR,
+								 sp_codec_bound(len), &used) != SP_OK ||
+			emit_chunk(e, &h, used) != SP_OK)
+			return ctx->err.code;
+		off += len;
+	}
+	return SP_OK;
+}
+
+/* FILE_END method of a file. */
+static int
+file_method(dsenc *e, size_t fi, long partner)
+{
+	if (e->row_chunks > 0)
+		return SP_METHOD_ROWS_BASE + e->dfmt[fi];
+	if (e->der->f[fi].size == 0 || partner < 0 || e->dfmt[fi] != SP_ROWS_NONE)
+		return SP_METHOD_ZSTD;
+	return SP_METHOD_ZSTD_REF;
+}
+
+/* Code one derived file: FILE, chunks, FILE_END. */
+static sp_status
+code_file(dsenc *e, size_t fi, uint8_t digest[SP_SHA256_LEN])
+{
+	sp_ctx	   *ctx = e->ctx;
+	const sp_file *f = &e->der->f[fi];
+	long		partner = e->dfmt[fi] == SP_ROWS_NONE ? partner_of(e, fi) : -1;
+	uint8_t		rec[14 + SP_MAX_NAME];
+	size_t		nl = strlen(f->rel);
+	uint8_t		end[48] = {0};
+	sp_status	rc;
+
+	e->chunks = e->row_chunks = e->nchanged = 0;
+	e->prev = e->prev0 = -1;
+	sp_put64(rec, f->size);
+	sp_put32(rec + 8, partner >= 0 ? e->slot[partner] : SP_NO_BASE);
+	sp_put16(rec + 12, (uint16_t) nl);
+	memcpy(rec + 14, f->rel, nl);
+	if ((rc = sp_sha256_init(ctx, &e->sha)) == SP_OK)
+		rc = sp_write_record(ctx, e->out, SP_REC_FILE, rec, 14 + nl);
+	if (rc == SP_OK)
+		rc = e->dfmt[fi] != SP_ROWS_NONE ? code_rows(e, fi) : code_bytes(e, fi, partner);
+	if (e->sha.md)
+		sp_sha256_final(&e->sha, digest);
+	sp_sha256_free(&e->sha);
+	if (rc != SP_OK)
+		return rc;
+	end[0] = (uint8_t) file_method(e, fi, partner);
+	sp_put64(end + 8, e->chunks);
+	memcpy(end + 16, digest, SP_SHA256_LEN);
+	return sp_write_record(ctx, e->out, SP_REC_FILE_END, end, sizeof(end));
+}
+
+/* ---- BASES, ROWSPACE, END ------------------------------------------------------- */
+
+/* Give BASES indexes to the row space's files and the partners. */
+static void
+plan_bases(dsenc *e)
+{
+	for (size_t i = 0; i < e->base->n; i++)
+		e->slot[i] = SP_NO_BASE;
+	for (size_t i = 0; i < e->rs.nfiles; i++)
+		e->slot[e->rs.files[i].idx] = 0;
+	for (size_t i = 0; i < e->der->n; i++)
+	{
+		long		p = e->dfmt[i] == SP_ROWS_NONE ? partner_of(e, i) : -1;
+
+		if (p >= 0)
+			e->slot[p] = 0;
+	}
+	e->nslots = 0;
+	for (size_t i = 0; i < e->base->n; i++)
+		if (e->slot[i] == 0)
+			e->slot[i] = e->nslots++;
+}
+
+/* Write BASES (name, size, SHA-256 of each parent file read); digest them. */
+static sp_status
+write_bases(dsenc *e)
+{
+	sp_ctx	   *ctx = e->ctx;
+	sp_buf		b = {0};
+	sp_sha256	man;
+	uint8_t		t[42];
+	sp_status	rc;
+
+	if ((rc = sp_sha256_init(ctx, &man)) != SP_OK)
+		return rc;
+	sp_put32(t, e->nslots);
+	rc = sp_buf_put(ctx, &b, t, 4);
+	for (size_t i = 0; i < e->base->n && rc == SP_OK; i++)
+	{
+		const sp_file *f = &e->base->f[i];
+		size_t		nl = strlen(f->rel);
+
+		if (e->slot[i] == SP_NO_BASE)
+			continue;
+		sp_put64(t, f->size);
+		sp_put16(t + 40, (uint16_t) nl);
+		if ((rc = sp_fileset_sha256(ctx, e->base, i, t + 8)) == SP_OK &&
+			(rc = sp_buf_put(ctx, &b, t, 42)) == SP_OK)
+			rc = sp_buf_put(ctx, &b, f->rel, nl);
+		if (rc == SP_OK)
+			sp_manifest_add(&man, t + 8, f->rel);
+		if (rc == SP_OK && !e->base->is_dir)
+			memcpy(e->base_digest, t + 8, SP_SHA256_LEN);
+	}
+	if (rc == SP_OK && b.n > SP_REC_MAX)
+		rc = sp_fail(ctx, SP_ERR_INVALID_ARG, "parent dataset has too many files");
+	if (rc == SP_OK)
+		rc = sp_write_record(ctx, e->out, SP_REC_BASES, b.p, b.n);
+	if (e->base->is_dir)
+		sp_sha256_final(&man, e->base_digest);
+	sp_sha256_free(&man);
+	sp_buf_free(ctx, &b);
+	return rc;
+}
+
+/* Write ROWSPACE: the row format and the BASES indexes of its files, in order. */
+static sp_status
+write_rowspace(dsenc *e)
+{
+	sp_buf		b = {0};
+	uint8_t		t[8] = {(uint8_t) e->fmt};
+	sp_status	rc;
+
+	if (e->fmt == SP_ROWS_NONE)
+		return SP_OK;
+	sp_put32(t + 4, (uint32_t) e->rs.nfiles);
+	rc = sp_buf_put(e->ctx, &b, t, 8);
+	for (size_t i = 0; i < e->rs.nfiles && rc == SP_OK; i++)
+	{
+		sp_put32(t, e->slot[e->rs.files[i].idx]);
+		rc = sp_buf_put(e->ctx, &b, t, 4);
+	}
+	if (rc == SP_OK)
+		rc = sp_write_record(e->ctx, e->out, SP_REC_ROWSPACE, b.p, b.n);
+	sp_buf_free(e->ctx, &b);
+	return rc;
+}
+
+/* Code every derived file, then END. */
+static sp_status
+code_all(dsenc *e, uint8_t digest[SP_SHA256_LEN])
+{
+	sp_ctx	   *ctx = e->ctx;
+	sp_sha256	man;
+	uint8_t		end[80] = {0};
+	sp_status	rc;
+
+	if ((rc = sp_sha256_init(ctx, &man)) != SP_OK)
+		return rc;
+	for (size_t i = 0; i < e->der->n && rc == SP_OK; i++)
+	{
+		uint8_t		d[SP_SHA256_LEN];
+
+		if ((rc = code_file(e, i, d)) == SP_OK)
+		{
+			sp_manifest_add(&man, d, e->der->f[i].rel);
+			if (!e->der->is_dir)
+				memcpy(digest, d, SP_SHA256_LEN);
+		}
+	}
+	if (e->der->is_dir)
+		sp_sha256_final(&man, digest);
+	sp_sha256_free(&man);
+	if (rc != SP_OK)
+		return rc;
+	sp_put32(end, (uint32_t) e->der->n);
+	sp_put64(end + 8, e->total);
+	memcpy(end + 16, digest, SP_SHA256_LEN);
+	memcpy(end + 48, e->base_digest, SP_SHA256_LEN);
+	return sp_write_record(ctx, e->out, SP_REC_END, end, sizeof(end));
+}
+
+/* ---- setup ------------------------------------------------------------------------- */
+
+/* Allocate an encoder's buffers. */
+static sp_status
+dsenc_init(sp_ctx *ctx, dsenc *e, sp_fileset *base, sp_fileset *der, int level)
+{
+	memset(e, 0, sizeof(*e));
+	e->ctx = ctx;
+	e->level = level;
+	e->base = base;
+	e->der = der;
+	e->prev = e->prev0 = -1;
+	e->dfmt = sp_calloc(ctx, der->n ? der->n : 1, 1);
+	e->slot = sp_alloc(ctx, (base->n ? base->n : 1) * sizeof(uint32_t));
+	e->buf = sp_alloc(ctx, DS_BUF);
+	e->cbuf = sp_alloc(ctx, SP_ROWS_CHUNK);
+	e->ref = sp_alloc(ctx, SP_ROW_MAX);
+	e->ref2 = sp_alloc(ctx, SP_ROW_MAX);
+	e->dfe = sp_alloc(ctx, SP_FIELDS_MAX * sizeof(uint32_t));
+	e->rfe = sp_alloc(ctx, SP_FIELDS_MAX * sizeof(uint32_t));
+	if (!e->dfmt || !e->slot || !e->buf || !e->cbuf || !e->ref || !e->ref2 || !e->dfe || !e->rfe)
+		return SP_ERR_NOMEM;
+	if (sp_rowslay_init(ctx, &e->lay) != SP_OK)
+		return SP_ERR_NOMEM;
+	return sp_codec_init(ctx, &e->codec);
+}
+
+/* Free what dsenc_init and the run allocated. */
+static void
+dsenc_free(dsenc *e)
+{
+	sp_ctx	   *ctx = e->ctx;
+
+	if (ctx == NULL)
+		return;
+	sp_codec_free(ctx, &e->codec);
+	sp_rowslay_free(ctx, &e->lay);
+	sp_rowspace_free(ctx, &e->rs);
+	sp_buf_free(ctx, &e->ctl);
+	sp_buf_free(ctx, &e->lits);
+	sp_buf_free(ctx, &e->est_ctl);
+	sp_buf_free(ctx, &e->est_data);
+	sp_buf_free(ctx, &e->est_prefix);
+	sp_buf_free(ctx, &e->est_raw);
+	sp_sha256_free(&e->sha);
+	sp_free(ctx, e->dfmt);
+	sp_free(ctx, e->slot);
+	sp_free(ctx, e->buf);
+	sp_free(ctx, e->cbuf);
+	sp_free(ctx, e->ref);
+	sp_free(ctx, e->ref2);
+	sp_free(ctx, e->dfe);
+	sp_free(ctx, e->rfe);
+	sp_free(ctx, e->pay);
+	sp_free(ctx, e->chk);
+}
+
+/* Classify, index the parent, and write the whole delta. */
+static sp_status
+compress_dataset(dsenc *e, sp_out *out, sp_compress_result *res)
+{
+	sp_ctx	   *ctx = e->ctx;
+	size_t	   *idx;
+	size_t		n;
+	uint8_t		digest[SP_SHA256_LEN];
+	sp_status	rc;
+
+	e->out = out;
+	if ((idx = sp_alloc(ctx, (e->base->n ? e->base->n : 1) * sizeof(size_t))) == NULL)
+		return SP_ERR_NOMEM;
+	rc = classify(e, true);
+	if (rc == SP_OK)
+		rc = parent_files(e, idx, &n);
+	if (rc == SP_OK)
+		rc = sp_rowspace_build(ctx, &e->rs, e->base, e->fmt, idx, e->fmt ? n : 0, true, NULL, 0);
+	sp_free(ctx, idx);
+	if (rc == SP_OK)
+	{
+		plan_bases(e);
+		rc = sp_write_header(ctx, out, e->der->is_dir ? SP_FLAG_DIR : 0);
+	}
+	if (rc == SP_OK && (rc = write_bases(e)) == SP_OK && (rc = write_rowspace(e)) == SP_OK)
+		rc = code_all(e, digest);
+	if (rc == SP_OK)
+	{
+		res->ft_bytes = e->total;
+		res->rows_total = e->rows_total;
+		res->rows_shared = e->rows_shared;
+		sp_hex(digest, SP_SHA256_LEN, res->ft_sha256);
+		sp_hex(e->base_digest, SP_SHA256_LEN, res->base_sha256);
+	}
+	return rc;
+}
+
+/* Write the delta of a derived dataset against its parent to out. */
+sp_status
+sp_dataset_compress(sp_ctx *ctx, const char *base, const char *derived, const char *out,
+					int level, sp_compress_result *res)
+{
+	double		t0 = sp_now_ms();
+	sp_fileset	bfs = {.fd = -1},
+				dfs = {.fd = -1};
+	sp_out		o = {.fd = -1};
+	char	   *out_path = NULL;
+	dsenc		e = {0};
+	sp_status	rc;
+
+	sp_clear_error(ctx);
+	memset(res, 0, sizeof(*res));
+	if (level < SP_LEVEL_MIN || level > SP_LEVEL_MAX)
+		return sp_fail(ctx, SP_ERR_INVALID_ARG, "compression level %d is out of range (%d to %d)",
+					   level, SP_LEVEL_MIN, SP_LEVEL_MAX);
+	if ((rc = sp_path_output(ctx, out, &out_path)) == SP_OK &&
+		(rc = sp_fileset_open(ctx, base, &bfs)) == SP_OK &&
+		(rc = sp_fileset_open(ctx, derived, &dfs)) == SP_OK &&
+		(rc = dsenc_init(ctx, &e, &bfs, &dfs, level)) == SP_OK &&
+		(rc = sp_out_file(ctx, &o, out_path)) == SP_OK &&
+		(rc = compress_dataset(&e, &o, res)) == SP_OK)
+	{
+		uint64_t	written = o.written;
+
+		if ((rc = sp_out_commit(ctx, &o)) == SP_OK)
+		{
+			snprintf(res->delta_path, sizeof(res->delta_path), "%s", out_path);
+			res->delta_bytes = written;
+			res->compression_ratio = written ? (double) res->ft_bytes / (double) written : 0;
+			res->savings_pct = res->ft_bytes
+				? 100.0 * (1.0 - (double) written / (double) res->ft_bytes) : 0;
+			res->elapsed_ms = sp_now_ms() - t0;
+		}
+	}
+	sp_out_abort(ctx, &o);
+	dsenc_free(&e);
+	sp_fileset_close(ctx, &dfs);
+	sp_fileset_close(ctx, &bfs);
+	sp_free(ctx, out_path);
+	return rc;
+}
+
+/* ---- estimate ------------------------------------------------------------------ */
+
+#define EST_EXACT_FILE DS_BUF	/* row files this small are cut from their start */
+#define EST_EXACT_BYTES (16u << 20)	/* files without rows this small are coded whole */
+#define EST_BYTE_WINDOW (512u << 10)
+#define EST_WINDOW_BYTES (64u << 10)	/* rows sampled per window, at most (but one row) */
+
+/* Rows sampled from the derived side: one buffer per window. */
+typedef struct sample
+{
+	sp_buf		win[DS_WINDOWS];
+	sp_buf		lens[DS_WINDOWS];	/* u32 length of each row in win */
+	double		frac[DS_WINDOWS];	/* where the window starts, as a share of row bytes */
+	uint64_t	bytes;				/* row-file bytes */
+	uint64_t	nrows;
+} sample;
+
+/* Cut up to want rows starting at or after byte off of file fi into b. */
+static sp_status
+sample_window(dsenc *e, size_t fi, uint64_t off, uint64_t want, sp_buf *b, sp_buf *lens,
+			  uint64_t *got)
+{
+	sp_ctx	   *ctx = e->ctx;
+	uint64_t	size = e->der->f[fi].size;
+	uint64_t	start = size <= EST_EXACT_FILE ? 0 : off;
+	sp_rowscan	sc = {.fmt = (sp_rowfmt) e->dfmt[fi]};
+	size_t		n = (size_t) SP_MIN((uint64_t) DS_BUF, size - start),
+				cur = 0;
+
+	*got = 0;
+	if (sp_fileset_read(ctx, e->der, fi, start, e->buf, n) != SP_OK)
+		return ctx->err.code;
+	if (start > 0)
+	{
+		/* a guess at a row start: after the next newline */
+		const uint8_t *nl = memchr(e->buf, '\n', n);
+
+		cur = nl ? (size_t) (nl - e->buf) + 1 : n;
+		sc.phase = 1;
+	}
+	while (*got < want && b->n < EST_WINDOW_BYTES)
+	{
+		long		L = sp_row_next(&sc, e->buf + cur, n - cur, start + n == size);
+
+		if (L <= 0)
+			break;
+		if (start + cur >= off)
+		{
+			if (*got > 0 && b->n + (size_t) L > EST_WINDOW_BYTES)
+				break;
+			uint32_t	l32 = (uint32_t) L;
+
+			if (sp_buf_put(ctx, b, e->buf + cur, (size_t) L) != SP_OK ||
+				sp_buf_put(ctx, lens, &l32, sizeof(l32)) != SP_OK)
+				return SP_ERR_NOMEM;
+			(*got)++;
+		}
+		cur += (size_t) L;
+	}
+	return SP_OK;
+}
+
+/* Sample sample_rows rows from DS_WINDOWS windows spread over the row files. */
+static sp_status
+take_sample(dsenc *e, int sample_rows, sample *sm)
+{
+	int			nw = SP_MIN(sample_rows, DS_WINDOWS);
+	uint64_t	per = ((uint64_t) sample_rows + (uint64_t) nw - 1) / (uint64_t) nw;
+
+	for (size_t i = 0; i < e->der->n; i++)
+		if (e->dfmt[i] != SP_ROWS_NONE)
+			sm->bytes += e->der->f[i].size;
+	for (int w = 0; w < nw && sm->bytes > 0; w++)
+	{
+		uint64_t	at = sm->bytes / (uint64_t) nw * (uint64_t) w,
+					got;
+		size_t		fi = 0;
+
+		sm->frac[w] = (double) at / (double) sm->bytes;
+		for (; fi < e->der->n; fi++)
+		{
+			if (e->dfmt[fi] == SP_ROWS_NONE)
+				continue;
+			if (at < e->der->f[fi].size)
+				break;
+			at -= e->der->f[fi].size;
+		}
+		if (fi == e->der->n)
+			break;
+		if (sample_window(e, fi, at, per, &sm->win[w], &sm->lens[w], &got) != SP_OK)
+			return e->ctx->err.code;
+		sm->nrows += got;
+	}
+	return SP_OK;
+}
+
+/* Sorted tags of every sampled row (the parent scan keeps only those). */
+static sp_status
+sample_tags(dsenc *e, sample *sm, uint32_t **tags, size_t *n)
+{
+	*n = 0;
+	if ((*tags = sp_alloc(e->ctx, (size_t) (sm->nrows ? sm->nrows : 1) * sizeof(uint32_t))) == NULL)
+		return SP_ERR_NOMEM;
+	for (int w = 0; w < DS_WINDOWS; w++)
+	{
+		const uint32_t *len = (const uint32_t *) sm->lens[w].p;
+		size_t		cur = 0;
+
+		for (size_t r = 0; r < sm->lens[w].n / sizeof(uint32_t) && *n < sm->nrows; r++)
+		{
+			(*tags)[(*n)++] = sp_row_tag(XXH3_64bits(sm->win[w].p + cur, len[r]));
+			cur += len[r];
+		}
+	}
+	for (size_t i = 1; i < *n; i++)		/* insertion sort: at most sample_rows tags */
+		for (size_t j = i; j > 0 && (*tags)[j - 1] > (*tags)[j]; j--)
+		{
+			uint32_t	t = (*tags)[j];
+
+			(*tags)[j] = (*tags)[j - 1];
+			(*tags)[j - 1] = t;
+		}
+	return SP_OK;
+}
+
+/*
+ * The parent row before a window's first row, as compress would have it:
+ * from the first window row found in the parent, else the parent row at the
+ * same share of the bytes.
+ */
+static int64_t
+align_window(dsenc *e, sample *sm, int w)
+{
+	const uint32_t *len = (const uint32_t *) sm->lens[w].p;
+	size_t		cur = 0,
+				lo = 0,
+				hi;
+	uint64_t	target;
+
+	for (size_t r = 0; r < sm->lens[w].n / sizeof(uint32_t); r++)
+	{
+		int64_t		m = sp_rowspace_find(e->ctx, &e->rs, sm->win[w].p + cur, len[r],
+										 XXH3_64bits(sm->win[w].p + cur, len[r]));
+
+		if (m >= 0)
+			return SP_MAX(m - (int64_t) r - 1, (int64_t) -1);
+		cur += len[r];
+	}
+	if (e->rs.nrows == 0)
+		return -1;
+	target = (uint64_t) (sm->frac[w] * (double) e->rs.off[e->rs.nrows]);
+	hi = (size_t) e->rs.nrows;
+	while (hi - lo > 1)
+	{
+		size_t		mid = (lo + hi) / 2;
+
+		if (e->rs.off[mid] <= target)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return (int64_t) lo - 1;
+}
+
+/* zstd size of n bytes against a prefix (scratch output in pay). */
+static sp_status
+zsize(dsenc *e, const sp_buf *b, const sp_buf *prefix, int level, size_t *used)
+{
+	*used = 0;
+	if (b->n == 0)
+		return SP_OK;
+	if (reserve_payload(e, sp_codec_bound(b->n)) != SP_OK)
+		return SP_ERR_NOMEM;
+	return sp_codec_encode_zstd(e->ctx, &e->codec, level, b->p, b->n, prefix ? prefix->p : NULL,
+								prefix ? prefix->n : 0, e->pay, sp_codec_bound(b->n), used);
+}
+
+/*
+ * Code the windows' streams together, as one chunk of the real delta holds
+ * many rows: coding each window alone would overstate what text costs.
+ */
+static sp_status
+code_collected(dsenc *e)
+{
+	size_t		c = 0,
+				d = 0,
+				r = 0;
+
+	if (zsize(e, &e->est_ctl, NULL, 19, &c) != SP_OK ||
+		zsize(e, &e->est_data, &e->est_prefix, lit_level(e->level), &d) != SP_OK)
+		return e->ctx->err.code;
+	if (e->est_shared * DS_STANDALONE_SHARE < e->est_raw.n &&
+		zsize(e, &e->est_raw, NULL, lit_level(e->level), &r) != SP_OK)
+		return e->ctx->err.code;
+	e->coded += (r > 0 && r < c + d) ? r : c + d + 16;
+	return SP_OK;
+}
+
+/* Code each window as compress would; the bytes they took go to e->coded. */
+static sp_status
+code_windows(dsenc *e, sample *sm)
+{
+	for (int w = 0; w < DS_WINDOWS; w++)
+	{
+		const uint32_t *len = (const uint32_t *) sm->lens[w].p;
+		size_t		cur = 0;
+
+		if (sm->win[w].n == 0)
+			continue;
+		e->prev = e->prev0 = align_window(e, sm, w);
+		for (size_t r = 0; r < sm->lens[w].n / sizeof(uint32_t); r++)
+		{
+			if (add_row(e, e->fmt, sm->win[w].p + cur, len[r]) != SP_OK)
+				return e->ctx->err.code;
+			cur += len[r];
+		}
+		if (flush_chunk(e, e->fmt) != SP_OK)
+			return e->ctx->err.code;
+	}
+	return code_collected(e);
+}
+
+/* Code a file without rows: whole when small, else sampled windows; returns bytes. */
+static sp_status
+estimate_bytes(dsenc *e, size_t fi, double *coded)
+{
+	uint64_t	size = e->der->f[fi].size,
+				before = e->coded;
+	long		partner = partner_of(e, fi);
+
+	if (size <= EST_EXACT_BYTES)
+	{
+		if (code_bytes(e, fi, partner) != SP_OK)
+			return e->ctx->err.code;
+		*coded = (double) (e->coded - before);
+		return SP_OK;
+	}
+	/* sampled: windows of the same chunk coder, at spread offsets */
+	for (int w = 0; w < DS_WINDOWS; w++)
+	{
+		uint64_t	off = size / DS_WINDOWS * (uint64_t) w;
+		sp_chunk_hdr h = {SP_CHUNK_ZSTD, 0, 0, 0, SP_NO_BASE, EST_BYTE_WINDOW, 0, 0, 0};
+		size_t		used;
+		uint8_t    *pre = e->buf + SP_ZSTD_CHUNK;
+
+		if (sp_fileset_read(e->ctx, e->der, fi, off, e->buf, EST_BYTE_WINDOW) != SP_OK)
+			return e->ctx->err.code;
+		if (partner >= 0)
+		{
+			sp_prefix_window(off, e->base->f[partner].size, &h.base_off, &h.base_len);
+			h.base_len = SP_MIN(h.base_len, (uint64_t) (DS_BUF - SP_ZSTD_CHUNK));
+			if (sp_fileset_read(e->ctx, e->base, (size_t) partner, h.base_off, pre,
+								(size_t) h.base_len) != SP_OK)
+				return e->ctx->err.code;
+		}
+		if (reserve_payload(e, SP_CHUNK_HDR + sp_codec_bound(EST_BYTE_WINDOW)) != SP_OK ||
+			sp_codec_encode_zstd(e->ctx, &e->codec, lit_level(e->level), e->buf,
+								 EST_BYTE_WINDOW, pre, (size_t) h.base_len,
+								 e->pay + SP_CHUNK_HDR, sp_codec_bound(EST_BYTE_WINDOW),
+								 &used) != SP_OK)
+			return e->ctx->err.code;
+		e->coded += SP_REC_HDR + SP_CHUNK_HDR + used + SP_REC_SUM;
+	}
+	*coded = (double) (e->coded - before) * (double) size / (double) (DS_WINDOWS * EST_BYTE_WINDOW);
+	return SP_OK;
+}
+
+/* Bytes of the records around the chunks: header, BASES, FILEs, FILE_ENDs, END. */
+static uint64_t
+fixed_overhead(dsenc *e)
+{
+	uint64_t	n = SP_HEADER_LEN + 4 + 2 * (SP_REC_HDR + SP_REC_SUM) + 80 + 8 + 4 * e->rs.nfiles;
+
+	for (size_t i = 0; i < e->base->n; i++)
+		if (e->slot[i] != SP_NO_BASE)
+			n += 42 + strlen(e->base->f[i].rel);
+	for (size_t i = 0; i < e->der->n; i++)
+		n += 2 * (SP_REC_HDR + SP_REC_SUM) + 14 + strlen(e->der->f[i].rel) + 48;
+	return n;
+}
+
+/* Name of the derived side's format. */
+static void
+format_name(dsenc *e, char *out, size_t cap)
+{
+	size_t		rows = 0;
+
+	for (size_t i = 0; i < e->der->n; i++)
+		rows += e->dfmt[i] != SP_ROWS_NONE;
+	snprintf(out, cap, "%s", rows == 0 ? "binary" : rows == e->der->n ? sp_rowfmt_name(e->fmt)
+			 : "mixed");
+}
+
+/* Sample, index what the sample needs, code it, extrapolate. */
+static sp_status
+estimate_dataset(dsenc *e, int sample_rows, sp_dataset_est *out)
+{
+	sp_ctx	   *ctx = e->ctx;
+	sample		sm = {0};
+	uint32_t   *tags = NULL;
+	size_t		ntags = 0,
+			   *idx = NULL,
+				n = 0;
+	double		rows_est = 0,
+				bytes_est = 0;
+	sp_status	rc;
+
+	for (size_t i = 0; i < e->base->n; i++)
+		e->slot[i] = SP_NO_BASE;
+	rc = classify(e, false);
+	if (rc == SP_OK)
+		rc = take_sample(e, sample_rows, &sm);
+	if (rc == SP_OK)
+		rc = sample_tags(e, &sm, &tags, &ntags);
+	if (rc == SP_OK && (idx = sp_alloc(ctx, (e->base->n ? e->base->n : 1) * sizeof(size_t))) == NULL)
+		rc = SP_ERR_NOMEM;
+	if (rc == SP_OK)
+		rc = parent_files(e, idx, &n);
+	if (rc == SP_OK)
+		rc = sp_rowspace_build(ctx, &e->rs, e->base, e->fmt, idx, e->fmt ? n : 0, true, tags, ntags);
+	if (rc == SP_OK)
+	{
+		plan_bases(e);
+		e->estimating = true;
+		rc = code_windows(e, &sm);
+		e->estimating = false;
+	}
+	if (rc == SP_OK && sm.nrows > 0)
+	{
+		uint64_t	sampled = 0;
+
+		for (int w = 0; w < DS_WINDOWS; w++)
+			sampled += sm.win[w].n;
+		rows_est = (double) e->coded * (double) sm.bytes / (double) SP_MAX(sampled, (uint64_t) 1);
+	}
+	for (size_t i = 0; i < e->der->n && rc == SP_OK; i++)
+	{
+		double		c = 0;
+
+		if (e->dfmt[i] == SP_ROWS_NONE && (rc = estimate_bytes(e, i, &c)) == SP_OK)
+			bytes_est += c;
+	}
+	if (rc == SP_OK)
+	{
+		out->base_bytes = 0;
+		for (size_t i = 0; i < e->base->n; i++)
+			out->base_bytes += e->base->f[i].size;
+		out->derived_bytes = e->total;
+		out->rows_sampled = e->rows_total;
+		out->rows_shared_pct = e->rows_total ? 100.0 * (double) e->rows_shared / (double) e->rows_total : 0;
+		out->est_delta_bytes = (uint64_t) (rows_est + bytes_est) + fixed_overhead(e);
+		out->savings_pct = e->total ? 100.0 * (1.0 - (double) out->est_delta_bytes / (double) e->total) : 0;
+		format_name(e, out->format, sizeof(out->format));
+	}
+	for (int w = 0; w < DS_WINDOWS; w++)
+	{
+		sp_buf_free(ctx, &sm.win[w]);
+		sp_buf_free(ctx, &sm.lens[w]);
+	}
+	sp_free(ctx, tags);
+	sp_free(ctx, idx);
+	return rc;
+}
+
+/* Estimate the delta of a derived dataset against its parent. */
+sp_status
+sp_dataset_estimate(sp_ctx *ctx, const char *base, const char *derived, int sample_rows,
+					sp_dataset_est *out)
+{
+	double		t0 = sp_now_ms();
+	sp_fileset	bfs = {.fd = -1},
+				dfs = {.fd = -1};
+	dsenc		e = {0};
+	sp_status	rc;
+
+	sp_clear_error(ctx);
+	memset(out, 0, sizeof(*out));
+	if (sample_rows < 1 || sample_rows > 10000000)
+		return sp_fail(ctx, SP_ERR_INVALID_ARG, "sample_rows %d is out of range (1 to 10000000)",
+					   sample_rows);
+	if ((rc = sp_fileset_open(ctx, base, &bfs)) == SP_OK &&
+		(rc = sp_fileset_open(ctx, derived, &dfs)) == SP_OK &&
+		(rc = dsenc_init(ctx, &e, &bfs, &dfs, SP_LEVEL_DEFAULT)) == SP_OK)
+		rc = estimate_dataset(&e, sample_rows, out);
+	out->elapsed_ms = sp_now_ms() - t0;
+	dsenc_free(&e);
+	sp_fileset_close(ctx, &dfs);
+	sp_fileset_close(ctx, &bfs);
+	return rc;
+}

@@ -1,0 +1,828 @@
+/*
+ * rowindex.c -- parent row spaces and the ROWS chunk layout.
+ *
+ * How it works: a row space streams its files through an 8 MiB buffer,
+ * cutting rows with rows.c and recording each row's virtual start (files
+ * laid end to end).  With an index, each row's 32-bit tag (the high half of
+ * its XXH3-64) goes into an open-addressing table sized 1.5 slots per row;
+ * a row whose tag is already there is not inserted (it is, almost surely, a
+ * duplicate; if not, a match is merely missed), and a lookup verifies the
+ * bytes, so a tag collision never produces a wrong reference.
+ *
+ * A ROWS chunk's control stream is a list of groups: a run of parent rows
+ * to copy, then literal rows, each coded against a reference parent row.  A
+ * literal in column mode stores only the fields that differ from the
+ * reference's fields (a bitmask, then their lengths); otherwise it is stored
+ * whole.  The changed fields go to a data stream laid out column by column,
+ * and the reference fields they replace to a prefix laid out the same way,
+ * so zstd finds each old cell at a short, regular distance.  sp_rows_walk
+ * does the four passes both sides need over that stream; every count,
+ * length and row number read from it is checked before use.
+ */
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
+
+#include "rowindex.h"
+
+#define RS_BUF (8u << 20)			/* scan buffer: holds any row (SP_ROW_MAX) */
+#define RS_CACHE (1u << 20)			/* row cache */
+#define EMPTY_SLOT UINT64_MAX
+
+/* ---- growable buffers and varints ----------------------------------------- */
+
+/* Append n bytes to b. */
+sp_status
+sp_buf_put(sp_ctx *ctx, sp_buf *b, const void *p, size_t n)
+{
+	if (n > b->cap - b->n)
+	{
+		size_t		cap = SP_MAX(b->cap * 2, b->n + n + 256);
+		uint8_t    *q = sp_alloc(ctx, cap);
+
+		if (q == NULL)
+			return SP_ERR_NOMEM;
+		if (b->n)
+			memcpy(q, b->p, b->n);
+		sp_free(ctx, b->p);
+		b->p = q;
+		b->cap = cap;
+	}
+	if (n)
+		memcpy(b->p + b->n, p, n);
+	b->n += n;
+	return SP_OK;
+}
+
+/* Append an unsigned LEB128 varint. */
+sp_status
+sp_buf_varint(sp_ctx *ctx, sp_buf *b, uint64_t v)
+{
+	uint8_t		t[10];
+	size_t		n = 0;
+
+	do
+	{
+		t[n++] = (uint8_t) ((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+		v >>= 7;
+	} while (v);
+	return sp_buf_put(ctx, b, t, n);
+}
+
+/* Release a buffer. */
+void
+sp_buf_free(sp_ctx *ctx, sp_buf *b)
+{
+	sp_free(ctx, b->p);
+	memset(b, 0, sizeof(*b));
+}
+
+/* Read a varint (at most 10 bytes, no overflow). */
+bool
+sp_get_varint(const uint8_t *p, size_t n, size_t *pos, uint64_t *v)
+{
+	uint64_t	r = 0;
+
+	for (int shift = 0; shift < 64 && *pos < n; shift += 7)
+	{
+		uint8_t		c = p[(*pos)++];
+
+		if (shift == 63 && c > 1)
+			return false;
+		r |= (uint64_t) (c & 0x7f) << shift;
+		if (!(c & 0x80))
+		{
+			*v = r;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* ---- building a row space ------------------------------------------------- */
+
+/* Append row start v (and its tag) to the space. */
+static sp_status
+push_row(sp_ctx *ctx, sp_rowspace *rs, uint32_t **tags, size_t *tcap, uint64_t v, uint32_t tag)
+{
+	if (rs->nrows + 2 > rs->off_cap)
+	{
+		size_t		cap = SP_MAX((size_t) 1024, rs->off_cap * 2);
+		uint64_t   *o = sp_alloc(ctx, cap * sizeof(uint64_t));
+
+		if (o == NULL)
+			return SP_ERR_NOMEM;
+		if (rs->nrows)
+			memcpy(o, rs->off, rs->nrows * sizeof(uint64_t));
+		sp_free(ctx, rs->off);
+		rs->off = o;
+		rs->off_cap = cap;
+	}
+	if (tags && rs->nrows + 1 > *tcap)
+	{
+		size_t		cap = SP_MAX((size_t) 1024, *tcap * 2);
+		uint32_t   *t = sp_alloc(ctx, cap * sizeof(uint32_t));
+
+		if (t == NULL)
+			return SP_ERR_NOMEM;
+		if (rs->nrows)
+			memcpy(t, *tags, rs->nrows * sizeof(uint32_t));
+		sp_free(ctx, *tags);
+		*tags = t;
+		*tcap = cap;
+	}
+	if (rs->nrows >= SP_ROWS_MAX_ROWS)
+		return sp_fail(ctx, SP_ERR_TOO_LARGE, "parent has more than %u rows", SP_ROWS_MAX_ROWS);
+	if (tags)
+		(*tags)[rs->nrows] = tag;
+	rs->off[rs->nrows++] = v;
+	return SP_OK;
+}
+
+/*
+ * Cut file f of the space into rows.  Returns SP_OK with *ok false when the
+ * file is malformed for the format (its rows are then dropped).
+ */
+static sp_status
+scan_file(sp_ctx *ctx, sp_rowspace *rs, sp_rsfile *f, uint8_t *buf, uint32_t **tags,
+		  size_t *tcap, bool *ok)
+{
+	sp_rowscan	sc = {.fmt = rs->fmt};
+	uint64_t	fpos = 0,
+				bstart = 0;
+	size_t		blen = 0,
+				cur = 0;
+
+	*ok = false;
+	for (;;)
+	{
+		bool		eof = bstart + blen == f->size;
+		long		L = sp_row_next(&sc, buf + cur, blen - cur, eof);
+
+		if (L < 0)
+			return SP_OK;
+		if (L > 0)
+		{
+			uint32_t	tag = tags ? sp_row_tag(XXH3_64bits(buf + cur, (size_t) L)) : 0;
+
+			if (push_row(ctx, rs, tags, tcap, f->vstart + fpos, tag) != SP_OK)
+				return ctx->err.code;
+			cur += (size_t) L;
+			fpos += (uint64_t) L;
+			if ((rs->nrows & 0xffff) == 0 && sp_check_interrupt(ctx) != SP_OK)
+				return ctx->err.code;
+			continue;
+		}
+		if (eof)
+			break;
+		/* need more bytes: keep the partial row, read behind it */
+		memmove(buf, buf + cur, blen - cur);
+		bstart += cur;
+		blen -= cur;
+		cur = 0;
+		{
+			size_t		n = (size_t) SP_MIN((uint64_t) (RS_BUF - blen), f->size - bstart - blen);
+
+			if (n == 0)
+				return SP_OK;	/* a row that does not fit: cannot happen below SP_ROW_MAX */
+			if (sp_fileset_read(ctx, rs->fs, f->idx, bstart + blen, buf + blen, n) != SP_OK)
+				return ctx->err.code;
+			blen += n;
+		}
+	}
+	*ok = fpos == f->size;
+	return SP_OK;
+}
+
+/* Is tag among the nwant sorted wanted tags? */
+static bool
+wanted(const uint32_t *want, size_t nwant, uint32_t tag)
+{
+	size_t		lo = 0,
+				hi = nwant;
+
+	while (lo < hi)
+	{
+		size_t		mid = (lo + hi) / 2;
+
+		if (want[mid] < tag)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < nwant && want[lo] == tag;
+}
+
+/*
+ * Insert the rows' tags into a table of 1.5 slots per row (only the wanted
+ * ones when want is given).
+ */
+static sp_status
+build_table(sp_ctx *ctx, sp_rowspace *rs, const uint32_t *tags, const uint32_t *want,
+			size_t nwant)
+{
+	uint64_t	n = want ? nwant : rs->nrows;
+
+	rs->nslots = SP_MAX((uint64_t) 1024, n + n / 2 + 1);
+	if ((rs->slot = sp_alloc(ctx, (size_t) rs->nslots * sizeof(uint64_t))) == NULL)
+		return SP_ERR_NOMEM;
+	memset(rs->slot, 0xff, (size_t) rs->nslots * sizeof(uint64_t));
+	for (uint64_t r = 0; r < rs->nrows; r++)
+	{
+		uint64_t	i = ((uint64_t) tags[r] * rs->nslots) >> 32;
+
+		if (want && !wanted(want, nwant, tags[r]))
+			continue;
+		while (rs->slot[i] != EMPTY_SLOT && (uint32_t) (rs->slot[i] >> 32) != tags[r])
+			i = i + 1 == rs->nslots ? 0 : i + 1;
+		if (rs->slot[i] == EMPTY_SLOT)
+			rs->slot[i] = ((uint64_t) tags[r] << 32) | r;
+	}
+	return SP_OK;
+}
+
+/* Build a row space over files idx[0..n) of fs. */
+sp_status
+sp_rowspace_build(sp_ctx *ctx, sp_rowspace *rs, sp_fileset *fs, sp_rowfmt fmt,
+				  const size_t *idx, size_t n, bool index, const uint32_t *want, size_t nwant)
+{
+	uint8_t    *buf;
+	uint32_t   *tags = NULL;
+	size_t		tcap = 0;
+	uint64_t	v = 0;
+	sp_status	rc = SP_OK;
+
+	memset(rs, 0, sizeof(*rs));
+	rs->fmt = fmt;
+	rs->fs = fs;
+	rs->files = sp_calloc(ctx, n ? n : 1, sizeof(sp_rsfile));
+	buf = sp_alloc(ctx, RS_BUF);
+	rs->cache = sp_alloc(ctx, RS_CACHE);
+	if (!rs->files || !buf || !rs->cache)
+		rc = SP_ERR_NOMEM;
+	for (size_t i = 0; i < n && rc == SP_OK; i++)
+	{
+		sp_rsfile  *f = &rs->files[rs->nfiles];
+		bool		ok;
+
+		f->idx = idx[i];
+		f->size = fs->f[idx[i]].size;
+		f->vstart = v;
+		f->first_row = rs->nrows;
+		rc = scan_file(ctx, rs, f, buf, index ? &tags : NULL, &tcap, &ok);
+		if (rc == SP_OK && ok)
+		{
+			rs->nfiles++;
+			v += f->size;
+		}
+		else
+			rs->nrows = f->first_row;	/* malformed: not part of the space */
+	}
+	if (rc == SP_OK)
+		rc = push_row(ctx, rs, NULL, NULL, v, 0);	/* sentinel: end of the last row */
+	if (rc == SP_OK)
+		rs->nrows--;
+	if (rc == SP_OK && index)
+		rc = build_table(ctx, rs, tags, want, nwant);
+	rs->cache_n = 0;
+	sp_free(ctx, tags);
+	sp_free(ctx, buf);
+	return rc;
+}
+
+/* Release a row space. */
+void
+sp_rowspace_free(sp_ctx *ctx, sp_rowspace *rs)
+{
+	sp_free(ctx, rs->files);
+	sp_free(ctx, rs->off);
+	sp_free(ctx, rs->slot);
+	sp_free(ctx, rs->cache);
+	sp_free(ctx, rs->big);
+	memset(rs, 0, sizeof(*rs));
+}
+
+/* ---- reading rows ----------------------------------------------------------- */
+
+/* The file holding row r (binary search on first rows). */
+static const sp_rsfile *
+file_of_row(const sp_rowspace *rs, uint64_t r)
+{
+	size_t		lo = 0,
+				hi = rs->nfiles;
+
+	while (hi - lo > 1)
+	{
+		size_t		mid = (lo + hi) / 2;
+
+		if (rs->files[mid].first_row <= r)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return &rs->files[lo];
+}
+
+/* Bytes of row r through the cache (NULL on a read error). */
+const uint8_t *
+sp_rowspace_row(sp_ctx *ctx, sp_rowspace *rs, uint64_t r)
+{
+	uint64_t	v = rs->off[r],
+				len = sp_row_len(rs, r);
+	const sp_rsfile *f;
+	size_t		n;
+
+	if (v >= rs->cache_v && v + len <= rs->cache_v + rs->cache_n)
+		return rs->cache + (v - rs->cache_v);
+	f = file_of_row(rs, r);
+	if (len > RS_CACHE)
+	{
+		if (sp_reserve(ctx, &rs->big, &rs->big_cap, (size_t) len) != SP_OK ||
+			sp_fileset_read(ctx, rs->fs, f->idx, v - f->vstart, rs->big, (size_t) len) != SP_OK)
+			return NULL;
+		return rs->big;
+	}
+	n = (size_t) SP_MIN((uint64_t) RS_CACHE, f->vstart + f->size - v);
+	rs->cache_n = 0;
+	if (sp_fileset_read(ctx, rs->fs, f->idx, v - f->vstart, rs->cache, n) != SP_OK)
+		return NULL;
+	rs->cache_v = v;
+	rs->cache_n = n;
+	return rs->cache;
+}
+
+/* Copy rows [r, r+n) into out, file by file. */
+sp_status
+sp_rowspace_copy(sp_ctx *ctx, sp_rowspace *rs, uint64_t r, uint64_t n, uint8_t *out)
+{
+	while (n > 0)
+	{
+		const sp_rsfile *f = file_of_row(rs, r);
+		uint64_t	last = SP_MIN(r + n, f + 1 < rs->files + rs->nfiles ? f[1].first_row : rs->nrows);
+		uint64_t	len = rs->off[last] - rs->off[r];
+
+		if (sp_fileset_read(ctx, rs->fs, f->idx, rs->off[r] - f->vstart, out, (size_t) len) != SP_OK)
+			return ctx->err.code;
+		out += len;
+		n -= last - r;
+		r = last;
+	}
+	return SP_OK;
+}
+
+/* Is parent row r equal to row? */
+bool
+sp_rowspace_equal(sp_ctx *ctx, sp_rowspace *rs, uint64_t r, const uint8_t *row, size_t len)
+{
+	const uint8_t *p;
+
+	if (r >= rs->nrows || sp_row_len(rs, r) != len)
+		return false;
+	p = sp_rowspace_row(ctx, rs, r);
+	return p != NULL && memcmp(p, row, len) == 0;
+}
+
+/* Find a parent row equal to row; -1 if none. */
+int64_t
+sp_rowspace_find(sp_ctx *ctx, sp_rowspace *rs, const uint8_t *row, size_t len, uint64_t h)
+{
+	uint32_t	tag = sp_row_tag(h);
+	uint64_t	i;
+
+	if (rs->nslots == 0)
+		return -1;
+	i = ((uint64_t) tag * rs->nslots) >> 32;
+	while (rs->slot[i] != EMPTY_SLOT)
+	{
+		if ((uint32_t) (rs->slot[i] >> 32) == tag)
+		{
+			uint64_t	r = rs->slot[i] & 0xffffffffu;
+
+			return sp_rowspace_equal(ctx, rs, r, row, len) ? (int64_t) r : -1;
+		}
+		i = i + 1 == rs->nslots ? 0 : i + 1;
+	}
+	return -1;
+}
+
+/* ---- the ROWS chunk layout ---------------------------------------------------- */
+
+/* Allocate the per-column arrays. */
+sp_status
+sp_rowslay_init(sp_ctx *ctx, sp_rowslay *lay)
+{
+	memset(lay, 0, sizeof(*lay));
+	lay->dlen = sp_alloc(ctx, 4 * SP_NCOLS * sizeof(uint64_t));
+	lay->fends = sp_alloc(ctx, SP_FIELDS_MAX * sizeof(uint32_t));
+	if (!lay->dlen || !lay->fends)
+		return SP_ERR_NOMEM;
+	lay->plen = lay->dlen + SP_NCOLS;
+	lay->dcur = lay->plen + SP_NCOLS;
+	lay->pcur = lay->dcur + SP_NCOLS;
+	return SP_OK;
+}
+
+/* Free the layout arrays and buffers. */
+void
+sp_rowslay_free(sp_ctx *ctx, sp_rowslay *lay)
+{
+	sp_free(ctx, lay->dlen);
+	sp_free(ctx, lay->fends);
+	sp_buf_free(ctx, &lay->data);
+	sp_buf_free(ctx, &lay->prefix);
+	memset(lay, 0, sizeof(*lay));
+}
+
+/* State of one walk. */
+typedef struct walk
+{
+	sp_ctx	   *ctx;
+	sp_rowspace *rs;
+	sp_rowslay *lay;
+	sp_walk_pass pass;
+	const uint8_t *ctl;
+	size_t		n,
+				pos;
+	int64_t		prev;
+	uint8_t    *bytes;			/* derived bytes of the chunk */
+	size_t		nbytes,
+				at;				/* position in bytes */
+	int			layout;			/* SP_LAYOUT_COLUMNS or SP_LAYOUT_ROWS */
+	bool		implicit;		/* whole rows carry no length: the format cuts them */
+	size_t		imp_col;		/* the column whole rows go to */
+	uint64_t	nimplicit;		/* whole rows seen without a length */
+} walk;
+
+/* Error: the control stream is malformed. */
+static sp_status
+bad(walk *w, const char *what)
+{
+	return sp_fail(w->ctx, SP_ERR_CORRUPT, "row chunk is malformed: %s", what);
+}
+
+/* Move n derived bytes between bytes[at] and src/dst (or skip them). */
+static sp_status
+derived(walk *w, const uint8_t *src, uint8_t *dst, size_t n)
+{
+	if (n > w->nbytes - w->at)
+		return bad(w, "rows overrun the chunk");
+	if (w->pass == SP_WALK_EMIT && src)
+		memcpy(w->bytes + w->at, src, n);
+	else if (w->pass == SP_WALK_FILL && dst)
+		memcpy(dst, w->bytes + w->at, n);
+	w->at += n;
+	return SP_OK;
+}
+
+/* A run of ncopy parent rows starting at start. */
+static sp_status
+walk_copy(walk *w, uint64_t start, uint64_t ncopy)
+{
+	uint64_t	len = w->rs->off[start + ncopy] - w->rs->off[start];
+
+	if (w->pass == SP_WALK_SIZES || w->pass == SP_WALK_PREFIX)
+		return SP_OK;
+	if (len > w->nbytes - w->at)
+		return bad(w, "copied rows overrun the chunk");
+	if (w->pass == SP_WALK_EMIT &&
+		sp_rowspace_copy(w->ctx, w->rs, start, ncopy, w->bytes + w->at) != SP_OK)
+		return w->ctx->err.code;
+	w->at += (size_t) len;
+	return SP_OK;
+}
+
+/* Add rlen reference bytes to the prefix of column k. */
+static void
+walk_prefix(walk *w, size_t k, const uint8_t *ref, size_t rlen)
+{
+	sp_rowslay *lay = w->lay;
+
+	if (w->pass == SP_WALK_SIZES)
+		lay->plen[k] += rlen;
+	else if (w->pass == SP_WALK_PREFIX)
+	{
+		if (rlen)
+			memcpy(lay->prefix.p + lay->pcur[k], ref, rlen);
+		lay->pcur[k] += rlen;
+	}
+}
+
+/* One changed field (or whole row) of L data bytes in column k. */
+static sp_status
+walk_cell(walk *w, size_t k, uint64_t L)
+{
+	sp_rowslay *lay = w->lay;
+	uint8_t    *d;
+
+	if (w->layout == SP_LAYOUT_ROWS)
+		k = 0;
+	if (w->pass == SP_WALK_SIZES)
+	{
+		if (L > SP_ROW_MAX)
+			return bad(w, "field longer than a row");
+		lay->dlen[k] += L;
+		return SP_OK;
+	}
+	if (w->pass == SP_WALK_PREFIX)
+		return SP_OK;
+	if (L > lay->dlen[k] - lay->dcur[k])
+		return bad(w, "field data overruns its column");
+	d = lay->data.p + lay->dcur[k];
+	lay->dcur[k] += L;
+	return derived(w, d, d, (size_t) L);
+}
+
+/* Length of a whole row stored without one: cut it from where it is. */
+static sp_status
+implicit_len(walk *w, uint64_t *L)
+{
+	sp_rowslay *lay = w->lay;
+	sp_rowscan	sc = {.fmt = w->rs->fmt};
+	long		n = 0;
+
+	w->nimplicit++;
+	*L = 0;
+	if (w->pass == SP_WALK_FILL)
+		n = sp_row_next(&sc, w->bytes + w->at, w->nbytes - w->at, true);
+	else if (w->pass == SP_WALK_EMIT)
+		n = sp_row_next(&sc, lay->data.p + lay->dcur[w->imp_col],
+						(size_t) (lay->dlen[w->imp_col] - lay->dcur[w->imp_col]), true);
+	else
+		return SP_OK;			/* sized from the data length once placed */
+	if (n <= 0)
+		return bad(w, "a whole row does not cut");
+	*L = (uint64_t) n;
+	return SP_OK;
+}
+
+/* A literal in column mode against parent row bytes ref (len bytes). */
+static sp_status
+walk_cols(walk *w, const uint8_t *ref, size_t len)
+{
+	uint32_t   *fe = w->lay->fends;
+	size_t		nf = sp_row_fields(w->rs->fmt, ref, len, fe, SP_FIELDS_MAX);
+	size_t		mb = (nf + 7) / 8;
+	const uint8_t *mask;
+
+	if (mb > w->n - w->pos)
+		return bad(w, "truncated field mask");
+	mask = w->ctl + w->pos;
+	w->pos += mb;
+	if (nf % 8 && (mask[mb - 1] >> (nf % 8)))
+		return bad(w, "field mask names a field the reference row lacks");
+	for (size_t k = 0; k < nf; k++)
+	{
+		size_t		s = k ? fe[k - 1] : 0;
+		sp_status	rc = SP_OK;
+
+		if (mask[k / 8] & (1u << (k % 8)))
+		{
+			uint64_t	L;
+
+			if (!sp_get_varint(w->ctl, w->n, &w->pos, &L))
+				return bad(w, "truncated field length");
+			if (w->layout == SP_LAYOUT_COLUMNS)
+				walk_prefix(w, k, ref + s, fe[k] - s);
+			rc = walk_cell(w, k, L);
+		}
+		else if (w->pass == SP_WALK_FILL || w->pass == SP_WALK_EMIT)
+			rc = derived(w, ref + s, NULL, fe[k] - s);
+		if (rc != SP_OK)
+			return rc;
+	}
+	return SP_OK;
+}
+
+/* Parse a literal's selector and resolve its reference row (-1: none). */
+static sp_status
+literal_ref(walk *w, uint8_t *sel, int64_t *ref)
+{
+	if (w->pos >= w->n)
+		return bad(w, "truncated literal");
+	*sel = w->ctl[w->pos++];
+	*ref = -1;
+	if (*sel & ~(SP_REF_MASK | SP_LIT_COLS) || (*sel & SP_REF_MASK) == SP_REF_MASK)
+		return bad(w, "unknown literal selector");
+	if ((*sel & SP_REF_MASK) == SP_REF_NEXT)
+		*ref = w->prev + 1;
+	else if ((*sel & SP_REF_MASK) == SP_REF_SAME)
+		*ref = w->prev;
+	if ((*sel & SP_REF_MASK) != SP_REF_NONE && (*ref < 0 || (uint64_t) *ref >= w->rs->nrows))
+		return bad(w, "literal refers to a row the parent lacks");
+	if ((*sel & SP_REF_MASK) == SP_REF_NEXT)
+		w->prev = *ref;
+	if ((*sel & SP_LIT_COLS) && *ref < 0)
+		return bad(w, "column literal without a reference row");
+	return SP_OK;
+}
+
+/* One literal row: selector, reference, then its fields or its whole bytes. */
+static sp_status
+walk_literal(walk *w)
+{
+	uint8_t		sel = 0;
+	int64_t		ref = -1;
+	const uint8_t *rp = NULL;
+	size_t		rlen = 0;
+	uint64_t	L;
+
+	if (literal_ref(w, &sel, &ref) != SP_OK)
+		return w->ctx->err.code;
+	if (ref >= 0)
+	{
+		if ((rp = sp_rowspace_row(w->ctx, w->rs, (uint64_t) ref)) == NULL)
+			return w->ctx->err.code;
+		rlen = (size_t) sp_row_len(w->rs, (uint64_t) ref);
+	}
+	/* rows layout: the whole reference row is the prefix, in row order */
+	if (w->layout == SP_LAYOUT_ROWS || !(sel & SP_LIT_COLS))
+		walk_prefix(w, w->layout == SP_LAYOUT_ROWS ? 0 : SP_COL_RAW, rp, rlen);
+	if (sel & SP_LIT_COLS)
+		return walk_cols(w, rp, rlen);
+	if (w->implicit ? implicit_len(w, &L) != SP_OK : !sp_get_varint(w->ctl, w->n, &w->pos, &L))
+		return w->implicit ? w->ctx->err.code : bad(w, "truncated row length");
+	if (w->implicit && w->pass == SP_WALK_SIZES)
+		return SP_OK;
+	return walk_cell(w, SP_COL_RAW, L);
+}
+
+/*
+ * Place each column's region (data and prefix are column-major); whole
+ * rows without lengths take what the data length leaves.
+ */
+static sp_status
+place_columns(walk *w, uint64_t data_n)
+{
+	sp_rowslay *lay = w->lay;
+	uint64_t	d = 0,
+				p = 0;
+
+	for (size_t k = 0; k < SP_NCOLS; k++)
+		d += lay->dlen[k];
+	if (d > data_n || (d < data_n && w->nimplicit == 0))
+		return bad(w, "column sizes disagree with the data length");
+	lay->dlen[w->imp_col] += data_n - d;
+	d = 0;
+	for (size_t k = 0; k < SP_NCOLS; k++)
+	{
+		lay->dcur[k] = d;
+		lay->pcur[k] = p;
+		d += lay->dlen[k];
+		p += lay->plen[k];
+	}
+	lay->dtotal = d;
+	lay->ptotal = p;
+	/* dlen[k] becomes the end of column k, so bounds are checked against it */
+	for (size_t k = 0; k < SP_NCOLS; k++)
+		lay->dlen[k] += lay->dcur[k];
+	return SP_OK;
+}
+
+/* Reset the cursors a pass starts from. */
+static void
+walk_start(walk *w)
+{
+	sp_rowslay *lay = w->lay;
+
+	if (w->pass == SP_WALK_SIZES)
+	{
+		memset(lay->dlen, 0, 2 * SP_NCOLS * sizeof(uint64_t));
+		lay->dtotal = lay->ptotal = 0;
+	}
+	if (w->pass == SP_WALK_FILL || w->pass == SP_WALK_EMIT)
+		for (size_t k = 0; k < SP_NCOLS; k++)
+			lay->dcur[k] = k ? lay->dlen[k - 1] : 0;
+	if (w->pass == SP_WALK_PREFIX)
+		for (size_t k = 0, p = 0; k < SP_NCOLS; k++)
+			lay->pcur[k] = p, p += lay->plen[k];
+}
+
+/* One group: a run of parent rows, then literals. */
+static sp_status
+walk_group(walk *w, uint64_t left, uint64_t *rows)
+{
+	uint64_t	ncopy,
+				nlit,
+				zz;
+
+	if (!sp_get_varint(w->ctl, w->n, &w->pos, &ncopy) || ncopy > left)
+		return bad(w, "bad copy count");
+	if (ncopy)
+	{
+		int64_t		start;
+
+		if (!sp_get_varint(w->ctl, w->n, &w->pos, &zz))
+			return bad(w, "truncated copy start");
+		start = w->prev + 1 + ((zz & 1) ? -(int64_t) (zz >> 1) - 1 : (int64_t) (zz >> 1));
+		if (start < 0 || (uint64_t) start > w->rs->nrows ||
+			ncopy > w->rs->nrows - (uint64_t) start)
+			return bad(w, "copy refers to rows the parent lacks");
+		if (walk_copy(w, (uint64_t) start, ncopy) != SP_OK)
+			return w->ctx->err.code;
+		w->prev = start + (int64_t) ncopy - 1;
+	}
+	if (!sp_get_varint(w->ctl, w->n, &w->pos, &nlit) || nlit > left - ncopy ||
+		(nlit == 0 && ncopy == 0))
+		return bad(w, "bad literal count");
+	for (uint64_t i = 0; i < nlit; i++)
+		if (walk_literal(w) != SP_OK)
+			return w->ctx->err.code;
+	*rows = ncopy + nlit;
+	return SP_OK;
+}
+
+/* One pass over the control stream. */
+sp_status
+sp_rows_walk(sp_ctx *ctx, sp_rowspace *rs, sp_rowslay *lay, sp_walk_pass pass,
+			 const sp_rows_chunk *c, uint8_t *bytes, size_t nbytes)
+{
+	walk		w = {ctx, rs, lay, pass, c->ctl, c->ctl_n, 0, c->prev0, bytes, nbytes, 0,
+	c->layout, rs->fmt != SP_ROWS_JSON_ARRAY, c->layout == SP_LAYOUT_ROWS ? 0 : SP_COL_RAW, 0};
+	uint64_t	done = 0,
+				groups = 0;
+
+	if (c->layout != SP_LAYOUT_COLUMNS && c->layout != SP_LAYOUT_ROWS)
+		return bad(&w, "unknown layout");
+	walk_start(&w);
+	while (done < c->nrows)
+	{
+		uint64_t	rows = 0;
+
+		if (walk_group(&w, c->nrows - done, &rows) != SP_OK)
+			return ctx->err.code;
+		done += rows;
+		if ((++groups & 0xff) == 0 && sp_check_interrupt(ctx) != SP_OK)
+			return ctx->err.code;
+	}
+	if (w.pos != c->ctl_n)
+		return bad(&w, "control stream has trailing bytes");
+	if (pass == SP_WALK_SIZES)
+		return place_columns(&w, c->data_n);
+	if ((pass == SP_WALK_FILL || pass == SP_WALK_EMIT) && w.at != nbytes)
+		return bad(&w, "rows do not fill the chunk");
+	for (size_t k = 0; (pass == SP_WALK_FILL || pass == SP_WALK_EMIT) && k < SP_NCOLS; k++)
+		if (lay->dcur[k] != lay->dlen[k])
+			return bad(&w, "column data left over");
+	return SP_OK;
+}
+
+/* Read "u32 raw length, u32 frame length, frame" at *pos. */
+static sp_status
+get_stream(sp_ctx *ctx, const uint8_t *p, size_t n, size_t *pos, uint64_t *raw,
+		   const uint8_t **frame, size_t *flen)
+{
+	if (n - *pos < 8)
+		return sp_fail(ctx, SP_ERR_CORRUPT, "row chunk is malformed: truncated stream header");
+	*raw = sp_get32(p + *pos);
+	*flen = sp_get32(p + *pos + 4);
+	*pos += 8;
+	if (*flen > n - *pos || (*raw == 0) != (*flen == 0))
+		return sp_fail(ctx, SP_ERR_CORRUPT, "row chunk is malformed: bad stream length");
+	*frame = p + *pos;
+	*pos += *flen;
+	return SP_OK;
+}
+
+/* Decode a ROWS chunk payload into out. */
+sp_status
+sp_rows_decode(sp_ctx *ctx, sp_codec *codec, sp_rowspace *rs, sp_rowslay *lay,
+			   const uint8_t *payload, size_t plen, sp_rows_chunk *c,
+			   uint8_t *out, size_t out_len)
+{
+	size_t		pos = 0,
+				cf_len = 0,
+				df_len = 0;
+	const uint8_t *cf = NULL,
+			   *df = NULL;
+	uint64_t	ctl_n = 0;
+	uint8_t    *ctl = NULL;
+	sp_status	rc;
+
+	if (get_stream(ctx, payload, plen, &pos, &ctl_n, &cf, &cf_len) != SP_OK ||
+		get_stream(ctx, payload, plen, &pos, &c->data_n, &df, &df_len) != SP_OK)
+		return ctx->err.code;
+	if (pos != plen || ctl_n > SP_ROWS_CTL_MAX || c->data_n > out_len || c->nrows > out_len)
+		return sp_fail(ctx, SP_ERR_CORRUPT, "row chunk is malformed: bad lengths");
+	if ((ctl = sp_alloc(ctx, (size_t) ctl_n + 1)) == NULL)
+		return SP_ERR_NOMEM;
+	c->ctl = ctl;
+	c->ctl_n = (size_t) ctl_n;
+	rc = sp_codec_decode_zstd(ctx, codec, NULL, 0, cf, cf_len, ctl, (size_t) ctl_n);
+	if (rc == SP_OK)
+		rc = sp_rows_walk(ctx, rs, lay, SP_WALK_SIZES, c, NULL, 0);
+	if (rc == SP_OK && lay->ptotal > SP_PREFIX_MAX)
+		rc = sp_fail(ctx, SP_ERR_CORRUPT, "row chunk is malformed: prefix too large");
+	if (rc == SP_OK)
+		rc = sp_reserve(ctx, &lay->prefix.p, &lay->prefix.cap, (size_t) lay->ptotal + 1) == SP_OK &&
+			sp_reserve(ctx, &lay->data.p, &lay->data.cap, (size_t) c->data_n + 1) == SP_OK
+			? SP_OK : SP_ERR_NOMEM;
+	if (rc == SP_OK)
+		rc = sp_rows_walk(ctx, rs, lay, SP_WALK_PREFIX, c, NULL, 0);
+	if (rc == SP_OK && c->data_n)
+		rc = sp_codec_decode_zstd(ctx, codec, lay->prefix.p, (size_t) lay->ptotal, df, df_len,
+								  lay->data.p, (size_t) c->data_n);
+	if (rc == SP_OK)
+		rc = sp_rows_walk(ctx, rs, lay, SP_WALK_EMIT, c, out, out_len);
+	c->ctl = NULL;
+	sp_free(ctx, ctl);
+	return rc;
+}

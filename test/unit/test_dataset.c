@@ -1,0 +1,1746 @@
+/*
+ * test_dataset.c -- round trips and errors of dataset deltas
+ * (sp_dataset_compress in common/dataset.c, decoded by common/apply.c).
+ *
+ * Inputs are synthetic tables written into the test directory: records
+ * whose fields (id, name, city, value, score, note) are derived from the
+ * record id alone, so a derived table is the parent's ids filtered,
+ * reordered or repeated, with some fields edited, in one of four formats
+ * (CSV, TSV, JSONL, pretty-printed JSON array).  Each case runs the whole
+ * cycle (ds_roundtrip): compress, apply to a new path, compare the bytes and
+ * the SHA-256 (of the file, or of the manifest of a directory, computed here
+ * independently of the core), verify, and list the methods sp_delta_info
+ * reports per file; then it checks an upper bound on the delta size that
+ * only holds if the row coder found the parent's rows (plain zstd of these
+ * tables takes about a third of their size).  Inputs the row scanners cannot
+ * cut must round-trip too, with the byte method the core falls back to.
+ * The eight real pairs of ../shared/data/datasets are checked against the
+ * sizes zstd -19 --patch-from reaches (skipped when the data is absent).
+ * The error cases check exact messages; the hook sweeps fail allocations
+ * and cancel at every point of compress, apply, verify and info.
+ */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <xxhash.h>
+#include <zstd.h>
+
+#include "harness.h"
+#include "rt_util.h"
+#include "st_writer.h"
+
+/* ---- synthetic tables ------------------------------------------------------ */
+
+/* Words of the "original" and of the "translated" vocabulary. */
+static const char *const words[2][32] = {
+	{"river", "stone", "light", "paper", "garden", "window", "silver", "market",
+	 "winter", "forest", "engine", "letter", "island", "bridge", "candle", "mirror",
+	 "orange", "thunder", "valley", "harbor", "pepper", "ladder", "meadow", "rocket",
+	 "saddle", "tunnel", "velvet", "wander", "yellow", "zephyr", "anchor", "basket"},
+	{"Fluss", "Stein", "Licht", "Papier", "Garten", "Fenster", "Silber", "Markt",
+	 "Winter", "Wald", "Motor", "Brief", "Insel", "Bruecke", "Kerze", "Spiegel",
+	 "Orange", "Donner", "Tal", "Hafen", "Pfeffer", "Leiter", "Wiese", "Rakete",
+	 "Sattel", "Tunnel", "Samt", "wandern", "gelb", "Westwind", "Anker", "Korb"},
+};
+
+static const char *const cities[16] = {
+	"Lisbon", "Oslo", "Quito", "Hanoi", "Accra", "Lima", "Perth", "Dakar",
+	"Tunis", "Sofia", "Riga", "Cusco", "Nairobi", "Porto", "Kyoto", "Bergen",
+};
+
+/* One record, every field a function of its id (and the vocabulary). */
+typedef struct rec
+{
+	uint64_t	id;
+	char		name[48];
+	const char *city;
+	unsigned	value;
+	unsigned	score;			/* thousandths */
+	char		note[200];
+	bool		note_comma;		/* the note holds a ',' (CSV quotes it) */
+} rec;
+
+/* Fill r for record id in vocabulary vocab (0 or 1, same numbers). */
+static void
+make_rec(uint64_t id, int vocab, rec *r)
+{
+	uint64_t	s = id * 0x9E3779B97F4A7C15ull + 0x1234567ull;
+	int			nw;
+	size_t		k = 0;
+
+	r->id = id;
+	snprintf(r->name, sizeof(r->name), "%s %s", words[vocab][fh_rand(&s) % 32],
+			 words[vocab][fh_rand(&s) % 32]);
+	r->city = cities[fh_rand(&s) % 16];
+	r->value = (unsigned) (fh_rand(&s) % 100000);
+	r->score = (unsigned) (fh_rand(&s) % 100000);
+	nw = 3 + (int) (fh_rand(&s) % 8);
+	r->note_comma = false;
+	for (int i = 0; i < nw; i++)
+	{
+		bool		comma = i > 0 && fh_rand(&s) % 6 == 0;
+
+		k += (size_t) snprintf(r->note + k, sizeof(r->note) - k, "%s%s", i == 0 ? "" : comma ? ", " : " ",
+							   words[vocab][fh_rand(&s) % 32]);
+		r->note_comma |= comma;
+	}
+}
+
+/* Growable text buffer (malloc'ed; tracked once finished). */
+typedef struct sb
+{
+	char	   *p;
+	size_t		n,
+				cap;
+} sb;
+
+/* Append printf output to b. */
+static void __attribute__((format(printf, 2, 3)))
+sb_add(sb *b, const char *fmt,...)
+{
+	va_list		ap;
+	int			need;
+
+	va_start(ap, fmt);
+	need = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (b->n + (size_t) need + 1 > b->cap)
+	{
+		b->cap = (b->n + (size_t) need + 1) * 2;
+		if ((b->p = realloc(b->p, b->cap)) == NULL)
+		{
+			fprintf(stderr, "out of memory in sb_add\n");
+			exit(2);
+		}
+	}
+	va_start(ap, fmt);
+	vsnprintf(b->p + b->n, b->cap - b->n, fmt, ap);
+	va_end(ap);
+	b->n += (size_t) need;
+}
+
+/* Table formats. */
+typedef enum tfmt
+{
+	T_CSV, T_TSV, T_JSONL, T_JSON
+} tfmt;
+
+/* Edits applied to records. */
+enum
+{
+	EDIT_NONE = 0,
+	EDIT_SCORE = 1,				/* score changed (records picked by every) */
+	EDIT_ADDCOL = 2,			/* a "flag" column added to every row */
+	EDIT_RECOMP = 4				/* value recomputed in every row */
+};
+
+/* What a table holds and how it is written. */
+typedef struct tspec
+{
+	tfmt		fmt;
+	const uint64_t *ids;		/* record ids, in order */
+	size_t		n;
+	int			edit;			/* EDIT_* bits */
+	uint64_t	every;			/* EDIT_SCORE: records with id % every == 7 */
+	int			vocab;			/* 1: translated words */
+	const char *eol;			/* NULL: "\n" */
+	bool		bom;			/* start with a UTF-8 byte order mark */
+	bool		no_final_eol;	/* the last row has no line end */
+	bool		no_header;		/* CSV/TSV: no header row */
+	const char *header;			/* CSV/TSV header; NULL: the default */
+} tspec;
+
+/* Append one CSV or TSV row of r. */
+static void
+put_delimited(sb *b, const tspec *s, const rec *r, unsigned value, unsigned score)
+{
+	char		d = s->fmt == T_TSV ? '\t' : ',';
+	bool		q = s->fmt == T_CSV && r->note_comma;
+
+	sb_add(b, "%llu%c%s%c%s%c%u%c%u.%03u%c%s%s%s", (unsigned long long) r->id, d, r->name, d,
+		   r->city, d, value, d, score / 1000, score % 1000, d, q ? "\"" : "", r->note,
+		   q ? "\"" : "");
+	if (s->edit & EDIT_ADDCOL)
+		sb_add(b, "%c%s", d, value % 3 ? "yes" : "no");
+}
+
+/* Append one JSON object of r (pretty: one member per line, indented). */
+static void
+put_object(sb *b, const tspec *s, const rec *r, unsigned value, unsigned score)
+{
+	const char *sep = s->fmt == T_JSON ? ",\n    " : ", ";
+
+	sb_add(b, "%s\"id\": %llu%s\"name\": \"%s\"%s\"city\": \"%s\"%s\"value\": %u%s"
+		   "\"score\": %u.%03u%s\"note\": \"%s\"",
+		   s->fmt == T_JSON ? "  {\n    " : "{", (unsigned long long) r->id, sep, r->name, sep,
+		   r->city, sep, value, sep, score / 1000, score % 1000, sep, r->note);
+	if (s->edit & EDIT_ADDCOL)
+		sb_add(b, "%s\"flag\": %s", sep, value % 3 ? "true" : "false");
+	sb_add(b, "%s", s->fmt == T_JSON ? "\n  }" : "}");
+}
+
+/* The table's bytes as a tracked, NUL-terminated buffer; length in *len. */
+static char *
+gen_table(const tspec *s, size_t *len)
+{
+	const char *eol = s->eol != NULL ? s->eol : "\n";
+	sb			b = {0};
+
+	sb_add(&b, "%s", s->bom ? "\xEF\xBB\xBF" : "");
+	if ((s->fmt == T_CSV || s->fmt == T_TSV) && !s->no_header)
+	{
+		if (s->header != NULL)
+			sb_add(&b, "%s", s->header);
+		else if (s->fmt == T_CSV)
+			sb_add(&b, "id,name,city,value,score,note%s", s->edit & EDIT_ADDCOL ? ",flag" : "");
+		else
+			sb_add(&b, "id\tname\tcity\tvalue\tscore\tnote%s", s->edit & EDIT_ADDCOL ? "\tflag" : "");
+		sb_add(&b, "%s", s->n > 0 || !s->no_final_eol ? eol : "");
+	}
+	if (s->fmt == T_JSON)
+		sb_add(&b, "[%s", eol);
+	for (size_t i = 0; i < s->n; i++)
+	{
+		rec			r;
+		unsigned	value,
+					score;
+		bool		last = i + 1 == s->n;
+
+		make_rec(s->ids[i], s->vocab, &r);
+		value = s->edit & EDIT_RECOMP ? (r.value * 3 + 7) % 1000003 : r.value;
+		score = (s->edit & EDIT_SCORE) && s->every && r.id % s->every == 7
+			? (r.score + 777) % 100000 : r.score;
+		if (s->fmt == T_CSV || s->fmt == T_TSV)
+			put_delimited(&b, s, &r, value, score);
+		else
+			put_object(&b, s, &r, value, score);
+		if (s->fmt == T_JSON)
+			sb_add(&b, "%s", last ? eol : ",");
+		if (s->fmt != T_JSON && !(last && s->no_final_eol))
+			sb_add(&b, "%s", eol);
+		else if (s->fmt == T_JSON && !last)
+			sb_add(&b, "%s", eol);
+	}
+	if (s->fmt == T_JSON)
+		sb_add(&b, "]%s", s->no_final_eol ? "" : eol);
+	if (b.p == NULL)
+		sb_add(&b, "%s", "");
+	*len = b.n;
+	return t_track(b.p);
+}
+
+/* Write the table to "<test dir>/<rel>" (parents made); returns the path. */
+static char *
+write_table(const char *rel, const tspec *s)
+{
+	size_t		len;
+	char	   *text = gen_table(s, &len);
+	char	   *path = t_path(rel);
+	char	   *slash = strrchr(path, '/');
+
+	*slash = '\0';
+	if (!fh_mkdirs(path))
+		t_fail(__FILE__, __LINE__, "mkdir %s", path);
+	*slash = '/';
+	if (!fh_write(path, text, len))
+		t_fail(__FILE__, __LINE__, "cannot write %s", path);
+	return path;
+}
+
+/* Ids first, first+1, ..., first+n-1 (tracked). */
+static uint64_t *
+ids_range(uint64_t first, size_t n)
+{
+	uint64_t   *ids = t_track(malloc((n ? n : 1) * sizeof(uint64_t)));
+
+	for (size_t i = 0; i < n; i++)
+		ids[i] = first + i;
+	return ids;
+}
+
+/* ---- round trips ------------------------------------------------------------ */
+
+/* Total bytes of the regular files under path (a file or a directory). */
+static uint64_t
+tree_bytes(const char *path)
+{
+	size_t		n;
+	char	  **names;
+	uint64_t	sum = 0;
+
+	if (!rt_is_dir(path))
+		return (uint64_t) fh_size(path);
+	names = fh_list(path, &n);
+	for (size_t i = 0; i < n; i++)
+		sum += tree_bytes(t_fmt("%s/%s", path, names[i]));
+	return sum;
+}
+
+/* Append the relative names of the files under dir to a sb, one per line. */
+static void
+list_files(const char *dir, const char *prefix, sb *names)
+{
+	size_t		n;
+	char	  **list = fh_list(dir, &n);
+
+	for (size_t i = 0; i < n; i++)
+	{
+		char	   *rel = prefix[0] ? t_fmt("%s/%s", prefix, list[i]) : list[i];
+		char	   *full = t_fmt("%s/%s", dir, list[i]);
+
+		if (rt_is_dir(full))
+			list_files(full, rel, names);
+		else
+			sb_add(names, "%s\n", rel);
+	}
+}
+
+/* qsort comparator: byte order of names. */
+static int
+cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/*
+ * SHA-256 of a file, or of a directory's manifest: the lines
+ * "<sha256 hex>  <relative name>\n" (sha256sum's output), names in byte
+ * order.  Computed here, independently of the core.
+ */
+static void
+digest_of(const char *path, char hex[65])
+{
+	sb			names = {0},
+				text = {0};
+	char	  **v;
+	size_t		n = 0;
+
+	if (!rt_is_dir(path))
+	{
+		fh_sha256(path, hex);
+		return;
+	}
+	list_files(path, "", &names);
+	sb_add(&names, "%s", "");
+	sb_add(&text, "%s", "");
+	v = t_track(malloc((names.n + 1) * sizeof(char *)));
+	for (char *p = names.p, *nl; (nl = strchr(p, '\n')) != NULL; p = nl + 1)
+	{
+		*nl = '\0';
+		v[n++] = p;
+	}
+	qsort(v, n, sizeof(char *), cmp_name);
+	for (size_t i = 0; i < n; i++)
+	{
+		char		h[65];
+
+		fh_sha256(t_fmt("%s/%s", path, v[i]), h);
+		sb_add(&text, "%s  %s\n", h, v[i]);
+	}
+	fh_sha256_mem(text.p, text.n, hex);
+	free(names.p);
+	free(text.p);
+}
+
+/* What a dataset round trip produced. */
+typedef struct ds_rt
+{
+	char	   *delta;			/* the delta (tracked path) */
+	char	   *out;			/* the rebuilt file or directory */
+	uint64_t	derived_bytes;
+	uint64_t	delta_bytes;
+	char	   *methods;		/* info methods: "m" for a file, "a=m,b=m" for a directory */
+	sp_compress_result cres;
+	sp_apply_result ares;
+} ds_rt;
+
+/* Round trip derived against base; see ds_roundtrip_at. */
+#define DS_ROUNDTRIP(base, derived, methods, max_delta, r) \
+	ds_roundtrip_at(__FILE__, __LINE__, (base), (derived), (methods), (max_delta), (r))
+
+/* Compress derived against base at level 3 and check the result fields. */
+static bool
+ds_compress(const char *file, int line, const char *base, const char *derived, ds_rt *r)
+{
+	sp_ctx		ctx;
+	sp_status	st;
+	char		hex[65];
+
+	rt_ctx(&ctx);
+	st = sp_dataset_compress(&ctx, base, derived, r->delta, 3, &r->cres);
+	if (st != SP_OK)
+	{
+		t_fail(file, line, "dataset compress %s -> %s: %s: %s", base, derived,
+			   sp_status_name(st), ctx.err.msg);
+		return false;
+	}
+	r->delta_bytes = (uint64_t) fh_size(r->delta);
+	if (r->cres.delta_bytes != r->delta_bytes || r->cres.ft_bytes != r->derived_bytes ||
+		strcmp(r->cres.delta_path, r->delta) != 0)
+		t_fail(file, line, "compress result: delta %llu bytes (file %llu), derived %llu (%llu), path %s",
+			   (unsigned long long) r->cres.delta_bytes, (unsigned long long) r->delta_bytes,
+			   (unsigned long long) r->cres.ft_bytes, (unsigned long long) r->derived_bytes,
+			   r->cres.delta_path);
+	digest_of(derived, hex);
+	if (strcmp(hex, r->cres.ft_sha256) != 0)
+		t_fail(file, line, "compress ft_sha256 %s, derived has %s", r->cres.ft_sha256, hex);
+	if (!rt_is_dir(base) && fh_sha256(base, hex) && strcmp(hex, r->cres.base_sha256) != 0)
+		t_fail(file, line, "compress base_sha256 %s, base has %s", r->cres.base_sha256, hex);
+	if (r->cres.rows_total < 0 || r->cres.rows_shared < 0 ||
+		r->cres.rows_shared > r->cres.rows_total)
+		t_fail(file, line, "rows_shared %lld of rows_total %lld", (long long) r->cres.rows_shared,
+			   (long long) r->cres.rows_total);
+	return true;
+}
+
+/* Apply into a new path; compare bytes and digests; then verify. */
+static bool
+ds_apply(const char *file, int line, const char *base, const char *derived, ds_rt *r)
+{
+	sp_ctx		ctx;
+	sp_apply_result v;
+	sp_status	st;
+	char		hex[65];
+	bool		dir = rt_is_dir(derived);
+
+	rt_ctx(&ctx);
+	st = sp_delta_apply(&ctx, base, r->delta, r->out, &r->ares);
+	if (st != SP_OK)
+	{
+		t_fail(file, line, "apply %s: %s: %s", r->delta, sp_status_name(st), ctx.err.msg);
+		return false;
+	}
+	if (dir ? !fh_same_tree(derived, r->out) : !fh_same(derived, r->out))
+	{
+		t_fail(file, line, "rebuilt %s differs from %s", r->out, derived);
+		return false;
+	}
+	digest_of(derived, hex);
+	if (strcmp(r->ares.sha256, hex) != 0 || strcmp(r->ares.sha256, r->cres.ft_sha256) != 0 ||
+		!r->ares.verified || r->ares.bytes != r->derived_bytes)
+		t_fail(file, line, "apply sha256 %s verified %d bytes %llu; derived %s, compress said %s",
+			   r->ares.sha256, r->ares.verified, (unsigned long long) r->ares.bytes, hex,
+			   r->cres.ft_sha256);
+	rt_ctx(&ctx);
+	memset(&v, 0, sizeof(v));
+	st = sp_delta_verify(&ctx, base, r->delta, &v);
+	if (st != SP_OK)
+		t_fail(file, line, "verify: %s: %s", sp_status_name(st), ctx.err.msg);
+	else if (!v.verified || strcmp(v.sha256, hex) != 0 || v.bytes != r->derived_bytes)
+		t_fail(file, line, "verify: verified %d sha %s bytes %llu", v.verified, v.sha256,
+			   (unsigned long long) v.bytes);
+	return true;
+}
+
+/* List the delta: one row per derived file, right sizes and digests; methods. */
+static void
+ds_info(const char *file, int line, const char *derived, ds_rt *r)
+{
+	sp_ctx		ctx;
+	sp_info		info = {0};
+	sp_status	st;
+	bool		dir = rt_is_dir(derived);
+	uint64_t	spent = 0;
+	sb			m = {0};
+
+	rt_ctx(&ctx);
+	st = sp_delta_info(&ctx, r->delta, &info);
+	if (st != SP_OK)
+	{
+		t_fail(file, line, "info: %s: %s", sp_status_name(st), ctx.err.msg);
+		return;
+	}
+	sb_add(&m, "%s", "");
+	for (size_t i = 0; i < info.n; i++)
+	{
+		const sp_info_row *row = &info.rows[i];
+		char	   *path = dir ? t_fmt("%s/%s", derived, row->name) : (char *) derived;
+		char		hex[65] = "";
+
+		if (!dir && strcmp(row->name, strrchr(derived, '/') + 1) != 0)
+			t_fail(file, line, "info row named \"%s\" for %s", row->name, derived);
+		if (!fh_sha256(path, hex) || row->bytes != (uint64_t) fh_size(path) ||
+			strcmp(hex, row->sha256) != 0)
+			t_fail(file, line, "info row \"%s\": %llu bytes sha %s; file has %lld %s", row->name,
+				   (unsigned long long) row->bytes, row->sha256, (long long) fh_size(path), hex);
+		spent += row->delta_bytes;
+		if (dir)
+			sb_add(&m, "%s%s=%s", i ? "," : "", row->name, row->method ? row->method : "NULL");
+		else
+			sb_add(&m, "%s", row->method ? row->method : "NULL");
+	}
+	if (spent > r->delta_bytes)
+		t_fail(file, line, "info rows spend %llu bytes of a %llu-byte delta",
+			   (unsigned long long) spent, (unsigned long long) r->delta_bytes);
+	r->methods = t_track(m.p);
+	sp_info_free(&ctx, &info);
+}
+
+/*
+ * The whole cycle for derived against base: compress, apply, compare,
+ * verify, info.  methods (if not NULL) must equal what info reports; the
+ * delta must take at most max_delta bytes.  Failures name the caller's line.
+ */
+static bool
+ds_roundtrip_at(const char *file, int line, const char *base, const char *derived,
+				const char *methods, uint64_t max_delta, ds_rt *r)
+{
+	int			fails = t_fail_count();
+	const char *name = strrchr(derived, '/') ? strrchr(derived, '/') + 1 : derived;
+
+	memset(r, 0, sizeof(*r));
+	r->delta = rt_unique("ds", ".delta");
+	r->out = rt_unique("ds", rt_is_dir(derived) ? ".dir" : ".rebuilt");
+	r->derived_bytes = tree_bytes(derived);
+	if (!ds_compress(file, line, base, derived, r) || !ds_apply(file, line, base, derived, r))
+		return false;
+	ds_info(file, line, derived, r);
+	if (methods != NULL && (r->methods == NULL || strcmp(r->methods, methods) != 0))
+		t_fail(file, line, "info methods \"%s\", expected \"%s\"", r->methods ? r->methods : "",
+			   methods);
+	if (r->delta_bytes > max_delta)
+		t_fail(file, line, "%s: delta %llu bytes, more than the %llu allowed (derived %llu bytes)",
+			   name, (unsigned long long) r->delta_bytes, (unsigned long long) max_delta,
+			   (unsigned long long) r->derived_bytes);
+	printf("# %s: %llu -> %llu bytes (%.2f%%), %lld of %lld rows shared, %s\n", name,
+		   (unsigned long long) r->derived_bytes, (unsigned long long) r->delta_bytes,
+		   r->derived_bytes ? 100.0 * (double) r->delta_bytes / (double) r->derived_bytes : 0.0,
+		   (long long) r->cres.rows_shared, (long long) r->cres.rows_total,
+		   r->methods ? r->methods : "?");
+	return t_fail_count() == fails;
+}
+
+/* pct percent of the bytes under path. */
+static uint64_t
+pct_of(const char *path, double pct)
+{
+	return (uint64_t) ((double) tree_bytes(path) * pct / 100.0);
+}
+
+/* Size of zstd -19 of a file (no dictionary): what a byte coder reaches. */
+static uint64_t
+zstd19_size(const char *path)
+{
+	size_t		len;
+	uint8_t    *in = fh_read(path, &len);
+	size_t		cap = ZSTD_compressBound(len);
+	void	   *out = t_track(malloc(cap));
+	size_t		n = in && out ? ZSTD_compress(out, cap, in, len, 19) : 0;
+
+	return ZSTD_isError(n) ? UINT64_MAX : (uint64_t) n;
+}
+
+#define NROWS 20000				/* rows of the main synthetic table */
+
+/* The parent table: NROWS records in order, CSV unless fmt says otherwise. */
+static tspec
+parent_spec(tfmt fmt)
+{
+	return (tspec) {.fmt = fmt, .ids = ids_range(0, NROWS), .n = NROWS};
+}
+
+/* ---- synthetic cases ------------------------------------------------------------ */
+
+/* 1% of the rows edited: the row coder stores only the changed cells. */
+static void
+test_dataset_csv_edit(void)
+{
+	tspec		p = parent_spec(T_CSV),
+				d = p;
+	char	   *base,
+			   *der;
+	ds_rt		r;
+
+	d.edit = EDIT_SCORE;
+	d.every = 100;
+	base = write_table("p/train.csv", &p);
+	der = write_table("d/train.csv", &d);
+	T_REQUIRE(!fh_same(base, der), "the edit changed nothing");
+	if (!DS_ROUNDTRIP(base, der, "rows-csv", pct_of(der, 5), &r))
+		return;
+	T_CHECK(r.cres.rows_total == NROWS + 1, "rows_total %lld", (long long) r.cres.rows_total);
+	T_CHECK(r.cres.rows_shared == NROWS + 1 - NROWS / 100, "rows_shared %lld",
+			(long long) r.cres.rows_shared);
+	/* the delta beats plain zstd of the derived file by far */
+	T_CHECK(r.delta_bytes * 10 < zstd19_size(der), "delta %llu, zstd -19 %llu",
+			(unsigned long long) r.delta_bytes, (unsigned long long) zstd19_size(der));
+}
+
+/* A filter: rows kept in order. */
+static void
+test_dataset_subset(void)
+{
+	tspec		p = parent_spec(T_CSV),
+				d = p;
+	uint64_t   *keep = t_track(malloc(NROWS * sizeof(uint64_t)));
+	size_t		n = 0;
+	uint64_t	s = 42;
+	ds_rt		r;
+
+	for (uint64_t i = 0; i < NROWS; i++)
+		if (fh_rand(&s) % 3 != 0)
+			keep[n++] = i;
+	d.ids = keep;
+	d.n = n;
+	if (DS_ROUNDTRIP(write_table("p/data.csv", &p), write_table("d/data.csv", &d),
+					 "rows-csv", pct_of(t_path("d/data.csv"), 2), &r))
+		T_CHECK(r.cres.rows_shared == r.cres.rows_total && r.cres.rows_total == (int64_t) n + 1,
+				"%lld of %lld rows shared, %zu rows", (long long) r.cres.rows_shared,
+				(long long) r.cres.rows_total, n + 1);
+}
+
+/* Duplicates removed: the parent repeats one row in five. */
+static void
+test_dataset_dedup(void)
+{
+	tspec		p = parent_spec(T_CSV),
+				d = p;
+	uint64_t   *dup = t_track(malloc(2 * NROWS * sizeof(uint64_t)));
+	size_t		n = 0;
+	ds_rt		r;
+
+	for (uint64_t i = 0; i < NROWS; i++)
+	{
+		dup[n++] = i;
+		if (i % 5 == 4)
+			dup[n++] = i - 3;	/* an earlier row again */
+	}
+	p.ids = dup;
+	p.n = n;
+	if (DS_ROUNDTRIP(write_table("p/data.csv", &p), write_table("d/data.csv", &d),
+					 "rows-csv", pct_of(t_path("d/data.csv"), 2), &r))
+		T_CHECK(r.cres.rows_shared == r.cres.rows_total, "%lld of %lld rows shared",
+				(long long) r.cres.rows_shared, (long long) r.cres.rows_total);
+}
+
+/* Rows permuted (header first): every row is a parent row, in another place. */
+static void
+test_dataset_shuffle(void)
+{
+	tspec		p = parent_spec(T_CSV),
+				d = p;
+	uint64_t   *perm = ids_range(0, NROWS);
+	uint64_t	s = 7;
+	ds_rt		r;
+
+	for (size_t i = NROWS - 1; i > 0; i--)
+	{
+		size_t		j = (size_t) (fh_rand(&s) % (i + 1));
+		uint64_t	t = perm[i];
+
+		perm[i] = perm[j];
+		perm[j] = t;
+	}
+	d.ids = perm;
+	if (DS_ROUNDTRIP(write_table("p/data.csv", &p), write_table("d/data.csv", &d),
+					 "rows-csv", pct_of(t_path("d/data.csv"), 6), &r))
+		T_CHECK(r.cres.rows_shared == r.cres.rows_total, "%lld of %lld rows shared",
+				(long long) r.cres.rows_shared, (long long) r.cres.rows_total);
+}
+
+/* 5% new rows appended: only they are stored. */
+static void
+test_dataset_append(void)
+{
+	tspec		p = parent_spec(T_CSV),
+				d = p;
+	char	   *der;
+	ds_rt		r;
+
+	d.ids = ids_range(0, NROWS + NROWS / 20);
+	d.n = NROWS + NROWS / 20;
+	der = write_table("d/data.csv", &d);
+	if (DS_ROUNDTRIP(write_table("p/data.csv", &p), der, "rows-csv", pct_of(der, 3), &r))
+		T_CHECK(r.cres.rows_shared == NROWS + 1, "rows_shared %lld", (long long) r.cres.rows_shared);
+}
+
+/* A column added to every row: each row coded against its parent row. */
+static void
+test_dataset_column_added(void)
+{
+	tspec		p = parent_spec(T_CSV),
+				d = p;
+	char	   *der;
+	ds_rt		r;
+
+	d.edit = EDIT_ADDCOL;
+	der = write_table("d/data.csv", &d);
+	if (DS_ROUNDTRIP(write_table("p/data.csv", &p), der, "rows-csv", pct_of(der, 6), &r))
+		T_CHECK(r.cres.rows_shared == 0, "rows_shared %lld", (long long) r.cres.rows_shared);
+}
+
+/* One numeric column recomputed in every row: column mode. */
+static void
+test_dataset_column_recomputed(void)
+{
+	tspec		p = parent_spec(T_CSV),
+				d = p;
+	char	   *der;
+	ds_rt		r;
+
+	d.edit = EDIT_RECOMP;
+	der = write_table("d/data.csv", &d);
+	if (DS_ROUNDTRIP(write_table("p/data.csv", &p), der, "rows-csv", pct_of(der, 8), &r))
+		T_CHECK(r.cres.rows_shared == 1, "rows_shared %lld (only the header)",
+				(long long) r.cres.rows_shared);
+}
+
+/* Only the header row changed. */
+static void
+test_dataset_header_renamed(void)
+{
+	tspec		p = parent_spec(T_CSV),
+				d = p;
+	ds_rt		r;
+
+	d.header = "id,full_name,town,value,score,comment";
+	if (DS_ROUNDTRIP(write_table("p/data.csv", &p), write_table("d/data.csv", &d),
+					 "rows-csv", 1024, &r))
+		T_CHECK(r.cres.rows_shared == NROWS, "rows_shared %lld", (long long) r.cres.rows_shared);
+}
+
+/* Write shards of ids [0, n) as dir/part-K.csv, each with the header. */
+static void
+write_shards(const char *dir, size_t n, int shards, int edit)
+{
+	for (int k = 0; k < shards; k++)
+	{
+		size_t		lo = n * (size_t) k / (size_t) shards,
+					hi = n * (size_t) (k + 1) / (size_t) shards;
+		tspec		s = {.fmt = T_CSV, .ids = ids_range(lo, hi - lo), .n = hi - lo,
+		.edit = edit, .every = 100};
+
+		write_table(t_fmt("%s/part-%04d.csv", dir, k), &s);
+	}
+}
+
+/* One file re-sharded into four: a directory against a single file. */
+static void
+test_dataset_reshard_file_to_dir(void)
+{
+	tspec		p = parent_spec(T_CSV);
+	char	   *base = write_table("p/train.csv", &p);
+	char	   *der = t_path("d");
+	char		hex[65];
+	ds_rt		r;
+
+	write_shards("d", NROWS, 4, EDIT_NONE);
+	if (!DS_ROUNDTRIP(base, der, "part-0000.csv=rows-csv,part-0001.csv=rows-csv,"
+					  "part-0002.csv=rows-csv,part-0003.csv=rows-csv", pct_of(der, 2), &r))
+		return;
+	/* the rebuilt directory's manifest digest is the derived one */
+	digest_of(r.out, hex);
+	T_CHECK(strcmp(hex, r.ares.sha256) == 0, "rebuilt manifest %s, apply said %s", hex,
+			r.ares.sha256);
+	/* four headers: the parent's header row is copied four times */
+	T_CHECK(r.cres.rows_shared == r.cres.rows_total && r.cres.rows_total == NROWS + 4,
+			"%lld of %lld rows shared", (long long) r.cres.rows_shared,
+			(long long) r.cres.rows_total);
+}
+
+/* Two shards re-sharded into three, with 1% of the rows edited. */
+static void
+test_dataset_reshard_dir_to_dir(void)
+{
+	char	   *base = t_path("p"),
+			   *der = t_path("d");
+	char		hex[65];
+	ds_rt		r;
+
+	write_shards("p", NROWS, 2, EDIT_NONE);
+	write_shards("d", NROWS, 3, EDIT_SCORE);
+	if (!DS_ROUNDTRIP(base, der, "part-0000.csv=rows-csv,part-0001.csv=rows-csv,"
+					  "part-0002.csv=rows-csv", pct_of(der, 5), &r))
+		return;
+	/* both parent shards are read: base_sha256 is the parent's manifest digest */
+	digest_of(base, hex);
+	T_CHECK(strcmp(hex, r.cres.base_sha256) == 0, "base_sha256 %s, parent manifest %s",
+			r.cres.base_sha256, hex);
+	T_CHECK(r.cres.rows_shared == NROWS + 3 - NROWS / 100, "rows_shared %lld",
+			(long long) r.cres.rows_shared);
+	/* and applying against a copy of the parent elsewhere works the same */
+	{
+		sp_ctx		ctx;
+		sp_apply_result ar;
+
+		write_shards("p2", NROWS, 2, EDIT_NONE);
+		rt_ctx(&ctx);
+		T_OK(&ctx, sp_delta_apply(&ctx, t_path("p2"), r.delta, t_path("again"), &ar));
+		T_CHECK(strcmp(ar.sha256, r.cres.ft_sha256) == 0, "sha %s", ar.sha256);
+		fh_same_tree(der, t_path("again"));
+	}
+}
+
+/* CRLF line ends on both sides, 1% edited. */
+static void
+test_dataset_crlf(void)
+{
+	tspec		p = parent_spec(T_CSV),
+				d = p;
+	char	   *der;
+	ds_rt		r;
+
+	p.eol = d.eol = "\r\n";
+	d.edit = EDIT_SCORE;
+	d.every = 100;
+	der = write_table("d/data.csv", &d);
+	T_REQUIRE(strstr((char *) fh_read(der, &(size_t) {0}), "\r\n") != NULL, "no CRLF written");
+	DS_ROUNDTRIP(write_table("p/data.csv", &p), der, "rows-csv", pct_of(der, 5), &r);
+	/* and CRLF rows against an LF parent still round-trip */
+	p.eol = NULL;
+	DS_ROUNDTRIP(write_table("p2/data.csv", &p), der, "rows-csv", pct_of(der, 60), &r);
+}
+
+/* No final newline: on both sides, and only on the derived side. */
+static void
+test_dataset_no_final_newline(void)
+{
+	tspec		p = parent_spec(T_CSV),
+				d = p;
+	char	   *der;
+	size_t		len;
+	uint8_t    *bytes;
+	ds_rt		r;
+
+	p.no_final_eol = d.no_final_eol = true;
+	d.edit = EDIT_SCORE;
+	d.every = 100;
+	der = write_table("d/data.csv", &d);
+	bytes = fh_read(der, &len);
+	T_REQUIRE(bytes != NULL && len > 0 && bytes[len - 1] != '\n', "file ends with a newline");
+	DS_ROUNDTRIP(write_table("p/data.csv", &p), der, "rows-csv", pct_of(der, 5), &r);
+	p.no_final_eol = false;
+	DS_ROUNDTRIP(write_table("p2/data.csv", &p), der, "rows-csv", pct_of(der, 5), &r);
+	/* a single row without a newline, against the full parent */
+	T_REQUIRE(fh_write(t_path("one.csv"), "id,name,city", 12), "write");
+	DS_ROUNDTRIP(write_table("p3/data.csv", &p), t_path("one.csv"), NULL, 200, &r);
+}
+
+/* An empty derived file against a full parent. */
+static void
+test_dataset_empty_derived(void)
+{
+	tspec		p = parent_spec(T_CSV);
+	char	   *der = t_path("empty.csv");
+	ds_rt		r;
+
+	T_REQUIRE(fh_write(der, "", 0), "write");
+	if (DS_ROUNDTRIP(write_table("p/data.csv", &p), der, "zstd", 400, &r))
+		T_CHECK(r.cres.rows_total == 0 && r.ares.bytes == 0, "rows %lld bytes %llu",
+				(long long) r.cres.rows_total, (unsigned long long) r.ares.bytes);
+}
+
+/* An empty parent: every row is new, so the delta is about zstd's size. */
+static void
+test_dataset_empty_parent(void)
+{
+	tspec		d = parent_spec(T_CSV);
+	char	   *base = t_path("empty.csv"),
+			   *der;
+	ds_rt		r;
+
+	d.n = 2000;
+	der = write_table("d/data.csv", &d);
+	T_REQUIRE(fh_write(base, "", 0), "write");
+	if (DS_ROUNDTRIP(base, der, "zstd", zstd19_size(der) + zstd19_size(der) / 50 + 300, &r))
+		T_CHECK(r.cres.rows_shared == 0, "rows_shared %lld", (long long) r.cres.rows_shared);
+	/* both empty */
+	DS_ROUNDTRIP(base, base, "zstd", 400, &r);
+}
+
+/* A UTF-8 byte order mark on both sides, then only on the derived side. */
+static void
+test_dataset_bom(void)
+{
+	tspec		p = parent_spec(T_CSV),
+				d = p;
+	char	   *der;
+	ds_rt		r;
+
+	p.bom = d.bom = true;
+	d.edit = EDIT_SCORE;
+	d.every = 100;
+	der = write_table("d/data.csv", &d);
+	T_REQUIRE(memcmp(fh_read(der, &(size_t) {0}), "\xEF\xBB\xBF", 3) == 0, "no BOM written");
+	DS_ROUNDTRIP(write_table("p/data.csv", &p), der, "rows-csv", pct_of(der, 5), &r);
+	p.bom = false;
+	DS_ROUNDTRIP(write_table("p2/data.csv", &p), der, "rows-csv", pct_of(der, 5), &r);
+}
+
+/* JSONL with 2% of the values edited. */
+static void
+test_dataset_jsonl_edit(void)
+{
+	tspec		p = {.fmt = T_JSONL, .ids = ids_range(0, 10000), .n = 10000},
+				d = p;
+	char	   *der;
+	ds_rt		r;
+
+	d.edit = EDIT_SCORE;
+	d.every = 50;
+	der = write_table("d/data.jsonl", &d);
+	if (DS_ROUNDTRIP(write_table("p/data.jsonl", &p), der, "rows-jsonl", pct_of(der, 5), &r))
+		T_CHECK(r.cres.rows_shared == 10000 - 10000 / 50, "rows_shared %lld",
+				(long long) r.cres.rows_shared);
+	/* a field added to every object */
+	d.edit = EDIT_ADDCOL;
+	der = write_table("d2/data.jsonl", &d);
+	DS_ROUNDTRIP(t_path("p/data.jsonl"), der, "rows-jsonl", pct_of(der, 6), &r);
+}
+
+/* A pretty-printed JSON array, and a subset of its elements. */
+static void
+test_dataset_json_array_subset(void)
+{
+	tspec		p = {.fmt = T_JSON, .ids = ids_range(0, 10000), .n = 10000},
+				d = p;
+	uint64_t   *keep = t_track(malloc(10000 * sizeof(uint64_t)));
+	size_t		n = 0;
+	char	   *der;
+	ds_rt		r;
+
+	for (uint64_t i = 0; i < 10000; i++)
+		if (i % 4 != 1)
+			keep[n++] = i;
+	d.ids = keep;
+	d.n = n;
+	der = write_table("d/data.json", &d);
+	if (DS_ROUNDTRIP(write_table("p/data.json", &p), der, "rows-json-array", pct_of(der, 2), &r))
+		T_CHECK(r.cres.rows_shared >= r.cres.rows_total - 2, "%lld of %lld rows shared",
+				(long long) r.cres.rows_shared, (long long) r.cres.rows_total);
+	/* values edited in 1% of the elements */
+	d = p;
+	d.edit = EDIT_SCORE;
+	d.every = 100;
+	der = write_table("d2/data.json", &d);
+	DS_ROUNDTRIP(t_path("p/data.json"), der, "rows-json-array", pct_of(der, 5), &r);
+}
+
+/* TSV with 1% of the rows edited. */
+static void
+test_dataset_tsv(void)
+{
+	tspec		p = parent_spec(T_TSV),
+				d = p;
+	char	   *der;
+	ds_rt		r;
+
+	d.edit = EDIT_SCORE;
+	d.every = 100;
+	der = write_table("d/data.tsv", &d);
+	DS_ROUNDTRIP(write_table("p/data.tsv", &p), der, "rows-tsv", pct_of(der, 5), &r);
+}
+
+/* Plain text lines (no known extension) with an edit. */
+static void
+test_dataset_lines(void)
+{
+	tspec		p = parent_spec(T_TSV),
+				d = p;
+	char	   *der;
+	ds_rt		r;
+
+	p.no_header = d.no_header = true;
+	d.edit = EDIT_SCORE;
+	d.every = 100;
+	der = write_table("d/notes.txt", &d);
+	DS_ROUNDTRIP(write_table("p/notes.txt", &p), der, "rows-lines", pct_of(der, 5), &r);
+}
+
+/* ---- inputs the scanners cannot cut ----------------------------------------------- */
+
+/* Write the parent table and a derived copy with bytes inserted at row `at`. */
+static char *
+derived_with(const char *rel, const tspec *s, size_t at, const char *insert, size_t ilen)
+{
+	size_t		len;
+	char	   *text = gen_table(s, &len);
+	char	   *pos = text;
+	sb			b = {0};
+	char	   *path = t_path(rel);
+
+	for (size_t i = 0; i < at && pos != NULL; i++)
+		pos = strchr(pos, '\n') ? strchr(pos, '\n') + 1 : NULL;
+	if (pos == NULL)
+		pos = text + len;
+	sb_add(&b, "%.*s", (int) (pos - text), text);
+	for (size_t i = 0; i < ilen; i++)
+		sb_add(&b, "%c", insert[i]);
+	sb_add(&b, "%.*s", (int) (len - (size_t) (pos - text)), pos);
+	if (!fh_write(path, b.p, b.n))
+		t_fail(__FILE__, __LINE__, "cannot write %s", path);
+	free(b.p);
+	return path;
+}
+
+/* A CSV with an unbalanced quote does not cut: bytes against the parent file. */
+static void
+test_dataset_fallback_unbalanced_quote(void)
+{
+	tspec		p = parent_spec(T_CSV);
+	char	   *base = write_table("p/data.csv", &p);
+	char	   *der;
+	ds_rt		r;
+
+	const char	row[] = "9999,\"open quote,Oslo,1,2.000,x\n";
+
+	T_REQUIRE(fh_mkdirs(t_path("d")), "mkdir");
+	der = derived_with("d/data.csv", &p, 5000, row, sizeof(row) - 1);
+	if (DS_ROUNDTRIP(base, der, "zstd-ref", pct_of(der, 2), &r))
+		T_CHECK(r.cres.rows_total == 0, "rows_total %lld", (long long) r.cres.rows_total);
+}
+
+/* A JSON array that never closes. */
+static void
+test_dataset_fallback_json_unclosed(void)
+{
+	tspec		p = {.fmt = T_JSON, .ids = ids_range(0, 5000), .n = 5000};
+	size_t		len;
+	char	   *base = write_table("p/data.json", &p);
+	char	   *text = gen_table(&p, &len);
+	char	   *der = t_path("data.json");
+	ds_rt		r;
+
+	/* cut before the closing bracket */
+	T_REQUIRE(fh_write(der, text, len - 3), "write");
+	DS_ROUNDTRIP(base, der, "zstd-ref", pct_of(der, 2), &r);
+}
+
+/* Invalid UTF-8 inside CSV fields: the scanner only needs the delimiters. */
+static void
+test_dataset_invalid_utf8(void)
+{
+	tspec		p = parent_spec(T_CSV);
+	char	   *base = write_table("p/data.csv", &p);
+	char	   *der;
+	ds_rt		r;
+
+	const char	row[] = "1,\xff\xfe bad,\xc3,\x80\x80,1.000,\xed\xa0\x80\n";
+
+	T_REQUIRE(fh_mkdirs(t_path("d")), "mkdir");
+	der = derived_with("d/data.csv", &p, 700, row, sizeof(row) - 1);
+	DS_ROUNDTRIP(base, der, "rows-csv", pct_of(der, 2), &r);
+}
+
+/* Rows with different field counts. */
+static void
+test_dataset_ragged(void)
+{
+	tspec		p = parent_spec(T_CSV);
+	char	   *base = write_table("p/data.csv", &p);
+	const char	rows[] = "1,2\n\n1,2,3,4,5,6,7,8,9,10,11,12\n,,,,,,,\nonly\n";
+	char	   *der;
+	ds_rt		r;
+
+	T_REQUIRE(fh_mkdirs(t_path("d")), "mkdir");
+	der = derived_with("d/data.csv", &p, 300, rows, sizeof(rows) - 1);
+	DS_ROUNDTRIP(base, der, "rows-csv", pct_of(der, 2), &r);
+}
+
+/* Binary files with NUL bytes: bytes against the same-named parent file. */
+static void
+test_dataset_binary(void)
+{
+	size_t		n = 300000;
+	uint8_t    *a = t_track(malloc(n)),
+			   *b = t_track(malloc(n));
+	uint64_t	s = 99;
+	ds_rt		r;
+
+	for (size_t i = 0; i < n; i++)
+		a[i] = (uint8_t) (fh_rand(&s) % 4 == 0 ? 0 : fh_rand(&s));
+	memcpy(b, a, n);
+	for (size_t i = 0; i < n; i += 997)
+		b[i] ^= 0x5a;
+	T_REQUIRE(fh_mkdirs(t_path("p")) && fh_mkdirs(t_path("d")), "mkdir");
+	T_REQUIRE(fh_write(t_path("p/blob.bin"), a, n) && fh_write(t_path("d/blob.bin"), b, n) &&
+			  fh_write(t_path("p/data.csv"), "a,b\n1,2\n", 8) &&
+			  fh_write(t_path("d/data.csv"), "a,b\n1,2\n3,4\n", 12), "write");
+	DS_ROUNDTRIP(t_path("p/blob.bin"), t_path("d/blob.bin"), "zstd-ref", n / 20, &r);
+	/* a directory mixing a binary file and a CSV */
+	DS_ROUNDTRIP(t_path("p"), t_path("d"), "blob.bin=zstd-ref,data.csv=rows-csv", n / 20, &r);
+	/* a binary file named .csv is not cut into rows either */
+	T_REQUIRE(fh_write(t_path("bin.csv"), b, n), "write");
+	DS_ROUNDTRIP(t_path("p/blob.bin"), t_path("bin.csv"), "zstd-ref", n / 20, &r);
+}
+
+/* A translation: same ids and numbers, every text field new. */
+static void
+test_dataset_translation(void)
+{
+	tspec		p = {.fmt = T_CSV, .ids = ids_range(0, 5000), .n = 5000},
+				d = p;
+	char	   *der;
+	uint64_t	z;
+	ds_rt		r;
+
+	d.vocab = 1;
+	der = write_table("d/data.csv", &d);
+	z = zstd19_size(der);
+	/* no worse than plain zstd -19 of the derived file, plus overhead */
+	if (DS_ROUNDTRIP(write_table("p/data.csv", &p), der, NULL, z + z / 50 + 400, &r))
+		T_CHECK(r.cres.rows_shared <= 1, "rows_shared %lld", (long long) r.cres.rows_shared);
+	/* an unrelated file: the parent is of no use */
+	T_REQUIRE(fh_write(t_path("p/other.csv"), "x,y\n1,2\n", 8), "write");
+	DS_ROUNDTRIP(t_path("p/other.csv"), der, NULL, z + z / 50 + 400, &r);
+}
+
+/* ---- the real pairs ------------------------------------------------------------------ */
+
+/* One real pair and the zstd -19 --patch-from size it is measured against. */
+typedef struct real_pair
+{
+	const char *name;
+	const char *ext;
+	uint64_t	ref_bytes;
+	double		slack;			/* allowed multiple of ref_bytes */
+	const char *method;
+} real_pair;
+
+static const real_pair real_pairs[] = {
+	{"covid_countries_1day", "csv", 2670, 1.0, "rows-csv"},
+	{"covid_countries_1month", "csv", 34870, 1.0, "rows-csv"},
+	{"owid_co2_update", "csv", 290491, 1.0, "rows-csv"},
+	{"toolformer_simfilter", "json", 8356, 1.0, "rows-json-array"},
+	{"gsm8k_socratic", "jsonl", 49666, 1.25, "rows-jsonl"},	/* being improved */
+	{"alpaca_eval_outputs_regen", "json", 180625, 1.0, "rows-json-array"},
+	{"xquad_en_de", "json", 106464, 1.0, "rows-lines"},	/* not an array */
+	{"ranked_dash_parquet", "parquet", 343274, 1.01, "zstd-ref"},
+};
+
+/* Every shared pair round-trips within its reference size. */
+static void
+test_dataset_real_pairs(void)
+{
+	const char *d = t_data() != NULL ? t_data() : "../shared/data";
+	struct stat st;
+
+	if (stat(t_fmt("%s/datasets", d), &st) != 0)
+	{
+		t_skip("no shared datasets");
+		return;
+	}
+	for (size_t i = 0; i < sizeof(real_pairs) / sizeof(real_pairs[0]); i++)
+	{
+		const real_pair *p = &real_pairs[i];
+		char	   *base = t_fmt("%s/datasets/%s/base.%s", d, p->name, p->ext);
+		char	   *der = t_fmt("%s/datasets/%s/derived.%s", d, p->name, p->ext);
+		char	   *rb = realpath(base, NULL),
+				   *rd = realpath(der, NULL);
+		ds_rt		r;
+
+		if (rb == NULL || rd == NULL)
+		{
+			t_fail(__FILE__, __LINE__, "%s: missing base or derived file", p->name);
+			free(rb);
+			free(rd);
+			continue;
+		}
+		t_track(rb);
+		t_track(rd);
+		DS_ROUNDTRIP(rb, rd, p->method, (uint64_t) ((double) p->ref_bytes * p->slack), &r);
+	}
+}
+
+/* ---- errors ---------------------------------------------------------------------------- */
+
+/* A small pair (parent, derived with edits) and its delta; paths tracked. */
+static char *
+small_pair(const char **base, const char **der, size_t rows)
+{
+	tspec		p = {.fmt = T_CSV, .ids = ids_range(0, rows), .n = rows},
+				d = p;
+	sp_ctx		ctx;
+	sp_compress_result cr;
+	char	   *delta = t_path("small.delta");
+
+	d.edit = EDIT_SCORE;
+	d.every = 10;
+	*base = write_table("sp/data.csv", &p);
+	*der = write_table("sd/data.csv", &d);
+	rt_ctx(&ctx);
+	if (sp_dataset_compress(&ctx, *base, *der, delta, 3, &cr) != SP_OK)
+	{
+		t_fail(__FILE__, __LINE__, "compress: %s", ctx.err.msg);
+		return NULL;
+	}
+	return delta;
+}
+
+/* Level out of range, missing inputs, outputs that exist. */
+static void
+test_dataset_err_args(void)
+{
+	const char *base,
+			   *der;
+	char	   *delta = small_pair(&base, &der, 200);
+	char	   *missing = t_path("missing.csv");
+	char	   *out = t_path("o.delta");
+	sp_ctx		ctx;
+	sp_compress_result cr;
+	sp_apply_result ar;
+	const int	levels[] = {0, 20, -1};
+
+	T_REQUIRE(delta != NULL, "no delta");
+	for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
+	{
+		rt_ctx(&ctx);
+		T_ERR(&ctx, sp_dataset_compress(&ctx, base, der, out, levels[i], &cr), SP_ERR_INVALID_ARG,
+			  t_fmt("compression level %d is out of range (1 to 19)", levels[i]));
+	}
+	rt_ctx(&ctx);
+	T_OK(&ctx, sp_dataset_compress(&ctx, base, der, t_path("l1.delta"), 1, &cr));
+	rt_ctx(&ctx);
+	T_OK(&ctx, sp_dataset_compress(&ctx, base, der, t_path("l19.delta"), 19, &cr));
+	rt_ctx(&ctx);
+	T_ERR(&ctx, sp_dataset_compress(&ctx, missing, der, out, 3, &cr), SP_ERR_IO,
+		  t_fmt("could not open \"%s\": No such file or directory", missing));
+	rt_ctx(&ctx);
+	T_ERR(&ctx, sp_dataset_compress(&ctx, base, missing, out, 3, &cr), SP_ERR_IO,
+		  t_fmt("could not open \"%s\": No such file or directory", missing));
+	rt_ctx(&ctx);
+	T_ERR(&ctx, sp_dataset_compress(&ctx, base, der, delta, 3, &cr), SP_ERR_EXISTS,
+		  t_fmt("output \"%s\" already exists", delta));
+	rt_ctx(&ctx);
+	T_ERR(&ctx, sp_dataset_compress(&ctx, base, der, "", 3, &cr), SP_ERR_INVALID_ARG,
+		  "output path must not be empty");
+	rt_ctx(&ctx);
+	T_ERR(&ctx, sp_delta_apply(&ctx, missing, delta, t_path("o.csv"), &ar), SP_ERR_IO,
+		  t_fmt("could not open \"%s\": No such file or directory", missing));
+	rt_ctx(&ctx);
+	T_ERR(&ctx, sp_delta_apply(&ctx, base, delta, der, &ar), SP_ERR_EXISTS,
+		  t_fmt("output \"%s\" already exists", der));
+	T_CHECK(!fh_exists(out) && !fh_exists(t_path("o.csv")), "an output was written");
+}
+
+/* Applying against another parent is refused before anything is written. */
+static void
+test_dataset_err_wrong_base(void)
+{
+	const char *base,
+			   *der;
+	char	   *delta = small_pair(&base, &der, 200);
+	char	   *flipped = t_path("flipped.csv"),
+			   *other = t_path("other.csv");
+	char		want[65],
+				got[65];
+	sp_ctx		ctx;
+	sp_apply_result ar;
+	tspec		o = {.fmt = T_CSV, .ids = ids_range(5, 100), .n = 100};
+
+	T_REQUIRE(delta != NULL, "no delta");
+	fh_sha256(base, want);
+	/* same size, one byte changed */
+	T_REQUIRE(fh_copy(base, flipped) && fh_flip(flipped, 500, 0x01), "setup");
+	fh_sha256(flipped, got);
+	rt_ctx(&ctx);
+	T_ERR(&ctx, sp_delta_apply(&ctx, flipped, delta, t_path("o1.csv"), &ar), SP_ERR_WRONG_BASE,
+		  t_fmt("wrong base: \"%s\" has sha256 %s, the delta was made against %s", flipped,
+				got, want));
+	/* another table */
+	write_table("other.csv", &o);
+	rt_ctx(&ctx);
+	T_ERR(&ctx, sp_delta_verify(&ctx, other, delta, &ar), SP_ERR_WRONG_BASE,
+		  t_fmt("wrong base: \"%s\" has %lld bytes, the delta was made against %lld bytes (sha256 %s)",
+				other, (long long) fh_size(other), (long long) fh_size(base), want));
+	T_CHECK(!fh_exists(t_path("o1.csv")), "an output was written");
+}
+
+/* A directory delta against a parent directory that lacks a shard. */
+static void
+test_dataset_err_wrong_base_dir(void)
+{
+	sp_ctx		ctx;
+	sp_compress_result cr;
+	sp_apply_result ar;
+	char	   *delta = t_path("d.delta");
+
+	write_shards("p", 2000, 2, EDIT_NONE);
+	write_shards("d", 2000, 3, EDIT_SCORE);
+	rt_ctx(&ctx);
+	T_OK(&ctx, sp_dataset_compress(&ctx, t_path("p"), t_path("d"), delta, 3, &cr));
+	T_REQUIRE(unlink(t_path("p/part-0001.csv")) == 0, "unlink");
+	rt_ctx(&ctx);
+	T_ERR(&ctx, sp_delta_apply(&ctx, t_path("p"), delta, t_path("out"), &ar), SP_ERR_WRONG_BASE,
+		  t_fmt("wrong base: \"%s\" has no file \"part-0001.csv\", which the delta was made against",
+				t_path("p")));
+	T_CHECK(!fh_exists(t_path("out")), "an output was written");
+}
+
+/* Offset of the first ROWS chunk record of a delta in memory; 0 if none. */
+static size_t
+find_rows_chunk(const uint8_t *d, size_t len, size_t *plen)
+{
+	size_t		pos = 16;
+
+	while (pos + 16 <= len)
+	{
+		size_t		n = (size_t) d[pos + 4] | (size_t) d[pos + 5] << 8 |
+			(size_t) d[pos + 6] << 16 | (size_t) d[pos + 7] << 24;
+
+		if (n > len - pos - 16)
+			return 0;
+		if (d[pos] == 3 && n > 40 && d[pos + 8] == 4)
+		{
+			*plen = n;
+			return pos;
+		}
+		pos += 16 + n;
+	}
+	return 0;
+}
+
+/* Recompute the XXH3-64 of the record at pos (payload length plen). */
+static void
+fix_record_sum(uint8_t *d, size_t pos, size_t plen)
+{
+	uint64_t	sum = XXH3_64bits(d + pos, 8 + plen);
+
+	for (int i = 0; i < 8; i++)
+		d[pos + 8 + plen + (size_t) i] = (uint8_t) (sum >> (8 * i));
+}
+
+/* Damage inside a ROWS chunk: the record checksum, then the chunk's own. */
+static void
+test_dataset_err_corrupt_rows_chunk(void)
+{
+	const char *base,
+			   *der;
+	char	   *delta = small_pair(&base, &der, 2000);
+	char	   *bad = t_path("bad.delta");
+	size_t		len,
+				plen = 0,
+				roff;
+	uint8_t    *d;
+	sp_ctx		ctx;
+	sp_apply_result ar;
+
+	T_REQUIRE(delta != NULL && (d = fh_read(delta, &len)) != NULL, "no delta");
+	roff = find_rows_chunk(d, len, &plen);
+	T_REQUIRE(roff > 0, "no ROWS chunk in the delta");
+	/* a byte of the compressed streams: the record checksum catches it */
+	d[roff + 8 + 40 + (plen - 40) / 2] ^= 0x10;
+	T_REQUIRE(fh_write(bad, d, len), "write");
+	rt_ctx(&ctx);
+	T_ERR(&ctx, sp_delta_apply(&ctx, base, bad, t_path("o.csv"), &ar), SP_ERR_CORRUPT,
+		  t_fmt("delta \"%s\" is corrupted: checksum mismatch in record at byte %zu", bad, roff));
+	rt_ctx(&ctx);
+	T_ERR(&ctx, sp_delta_verify(&ctx, base, bad, &ar), SP_ERR_CORRUPT,
+		  t_fmt("delta \"%s\" is corrupted: checksum mismatch in record at byte %zu", bad, roff));
+	/* the chunk's checksum field changed, the record checksum made to match */
+	d[roff + 8 + 40 + (plen - 40) / 2] ^= 0x10;
+	d[roff + 8 + 32] ^= 0x01;
+	fix_record_sum(d, roff, plen);
+	unlink(bad);
+	T_REQUIRE(fh_write(bad, d, len), "write");
+	rt_ctx(&ctx);
+	T_ERR(&ctx, sp_delta_apply(&ctx, base, bad, t_path("o.csv"), &ar), SP_ERR_CORRUPT,
+		  t_fmt("delta \"%s\" is corrupted: chunk 1 of \"data.csv\" does not match its checksum",
+				bad));
+	T_CHECK(!fh_exists(t_path("o.csv")), "an output was written");
+}
+
+/*
+ * Every byte of a ROWS chunk record changed in turn, with the record
+ * checksum fixed so the chunk decoder sees it: always SP_ERR_CORRUPT, in
+ * memory and on disk.
+ */
+static void
+test_dataset_err_rows_chunk_sweep(void)
+{
+	const char *base,
+			   *der;
+	char	   *delta = small_pair(&base, &der, 120);
+	size_t		len,
+				blen,
+				plen = 0,
+				roff;
+	uint8_t    *d,
+			   *b,
+			   *m;
+	int			bad = 0;
+
+	T_REQUIRE(delta != NULL && (d = fh_read(delta, &len)) != NULL &&
+			  (b = fh_read(base, &blen)) != NULL, "setup");
+	roff = find_rows_chunk(d, len, &plen);
+	T_REQUIRE(roff > 0, "no ROWS chunk in the delta");
+	m = t_track(malloc(len));
+	for (size_t i = 0; i < plen && bad < 5; i++)
+	{
+		for (int k = 0; k < 2; k++)
+		{
+			sp_ctx		ctx;
+			void	   *out = NULL;
+			size_t		out_len = 0;
+			sp_status	st;
+
+			memcpy(m, d, len);
+			m[roff + 8 + i] ^= k ? 0xFF : 0x01;
+			fix_record_sum(m, roff, plen);
+			rt_ctx(&ctx);
+			st = sp_delta_apply_mem(&ctx, b, blen, m, len, 1 << 20, &out, &out_len);
+			if (st != SP_ERR_CORRUPT || ctx.err.code != SP_ERR_CORRUPT)
+			{
+				t_fail(__FILE__, __LINE__, "byte %zu of the ROWS chunk ^ 0x%02x: %s (%s)", i,
+					   k ? 0xFF : 0x01, sp_status_name(st), ctx.err.msg);
+				bad++;
+			}
+			if (st == SP_OK)
+				free(out);
+		}
+	}
+	printf("# %zu bytes of a ROWS chunk damaged twice each\n", plen);
+}
+
+/* A delta cut short anywhere is truncated, not corrupted. */
+static void
+test_dataset_err_truncated(void)
+{
+	const char *base,
+			   *der;
+	char	   *delta = small_pair(&base, &der, 2000);
+	char	   *cut = t_path("cut.delta");
+	size_t		len,
+				plen = 0,
+				roff;
+	uint8_t    *d;
+	sp_ctx		ctx;
+	sp_apply_result ar;
+	size_t		at[4];
+
+	T_REQUIRE(delta != NULL && (d = fh_read(delta, &len)) != NULL, "no delta");
+	roff = find_rows_chunk(d, len, &plen);
+	T_REQUIRE(roff > 0, "no ROWS chunk");
+	at[0] = roff + 8 + plen / 2;	/* inside the ROWS chunk */
+	at[1] = roff;				/* just before it */
+	at[2] = len - 1;			/* the last byte of END missing */
+	at[3] = 40;
+	for (int i = 0; i < 4; i++)
+	{
+		unlink(cut);
+		T_REQUIRE(fh_write(cut, d, at[i]), "write");
+		rt_ctx(&ctx);
+		T_ERR(&ctx, sp_delta_apply(&ctx, base, cut, t_path("o.csv"), &ar), SP_ERR_TRUNCATED,
+			  t_fmt("delta \"%s\" is truncated at byte %zu", cut, at[i]));
+		T_CHECK(!fh_exists(t_path("o.csv")), "an output was written at cut %zu", at[i]);
+	}
+}
+
+/* ---- hooks ------------------------------------------------------------------------------ */
+
+/* Counting allocator and interrupt hook state. */
+typedef struct ds_hooks
+{
+	long		allocs;
+	long		fail_after;		/* -1: never */
+	long		live;
+	long		polls;
+	long		cancel_at;		/* -1: never */
+} ds_hooks;
+
+/* alloc hook: fails every call after fail_after. */
+static void *
+dh_alloc(void *user, size_t size)
+{
+	ds_hooks   *h = user;
+	void	   *p;
+
+	if (h->fail_after >= 0 && h->allocs >= h->fail_after)
+	{
+		h->allocs++;
+		return NULL;
+	}
+	h->allocs++;
+	if ((p = malloc(size)) != NULL)
+		h->live++;
+	return p;
+}
+
+/* free hook. */
+static void
+dh_free(void *user, void *p)
+{
+	ds_hooks   *h = user;
+
+	if (p != NULL)
+	{
+		h->live--;
+		free(p);
+	}
+}
+
+/* interrupted hook: 1 from the cancel_at-th poll on. */
+static int
+dh_interrupted(void *user)
+{
+	ds_hooks   *h = user;
+
+	h->polls++;
+	return h->cancel_at >= 0 && h->polls >= h->cancel_at;
+}
+
+/* A context with the hooks above. */
+static void
+dh_ctx(sp_ctx *ctx, ds_hooks *h, long fail_after, long cancel_at)
+{
+	memset(h, 0, sizeof(*h));
+	h->fail_after = fail_after;
+	h->cancel_at = cancel_at;
+	rt_ctx(ctx);
+	ctx->hooks.alloc = dh_alloc;
+	ctx->hooks.free = dh_free;
+	ctx->hooks.interrupted = dh_interrupted;
+	ctx->hooks.user = h;
+}
+
+/* Operations the sweeps run. */
+typedef enum ds_op
+{
+	DS_COMPRESS, DS_APPLY, DS_VERIFY, DS_INFO, DS_NOPS
+} ds_op;
+
+static const char *const ds_op_names[DS_NOPS] = {"compress", "apply", "verify", "info"};
+
+/* Run one operation on base/der/delta; outputs go to out. */
+static sp_status
+ds_run(sp_ctx *ctx, ds_op op, const char *base, const char *der, const char *delta,
+	   const char *out)
+{
+	sp_compress_result cr;
+	sp_apply_result ar;
+	sp_info		info = {0};
+	sp_status	st;
+
+	switch (op)
+	{
+		case DS_COMPRESS:
+			return sp_dataset_compress(ctx, base, der, out, 3, &cr);
+		case DS_APPLY:
+			return sp_delta_apply(ctx, base, delta, out, &ar);
+		case DS_VERIFY:
+			return sp_delta_verify(ctx, base, delta, &ar);
+		default:
+			if ((st = sp_delta_info(ctx, delta, &info)) == SP_OK)
+				sp_info_free(ctx, &info);
+			return st;
+	}
+}
+
+/* Is directory dir empty?  Otherwise report what was left. */
+static bool
+dir_empty(const char *dir, const char *what, long k)
+{
+	size_t		n;
+	char	  **names = fh_list(dir, &n);
+
+	if (n == 0)
+		return true;
+	t_fail(__FILE__, __LINE__, "%s at %ld left \"%s\" in the output directory", what, k, names[0]);
+	return false;
+}
+
+/* Inputs of the sweeps: a file pair and a directory pair with their deltas. */
+static bool
+sweep_inputs(const char **base, const char **der, const char **delta, bool dir)
+{
+	sp_ctx		ctx;
+	sp_compress_result cr;
+
+	if (!dir)
+		return (*delta = small_pair(base, der, 3000)) != NULL;
+	write_shards("wp", 3000, 2, EDIT_NONE);
+	write_shards("wd", 3000, 3, EDIT_SCORE);
+	if (!fh_write(t_path("wp/blob.bin"), "\0\1\2\3abc", 7) ||
+		!fh_write(t_path("wd/blob.bin"), "\0\1\2\3abd", 7))
+		return false;
+	*base = t_path("wp");
+	*der = t_path("wd");
+	*delta = t_path("w.delta");
+	rt_ctx(&ctx);
+	if (sp_dataset_compress(&ctx, *base, *der, *delta, 3, &cr) != SP_OK)
+	{
+		t_fail(__FILE__, __LINE__, "compress: %s", ctx.err.msg);
+		return false;
+	}
+	return true;
+}
+
+/* Run op once without faults (output under okdir); its allocation and poll counts. */
+static bool
+ds_count(ds_op op, const char *base, const char *der, const char *delta, const char *okdir,
+		 bool dir, ds_hooks *h)
+{
+	sp_ctx		ctx;
+	char	   *ok = t_fmt("%s/%s", okdir, ds_op_names[op]);
+	sp_status	st;
+
+	dh_ctx(&ctx, h, -1, -1);
+	st = ds_run(&ctx, op, base, der, delta, ok);
+	if (st != SP_OK)
+	{
+		t_fail(__FILE__, __LINE__, "%s%s: %s: %s", ds_op_names[op], dir ? " (directory)" : "",
+			   sp_status_name(st), ctx.err.msg);
+		return false;
+	}
+	T_CHECK(h->live == 0, "%s: %ld blocks not freed", ds_op_names[op], h->live);
+	if (op == DS_APPLY)
+		T_CHECK(dir ? fh_same_tree(der, ok) : fh_same(der, ok), "%s: rebuilt output differs", ok);
+	return true;
+}
+
+/* Fail the allocations after k, for every k, in each operation. */
+static void
+sweep_alloc(bool dir)
+{
+	const char *base,
+			   *der,
+			   *delta;
+	char	   *outdir = t_path("out"),
+			   *okdir = t_path("ok");
+
+	T_REQUIRE(sweep_inputs(&base, &der, &delta, dir) && fh_mkdirs(outdir) && fh_mkdirs(okdir),
+			  "setup");
+	for (int op = 0; op < DS_NOPS; op++)
+	{
+		sp_ctx		ctx;
+		ds_hooks	h;
+		long		total;
+		char	   *o = t_fmt("%s/o", outdir);
+
+		if (!ds_count((ds_op) op, base, der, delta, okdir, dir, &h))
+			continue;
+		total = h.allocs;
+		for (long k = 0; k < total; k++)
+		{
+			sp_status	st;
+
+			dh_ctx(&ctx, &h, k, -1);
+			st = ds_run(&ctx, (ds_op) op, base, der, delta, o);
+			if (st != SP_ERR_NOMEM || ctx.err.code != SP_ERR_NOMEM || h.live != 0 ||
+				!dir_empty(outdir, ds_op_names[op], k))
+			{
+				t_fail(__FILE__, __LINE__, "%s%s failing after %ld of %ld allocations: %s (%s), "
+					   "%ld blocks not freed", ds_op_names[op], dir ? " (directory)" : "", k,
+					   total, sp_status_name(st), ctx.err.msg, h.live);
+				break;			/* one report per operation */
+			}
+		}
+		printf("# %s%s: %ld allocations swept\n", ds_op_names[op], dir ? " (directory)" : "",
+			   total);
+	}
+}
+
+/* Allocation failure at every point of compress, apply, verify and info. */
+static void
+test_dataset_alloc_sweep(void)
+{
+	sweep_alloc(false);
+}
+
+/* The same over a directory pair (shards and a binary file). */
+static void
+test_dataset_alloc_sweep_dir(void)
+{
+	sweep_alloc(true);
+}
+
+/* Cancel at every poll of each operation: SP_ERR_CANCELLED, nothing left. */
+static void
+sweep_cancel(bool dir)
+{
+	const char *base,
+			   *der,
+			   *delta;
+	char	   *outdir = t_path("out"),
+			   *okdir = t_path("ok");
+
+	T_REQUIRE(sweep_inputs(&base, &der, &delta, dir) && fh_mkdirs(outdir) && fh_mkdirs(okdir),
+			  "setup");
+	for (int op = 0; op < DS_NOPS; op++)
+	{
+		sp_ctx		ctx;
+		ds_hooks	h;
+		long		total;
+
+		if (!ds_count((ds_op) op, base, der, delta, okdir, dir, &h))
+			continue;
+		total = h.polls;
+		T_CHECK(total >= 1 || op == DS_INFO, "%s never polls the interrupt hook", ds_op_names[op]);
+		for (long k = 1; k <= total; k++)
+		{
+			sp_status	st;
+
+			dh_ctx(&ctx, &h, -1, k);
+			st = ds_run(&ctx, (ds_op) op, base, der, delta, t_fmt("%s/o", outdir));
+			if (st != SP_ERR_CANCELLED ||
+				strcmp(ctx.err.msg, "canceling statement due to user request") != 0 ||
+				h.live != 0 || !dir_empty(outdir, ds_op_names[op], k))
+			{
+				t_fail(__FILE__, __LINE__, "%s%s cancelled at poll %ld of %ld: %s (%s), "
+					   "%ld blocks not freed", ds_op_names[op], dir ? " (directory)" : "", k,
+					   total, sp_status_name(st), ctx.err.msg, h.live);
+				break;
+			}
+		}
+		printf("# %s%s: %ld polls swept\n", ds_op_names[op], dir ? " (directory)" : "", total);
+	}
+}
+
+/* Cancellation at every poll. */
+static void
+test_dataset_cancel_sweep(void)
+{
+	sweep_cancel(false);
+}
+
+/* Cancellation at every poll, directory pair. */
+static void
+test_dataset_cancel_sweep_dir(void)
+{
+	sweep_cancel(true);
+}
+
+const t_case t_tests_dataset[] = {
+	{"dataset_csv_edit", test_dataset_csv_edit},
+	{"dataset_subset", test_dataset_subset},
+	{"dataset_dedup", test_dataset_dedup},
+	{"dataset_shuffle", test_dataset_shuffle},
+	{"dataset_append", test_dataset_append},
+	{"dataset_column_added", test_dataset_column_added},
+	{"dataset_column_recomputed", test_dataset_column_recomputed},
+	{"dataset_header_renamed", test_dataset_header_renamed},
+	{"dataset_reshard_file_to_dir", test_dataset_reshard_file_to_dir},
+	{"dataset_reshard_dir_to_dir", test_dataset_reshard_dir_to_dir},
+	{"dataset_crlf", test_dataset_crlf},
+	{"dataset_no_final_newline", test_dataset_no_final_newline},
+	{"dataset_empty_derived", test_dataset_empty_derived},
+	{"dataset_empty_parent", test_dataset_empty_parent},
+	{"dataset_bom", test_dataset_bom},
+	{"dataset_jsonl_edit", test_dataset_jsonl_edit},
+	{"dataset_json_array_subset", test_dataset_json_array_subset},
+	{"dataset_tsv", test_dataset_tsv},
+	{"dataset_lines", test_dataset_lines},
+	{"dataset_fallback_unbalanced_quote", test_dataset_fallback_unbalanced_quote},
+	{"dataset_fallback_json_unclosed", test_dataset_fallback_json_unclosed},
+	{"dataset_invalid_utf8", test_dataset_invalid_utf8},
+	{"dataset_ragged", test_dataset_ragged},
+	{"dataset_binary", test_dataset_binary},
+	{"dataset_translation", test_dataset_translation},
+	{"dataset_real_pairs", test_dataset_real_pairs},
+	{"dataset_err_args", test_dataset_err_args},
+	{"dataset_err_wrong_base", test_dataset_err_wrong_base},
+	{"dataset_err_wrong_base_dir", test_dataset_err_wrong_base_dir},
+	{"dataset_err_corrupt_rows_chunk", test_dataset_err_corrupt_rows_chunk},
+	{"dataset_err_rows_chunk_sweep", test_dataset_err_rows_chunk_sweep},
+	{"dataset_err_truncated", test_dataset_err_truncated},
+	{"dataset_alloc_sweep", test_dataset_alloc_sweep},
+	{"dataset_alloc_sweep_dir", test_dataset_alloc_sweep_dir},
+	{"dataset_cancel_sweep", test_dataset_cancel_sweep},
+	{"dataset_cancel_sweep_dir", test_dataset_cancel_sweep_dir},
+	{NULL, NULL}
+};
