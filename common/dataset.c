@@ -23,7 +23,10 @@
  * codes the windows exactly as compress would, extrapolating by bytes.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
@@ -35,7 +38,29 @@
 #define DS_BUF (8u << 20)			/* derived scan buffer */
 #define DS_WINDOWS 8				/* estimator sample windows */
 #define DS_STANDALONE_SHARE 4		/* try plain zstd when shared < 1/4 */
+#define DS_PROBE_LEVEL 6			/* zstd level that ranks the two variants */
 #define DS_TEXT_CELL 32			/* changed cells this long on average: whole row */
+
+/*
+ * A chunk is recorded two ways at once, differing only for rows whose
+ * changed cells are long text: stored whole (VAR_WHOLE; zstd sees the
+ * unchanged cells they often quote) or cell by cell (VAR_CELLS).  When some
+ * row is like that, both are coded and the smaller is kept.
+ */
+enum
+{
+	VAR_WHOLE = 0, VAR_CELLS = 1
+};
+
+/* The control stream of one way of coding the chunk. */
+typedef struct variant
+{
+	sp_buf		ctl;
+	sp_buf		lits;				/* literals of the pending group */
+	uint64_t	data_n;				/* literal data bytes */
+	uint64_t	chg_fields;			/* changed fields in column-mode literals */
+	uint64_t	shared;				/* bytes of unchanged cells */
+} variant;
 
 /* State of one dataset compression (or estimate). */
 typedef struct dsenc
@@ -51,13 +76,15 @@ typedef struct dsenc
 	uint32_t   *slot;				/* base file -> BASES index, or SP_NO_BASE */
 	uint32_t	nslots;
 	sp_codec	codec;
+	sp_codec	codec2;				/* the worker thread's */
 	sp_rowslay	lay;
+	sp_rowslay	lay2;				/* the second variant's layout */
 	uint8_t    *buf;				/* derived scan buffer */
 	/* the chunk being built */
 	uint8_t    *cbuf;
 	size_t		clen;
-	sp_buf		ctl;
-	sp_buf		lits;
+	variant		v[2];				/* VAR_WHOLE, VAR_CELLS */
+	uint64_t	text_lits;			/* literals where the variants differ */
 	uint64_t	nrows;
 	uint64_t	nlit;
 	int64_t		prev;
@@ -66,15 +93,15 @@ typedef struct dsenc
 	uint64_t	copy_n;
 	int64_t		copy_prev;
 	uint64_t	pbytes;
-	uint64_t	shared;
-	uint64_t	data_n;				/* literal data bytes */
-	uint64_t	chg_fields;			/* changed fields in column-mode literals */
+	uint64_t	shared;				/* bytes of copied rows */
 	uint8_t    *ref;				/* scratch copies of two parent rows */
 	uint8_t    *ref2;
 	uint32_t   *dfe;				/* field ends of the derived row */
 	uint32_t   *rfe;				/* field ends of a parent row */
 	uint8_t    *pay;
 	size_t		pay_cap;
+	uint8_t    *pay2;				/* the other variant's payload */
+	size_t		pay2_cap;
 	uint8_t    *chk;				/* decode check */
 	size_t		chk_cap;
 	/* per file and totals */
@@ -84,9 +111,9 @@ typedef struct dsenc
 	uint64_t	nchanged;
 	uint64_t	coded;				/* estimator: bytes the chunks took */
 	bool		estimating;			/* collect the streams below instead of coding */
-	sp_buf		est_ctl,
-				est_data,
-				est_prefix,
+	sp_buf		est_ctl[2],
+				est_data[2],
+				est_prefix[2],
 				est_raw;
 	uint64_t	est_shared;
 	uint64_t	done,
@@ -130,9 +157,9 @@ cuts(sp_ctx *ctx, sp_fileset *fs, size_t i, sp_rowfmt fmt, uint8_t *buf, bool *o
 	return rc;
 }
 
-/* Give each derived file a row format; the first one is the row space's. */
+/* Give each derived file a row format (checking files up to check_max bytes cut). */
 static sp_status
-classify(dsenc *e, bool full_check)
+classify(dsenc *e, uint64_t check_max)
 {
 	sp_ctx	   *ctx = e->ctx;
 
@@ -145,7 +172,8 @@ classify(dsenc *e, bool full_check)
 			return ctx->err.code;
 		if (f != SP_ROWS_NONE && e->fmt != SP_ROWS_NONE && f != e->fmt)
 			f = SP_ROWS_NONE;	/* one row format per delta */
-		if (f != SP_ROWS_NONE && full_check && cuts(ctx, e->der, i, f, e->buf, &ok) != SP_OK)
+		if (f != SP_ROWS_NONE && e->der->f[i].size <= check_max &&
+			cuts(ctx, e->der, i, f, e->buf, &ok) != SP_OK)
 			return ctx->err.code;
 		e->dfmt[i] = ok ? (uint8_t) f : SP_ROWS_NONE;
 		if (ok && f != SP_ROWS_NONE)
@@ -185,7 +213,7 @@ partner_of(dsenc *e, size_t i)
 
 /* ---- the chunk being built ---------------------------------------------------- */
 
-/* Write the pending group: copy run, then literals. */
+/* Write the pending group (copy run, then literals) to both variants. */
 static sp_status
 flush_group(dsenc *e)
 {
@@ -193,21 +221,26 @@ flush_group(dsenc *e)
 
 	if (e->copy_n == 0 && e->nlit == 0)
 		return SP_OK;
-	if (sp_buf_varint(ctx, &e->ctl, e->copy_n) != SP_OK)
-		return SP_ERR_NOMEM;
-	if (e->copy_n)
+	for (int i = 0; i < 2; i++)
 	{
-		int64_t		d = (int64_t) e->copy_start - (e->copy_prev + 1);
-		uint64_t	zz = d < 0 ? ((uint64_t) (-(d + 1)) << 1) | 1 : (uint64_t) d << 1;
+		variant    *v = &e->v[i];
 
-		if (sp_buf_varint(ctx, &e->ctl, zz) != SP_OK)
+		if (sp_buf_varint(ctx, &v->ctl, e->copy_n) != SP_OK)
 			return SP_ERR_NOMEM;
+		if (e->copy_n)
+		{
+			int64_t		d = (int64_t) e->copy_start - (e->copy_prev + 1);
+			uint64_t	zz = d < 0 ? ((uint64_t) (-(d + 1)) << 1) | 1 : (uint64_t) d << 1;
+
+			if (sp_buf_varint(ctx, &v->ctl, zz) != SP_OK)
+				return SP_ERR_NOMEM;
+		}
+		if (sp_buf_varint(ctx, &v->ctl, e->nlit) != SP_OK ||
+			sp_buf_put(ctx, &v->ctl, v->lits.p, v->lits.n) != SP_OK)
+			return SP_ERR_NOMEM;
+		v->lits.n = 0;
 	}
-	if (sp_buf_varint(ctx, &e->ctl, e->nlit) != SP_OK ||
-		sp_buf_put(ctx, &e->ctl, e->lits.p, e->lits.n) != SP_OK)
-		return SP_ERR_NOMEM;
 	e->copy_n = e->nlit = 0;
-	e->lits.n = 0;
 	return SP_OK;
 }
 
@@ -232,12 +265,12 @@ add_copy(dsenc *e, uint64_t m, size_t len)
 
 /*
  * Bytes of the derived row's fields that differ from parent row ref (nd
- * fields, ends dfe); SIZE_MAX when column mode does not pay: the field
- * counts differ, or the changed cells are long text.
+ * fields, ends dfe); SIZE_MAX when the field counts differ.  *text says
+ * whether the changed cells are long text.
  */
 static size_t
 changed_bytes(dsenc *e, const uint8_t *row, size_t nd, const uint8_t *ref, size_t rlen,
-			  size_t *pchanged)
+			  size_t *pchanged, bool *text)
 {
 	size_t		nchg = 0;
 	size_t		nr = sp_row_fields(e->fmt, ref, rlen, e->rfe, SP_FIELDS_MAX),
@@ -257,12 +290,7 @@ changed_bytes(dsenc *e, const uint8_t *row, size_t nd, const uint8_t *ref, size_
 			diff += dl, pdiff += rl, nchg++;
 	}
 	*pchanged = pdiff;
-	/*
-	 * Rewritten text cells are better stored in their whole row: zstd then
-	 * sees the unchanged cells beside them, which they often quote.
-	 */
-	if (nchg > 0 && diff / nchg >= DS_TEXT_CELL)
-		return SIZE_MAX;
+	*text = nchg > 0 && diff / nchg >= DS_TEXT_CELL;
 	return diff;
 }
 
@@ -284,7 +312,7 @@ fetch_row(dsenc *e, int64_t r, uint8_t *dst)
 
 /* Record a column-mode literal's mask and changed field lengths. */
 static sp_status
-put_cols(dsenc *e, const uint8_t *row, size_t nd, const uint8_t *ref)
+put_cols(dsenc *e, variant *v, const uint8_t *row, size_t nd, const uint8_t *ref)
 {
 	uint8_t		mask[SP_FIELDS_MAX / 8] = {0};
 	sp_buf		lens = {0};
@@ -300,21 +328,45 @@ put_cols(dsenc *e, const uint8_t *row, size_t nd, const uint8_t *ref)
 		{
 			mask[k / 8] |= (uint8_t) (1u << (k % 8));
 			rc = sp_buf_varint(e->ctx, &lens, dl);
-			e->data_n += dl;
-			e->chg_fields++;
+			v->data_n += dl;
+			v->chg_fields++;
 		}
 		else
-			e->shared += dl;
+			v->shared += dl;
 	}
 	if (rc == SP_OK)
-		rc = sp_buf_put(e->ctx, &e->lits, mask, (nd + 7) / 8);
+		rc = sp_buf_put(e->ctx, &v->lits, mask, (nd + 7) / 8);
 	if (rc == SP_OK)
-		rc = sp_buf_put(e->ctx, &e->lits, lens.p, lens.n);
+		rc = sp_buf_put(e->ctx, &v->lits, lens.p, lens.n);
 	sp_buf_free(e->ctx, &lens);
 	return rc;
 }
 
-/* Derived row not in the parent: pick a reference row and record it. */
+/* Record one literal in variant v: selector, then fields or a whole row. */
+static sp_status
+put_literal(dsenc *e, variant *v, uint8_t sel, const uint8_t *row, size_t len, size_t nd,
+			size_t la, size_t lb)
+{
+	bool		next = (sel & SP_REF_MASK) == SP_REF_NEXT;
+
+	if (sp_buf_put(e->ctx, &v->lits, &sel, 1) != SP_OK)
+		return SP_ERR_NOMEM;
+	if (sel & SP_LIT_COLS)
+	{
+		/* recompute the parent row's fields: changed_bytes left the last one's */
+		sp_row_fields(e->fmt, next ? e->ref : e->ref2, next ? la : lb, e->rfe, SP_FIELDS_MAX);
+		return put_cols(e, v, row, nd, next ? e->ref : e->ref2);
+	}
+	v->data_n += len;
+	/* row formats cut whole rows themselves; json-array rows need a length */
+	return e->fmt == SP_ROWS_JSON_ARRAY ? sp_buf_varint(e->ctx, &v->lits, len) : SP_OK;
+}
+
+/*
+ * Derived row not in the parent: pick a reference row (the next parent row
+ * or the last one used, whichever leaves fewer changed bytes) and record it
+ * in both variants.
+ */
 static sp_status
 add_literal(dsenc *e, const uint8_t *row, size_t len)
 {
@@ -323,60 +375,34 @@ add_literal(dsenc *e, const uint8_t *row, size_t len)
 				lb = e->prev + 1 > 0 ? fetch_row(e, e->prev, e->ref2) : SIZE_MAX;
 	size_t		pa = 0,
 				pb = 0;
-	size_t		ca = la != SIZE_MAX ? changed_bytes(e, row, nd, e->ref, la, &pa) : SIZE_MAX;
-	size_t		cb = lb != SIZE_MAX ? changed_bytes(e, row, nd, e->ref2, lb, &pb) : SIZE_MAX;
+	bool		ta = false,
+				tb = false;
+	size_t		ca = la != SIZE_MAX ? changed_bytes(e, row, nd, e->ref, la, &pa, &ta) : SIZE_MAX;
+	size_t		cb = lb != SIZE_MAX ? changed_bytes(e, row, nd, e->ref2, lb, &pb, &tb) : SIZE_MAX;
 	uint64_t	room = SP_PREFIX_MAX - e->pbytes;
-	uint8_t		sel;
-	sp_status	rc;
+	uint8_t		sel,
+				whole;
 
-	if (ca != SIZE_MAX && pa > room)
+	if (ca != SIZE_MAX && la > room)
 		ca = SIZE_MAX;
-	if (cb != SIZE_MAX && pb > room)
+	if (cb != SIZE_MAX && lb > room)
 		cb = SIZE_MAX;
 	e->nlit++;
 	if (ca != SIZE_MAX && ca <= cb && ca < len)
 		sel = SP_REF_NEXT | SP_LIT_COLS;
-	else if (cb != SIZE_MAX && cb < len)
+	else if (cb != SIZE_MAX && cb < len && !tb)
 		sel = SP_REF_SAME | SP_LIT_COLS;
 	else
 		sel = la != SIZE_MAX && la <= room ? SP_REF_NEXT : SP_REF_NONE;
-	if (sp_buf_put(e->ctx, &e->lits, &sel, 1) != SP_OK)
-		return SP_ERR_NOMEM;
-	if (sel & SP_LIT_COLS)
-	{
-		bool		next = (sel & SP_REF_MASK) == SP_REF_NEXT;
-
-		/* recompute the parent row's fields: changed_bytes left the last one's */
-		sp_row_fields(e->fmt, next ? e->ref : e->ref2, next ? la : lb, e->rfe, SP_FIELDS_MAX);
-		e->pbytes += next ? pa : pb;
-		rc = put_cols(e, row, nd, next ? e->ref : e->ref2);
-	}
-	else
-	{
-		e->pbytes += (sel & SP_REF_MASK) ? la : 0;
-		e->data_n += len;
-		/* row formats cut whole rows themselves; json-array rows need a length */
-		rc = e->fmt == SP_ROWS_JSON_ARRAY ? sp_buf_varint(e->ctx, &e->lits, len) : SP_OK;
-	}
+	/* long text against the next row: the whole-row variant differs */
+	whole = sel == (SP_REF_NEXT | SP_LIT_COLS) && ta ? SP_REF_NEXT : sel;
+	e->text_lits += whole != sel;
+	e->pbytes += (sel & SP_REF_MASK) == SP_REF_NEXT ? la : (sel & SP_REF_MASK) ? lb : 0;
+	if (put_literal(e, &e->v[VAR_WHOLE], whole, row, len, nd, la, lb) != SP_OK ||
+		put_literal(e, &e->v[VAR_CELLS], sel, row, len, nd, la, lb) != SP_OK)
+		return e->ctx->err.code;
 	if ((sel & SP_REF_MASK) == SP_REF_NEXT)
 		e->prev++;
-	return rc;
-}
-
-/* Append "u32 raw length, u32 frame length, frame" of src to the payload at *pos. */
-static sp_status
-put_stream(dsenc *e, const uint8_t *src, size_t n, const uint8_t *prefix, size_t plen,
-		   size_t *pos, int level)
-{
-	size_t		used = 0;
-
-	if (n > 0 &&
-		sp_codec_encode_zstd(e->ctx, &e->codec, level, src, n, prefix, plen,
-							 e->pay + *pos + 8, sp_codec_bound(n), &used) != SP_OK)
-		return e->ctx->err.code;
-	sp_put32(e->pay + *pos, (uint32_t) n);
-	sp_put32(e->pay + *pos + 4, (uint32_t) used);
-	*pos += 8 + used;
 	return SP_OK;
 }
 
@@ -395,51 +421,89 @@ reserve_payload(dsenc *e, size_t need)
 }
 
 /*
- * Layout of the chunk: changed cells column by column when some literal
- * has them; whole rows only go in row order, each beside its reference.
+ * Layout of a variant: short changed cells (recomputed numbers) column by
+ * column, so each old cell sits at a regular distance; long text cells and
+ * whole rows in row order beside whole reference rows.
  */
 static int
-choose_layout(const dsenc *e)
+choose_layout(const variant *v)
 {
-	return e->chg_fields == 0 ? SP_LAYOUT_ROWS : SP_LAYOUT_COLUMNS;
+	if (v->chg_fields == 0 || v->data_n / v->chg_fields >= DS_TEXT_CELL)
+		return SP_LAYOUT_ROWS;
+	return SP_LAYOUT_COLUMNS;
 }
 
-/* Lay out the chunk's literal data and compress both streams into pay. */
+/* Lay out variant vi's literal data and prefix (in lay), from the chunk's rows. */
 static sp_status
-build_payload(dsenc *e, const sp_rows_chunk *c, size_t *plen)
+lay_variant(dsenc *e, sp_rowslay *lay, const sp_rows_chunk *c)
 {
 	sp_ctx	   *ctx = e->ctx;
-	sp_rowslay *lay = &e->lay;
-	size_t		pos = SP_CHUNK_HDR;
 
 	if (sp_rows_walk(ctx, &e->rs, lay, SP_WALK_SIZES, c, NULL, 0) != SP_OK)
 		return ctx->err.code;
 	if (lay->ptotal > SP_PREFIX_MAX || lay->dtotal > e->clen)
 		return sp_fail(ctx, SP_ERR_INTERNAL, "row chunk layout is out of bounds");
 	if (sp_reserve(ctx, &lay->prefix.p, &lay->prefix.cap, (size_t) lay->ptotal + 1) != SP_OK ||
-		sp_reserve(ctx, &lay->data.p, &lay->data.cap, (size_t) lay->dtotal + 1) != SP_OK ||
-		reserve_payload(e, SP_CHUNK_HDR + 16 + sp_codec_bound(e->ctl.n) +
-						sp_codec_bound((size_t) lay->dtotal)) != SP_OK)
+		sp_reserve(ctx, &lay->data.p, &lay->data.cap, (size_t) lay->dtotal + 1) != SP_OK)
 		return SP_ERR_NOMEM;
 	if (sp_rows_walk(ctx, &e->rs, lay, SP_WALK_PREFIX, c, NULL, 0) != SP_OK ||
 		sp_rows_walk(ctx, &e->rs, lay, SP_WALK_FILL, c, e->cbuf, e->clen) != SP_OK)
 		return ctx->err.code;
-	if (e->estimating)
-	{
-		/* the estimator codes all its windows' streams at once (see code_windows) */
-		*plen = 0;
-		e->est_shared += e->shared;
-		return sp_buf_put(ctx, &e->est_ctl, e->ctl.p, e->ctl.n) == SP_OK &&
-			sp_buf_put(ctx, &e->est_data, lay->data.p, (size_t) lay->dtotal) == SP_OK &&
-			sp_buf_put(ctx, &e->est_prefix, lay->prefix.p, (size_t) lay->ptotal) == SP_OK &&
-			sp_buf_put(ctx, &e->est_raw, e->cbuf, e->clen) == SP_OK ? SP_OK : SP_ERR_NOMEM;
-	}
-	if (put_stream(e, e->ctl.p, e->ctl.n, NULL, 0, &pos, 19) != SP_OK ||
-		put_stream(e, lay->data.p, (size_t) lay->dtotal, lay->prefix.p, (size_t) lay->ptotal,
-				   &pos, lit_level(e->level)) != SP_OK)
+	return SP_OK;
+}
+
+/* Worst-case payload of a laid-out variant. */
+static size_t
+payload_bound(const sp_rowslay *lay, const sp_rows_chunk *c)
+{
+	return SP_CHUNK_HDR + 16 + sp_codec_bound(c->ctl_n) + sp_codec_bound((size_t) lay->dtotal);
+}
+
+/* Append "u32 raw length, u32 frame length, frame" of src to pay at *pos. */
+static sp_status
+put_stream(sp_ctx *ctx, sp_codec *codec, const uint8_t *src, size_t n, const uint8_t *prefix,
+		   size_t plen, uint8_t *pay, size_t *pos, int level)
+{
+	size_t		used = 0;
+
+	if (n > 0 &&
+		sp_codec_encode_zstd(ctx, codec, level, src, n, prefix, plen, pay + *pos + 8,
+							 sp_codec_bound(n), &used) != SP_OK)
+		return ctx->err.code;
+	sp_put32(pay + *pos, (uint32_t) n);
+	sp_put32(pay + *pos + 4, (uint32_t) used);
+	*pos += 8 + used;
+	return SP_OK;
+}
+
+/*
+ * Compress a laid-out variant's two streams into pay (payload_bound bytes);
+ * pure computation, so a worker thread may run it.
+ */
+static sp_status
+compress_variant(sp_ctx *ctx, sp_codec *codec, const sp_rowslay *lay, const sp_rows_chunk *c,
+				 int level, uint8_t *pay, size_t *plen)
+{
+	size_t		pos = SP_CHUNK_HDR;
+
+	if (put_stream(ctx, codec, c->ctl, c->ctl_n, NULL, 0, pay, &pos, 19) != SP_OK ||
+		put_stream(ctx, codec, lay->data.p, (size_t) lay->dtotal, lay->prefix.p,
+				   (size_t) lay->ptotal, pay, &pos, level) != SP_OK)
 		return ctx->err.code;
 	*plen = pos - SP_CHUNK_HDR;
 	return SP_OK;
+}
+
+/* The estimator codes all its windows' streams at once (see code_collected). */
+static sp_status
+collect_variant(dsenc *e, int vi, const sp_rowslay *lay, const sp_rows_chunk *c)
+{
+	sp_ctx	   *ctx = e->ctx;
+
+	return sp_buf_put(ctx, &e->est_ctl[vi], c->ctl, c->ctl_n) == SP_OK &&
+		sp_buf_put(ctx, &e->est_data[vi], lay->data.p, (size_t) lay->dtotal) == SP_OK &&
+		sp_buf_put(ctx, &e->est_prefix[vi], lay->prefix.p, (size_t) lay->ptotal) == SP_OK
+		? SP_OK : SP_ERR_NOMEM;
 }
 
 /* Decode the payload just built and compare it with the input. */
@@ -451,7 +515,7 @@ check_payload(dsenc *e, const sp_rows_chunk *c, size_t plen)
 
 	if (sp_reserve(ctx, &e->chk, &e->chk_cap, e->clen) != SP_OK)
 		return SP_ERR_NOMEM;
-	if (sp_rows_decode(ctx, &e->codec, &e->rs, &e->lay, e->pay + SP_CHUNK_HDR, plen, &dc,
+	if (sp_rows_decode(ctx, &e->codec, &e->rs, &e->lay2, e->pay + SP_CHUNK_HDR, plen, &dc,
 					   e->chk, e->clen) != SP_OK)
 		return sp_fail(ctx, SP_ERR_INTERNAL, "a row chunk does not decode: %s", ctx->err.msg);
 	if (memcmp(e->chk, e->cbuf, e->clen) != 0)
@@ -473,25 +537,208 @@ emit_chunk(dsenc *e, const sp_chunk_hdr *h, size_t plen)
 	return sp_write_record(e->ctx, e->out, SP_REC_CHUNK, e->pay, SP_CHUNK_HDR + plen);
 }
 
-/* Plain zstd of the chunk's bytes, if smaller than plen; *used 0 if not. */
+/*
+ * Plain zstd of n bytes, in pay, if smaller than limit; *used 0 if not.  A
+ * fast probe first: most chunks are far from it, so the full level is
+ * spent only when it could win.
+ */
+static sp_status
+standalone_size(dsenc *e, const uint8_t *src, size_t n, size_t limit, size_t *used)
+{
+	size_t		cap = sp_codec_bound(n);
+
+	*used = 0;
+	if (reserve_payload(e, SP_CHUNK_HDR + cap) != SP_OK)
+		return SP_ERR_NOMEM;
+	if (sp_codec_encode_zstd(e->ctx, &e->codec, 3, src, n, NULL, 0, e->pay + SP_CHUNK_HDR, cap,
+							 used) != SP_OK)
+		return e->ctx->err.code;
+	if (*used > limit + limit / 4 ||
+		(lit_level(e->level) > 3 &&
+		 sp_codec_encode_zstd(e->ctx, &e->codec, lit_level(e->level), src, n, NULL, 0,
+							  e->pay + SP_CHUNK_HDR, cap, used) != SP_OK))
+		return *used > limit + limit / 4 ? (*used = 0, SP_OK) : e->ctx->err.code;
+	if (*used >= limit)
+		*used = 0;
+	return SP_OK;
+}
+
+/* Plain zstd of the chunk's bytes into pay, if smaller than plen; *used 0 if not. */
 static sp_status
 try_standalone(dsenc *e, size_t plen, size_t *used)
 {
-	uint8_t    *tmp;
-	size_t		cap = sp_codec_bound(e->clen);
+	uint8_t    *keep = e->pay;
+	size_t		keep_cap = e->pay_cap;
 	sp_status	rc;
 
-	*used = 0;
-	if ((tmp = sp_alloc(e->ctx, cap)) == NULL)
-		return SP_ERR_NOMEM;
-	rc = sp_codec_encode_zstd(e->ctx, &e->codec, lit_level(e->level), e->cbuf, e->clen, NULL, 0,
-							  tmp, cap, used);
-	if (rc == SP_OK && *used < plen && reserve_payload(e, SP_CHUNK_HDR + *used) == SP_OK)
-		memcpy(e->pay + SP_CHUNK_HDR, tmp, *used);
-	else
-		*used = 0;
-	sp_free(e->ctx, tmp);
+	/* code into the spare buffer, so the rows payload survives a loss */
+	e->pay = e->pay2, e->pay_cap = e->pay2_cap;
+	rc = standalone_size(e, e->cbuf, e->clen, plen, used);
+	e->pay2 = e->pay, e->pay2_cap = e->pay_cap;
+	e->pay = keep, e->pay_cap = keep_cap;
+	if (rc == SP_OK && *used > 0)
+	{
+		uint8_t    *t = e->pay;
+		size_t		tc = e->pay_cap;
+
+		e->pay = e->pay2, e->pay_cap = e->pay2_cap;
+		e->pay2 = t, e->pay2_cap = tc;
+	}
 	return rc;
+}
+
+/* The control stream and sizes of variant vi as a chunk description. */
+static sp_rows_chunk
+describe(const dsenc *e, int vi)
+{
+	const variant *v = &e->v[vi];
+
+	return (sp_rows_chunk) {v->ctl.p, v->ctl.n, e->nrows, e->prev0, choose_layout(v), v->data_n};
+}
+
+/* A variant compressed on a worker thread: its own context and codec. */
+typedef struct job
+{
+	sp_ctx		ctx;			/* no caller hooks: the worker may not call them */
+	sp_codec   *codec;
+	const sp_rowslay *lay;
+	const sp_rows_chunk *c;
+	int			level;
+	uint8_t    *pay;
+	size_t		plen;
+	sp_status	rc;
+	atomic_int	cancel;			/* set by the caller's thread on interrupt */
+	atomic_int	done;
+} job;
+
+/* Interrupt hook of a worker: the flag the caller's thread sets. */
+static int
+job_cancelled(void *user)
+{
+	return atomic_load(&((job *) user)->cancel);
+}
+
+/* Worker thread body. */
+static void *
+job_run(void *arg)
+{
+	job		   *j = arg;
+
+	j->rc = compress_variant(&j->ctx, j->codec, j->lay, j->c, j->level, j->pay, &j->plen);
+	atomic_store(&j->done, 1);
+	return NULL;
+}
+
+/*
+ * Wait for a worker, polling the caller's interrupt hook every 5 ms on this
+ * thread and passing a cancel on, so a cancel stops the worker quickly.
+ */
+static void
+job_wait(dsenc *e, pthread_t t, job *j, bool failed)
+{
+	struct timespec ts = {0, 5000000};
+
+	if (failed)
+		atomic_store(&j->cancel, 1);
+	while (!atomic_load(&j->done))
+	{
+		if (e->ctx->hooks.interrupted && e->ctx->hooks.interrupted(e->ctx->hooks.user))
+			atomic_store(&j->cancel, 1);
+		nanosleep(&ts, NULL);
+	}
+	pthread_join(t, NULL);
+}
+
+/*
+ * Compress both variants at once, the second on a worker thread (zstd
+ * only: no caller hook and no database call happens there).
+ */
+static sp_status
+compress_both(dsenc *e, int level, const sp_rowslay *l0, const sp_rows_chunk *c0,
+			  const sp_rowslay *l1, const sp_rows_chunk *c1, size_t *p0, size_t *p1)
+{
+	job			j = {.codec = &e->codec2, .lay = l1, .c = c1, .level = level, .pay = e->pay2};
+	pthread_t	t;
+	bool		threaded;
+	sp_status	rc;
+
+	sp_ctx_init(&j.ctx);
+	j.ctx.hooks.interrupted = job_cancelled;
+	j.ctx.hooks.user = &j;
+	threaded = pthread_create(&t, NULL, job_run, &j) == 0;
+	rc = compress_variant(e->ctx, &e->codec, l0, c0, level, e->pay, p0);
+	if (threaded)
+		job_wait(e, t, &j, rc != SP_OK);
+	else
+		job_run(&j);
+	if (rc != SP_OK)
+		return rc;
+	if (j.rc != SP_OK)
+	{
+		/* a cancel seen by the worker is this call's cancel */
+		if (j.rc == SP_ERR_CANCELLED)
+			return sp_check_interrupt(e->ctx) != SP_OK ? e->ctx->err.code
+				: sp_fail(e->ctx, SP_ERR_CANCELLED, "cancelled");
+		e->ctx->err = j.ctx.err;
+		return j.rc;
+	}
+	*p1 = j.plen;
+	return SP_OK;
+}
+
+/* Keep the smaller of the two variants in pay (c and plen describe it). */
+static sp_status
+best_variant(dsenc *e, sp_rows_chunk *c, size_t *plen)
+{
+	sp_rows_chunk c1 = describe(e, VAR_CELLS);
+	size_t		p1 = 0;
+	bool		both = e->text_lits > 0 || e->estimating,
+				cells;
+
+	*c = describe(e, VAR_WHOLE);
+	if (lay_variant(e, &e->lay, c) != SP_OK || (both && lay_variant(e, &e->lay2, &c1) != SP_OK))
+		return e->ctx->err.code;
+	if (e->estimating)
+		return collect_variant(e, VAR_WHOLE, &e->lay, c) == SP_OK &&
+			collect_variant(e, VAR_CELLS, &e->lay2, &c1) == SP_OK ? SP_OK : SP_ERR_NOMEM;
+	if (reserve_payload(e, payload_bound(&e->lay, c)) != SP_OK ||
+		(both && sp_reserve(e->ctx, &e->pay2, &e->pay2_cap, payload_bound(&e->lay2, &c1)) != SP_OK))
+		return SP_ERR_NOMEM;
+	if (!both)
+		return compress_variant(e->ctx, &e->codec, &e->lay, c, lit_level(e->level), e->pay, plen);
+	/* rank the two at a fast level (on two threads), then code the winner */
+	if (compress_both(e, DS_PROBE_LEVEL, &e->lay, c, &e->lay2, &c1, plen, &p1) != SP_OK)
+		return e->ctx->err.code;
+	cells = p1 < *plen;
+	if (cells)
+	{
+		uint8_t    *t = e->pay;
+		size_t		tc = e->pay_cap;
+
+		e->pay = e->pay2, e->pay_cap = e->pay2_cap;
+		e->pay2 = t, e->pay2_cap = tc;
+		*c = c1;
+		*plen = p1;
+	}
+	if (lit_level(e->level) <= DS_PROBE_LEVEL)
+		return SP_OK;
+	return compress_variant(e->ctx, &e->codec, cells ? &e->lay2 : &e->lay, c,
+							lit_level(e->level), e->pay, plen);
+}
+
+/* Forget the chunk just coded. */
+static void
+reset_chunk(dsenc *e)
+{
+	e->clen = 0;
+	e->nrows = 0;
+	e->prev0 = e->prev;
+	e->pbytes = e->shared = e->text_lits = 0;
+	for (int i = 0; i < 2; i++)
+	{
+		e->v[i].ctl.n = e->v[i].lits.n = 0;
+		e->v[i].data_n = e->v[i].chg_fields = e->v[i].shared = 0;
+	}
 }
 
 /* Code the rows gathered so far as one chunk. */
@@ -502,20 +749,26 @@ flush_chunk(dsenc *e, sp_rowfmt fmt)
 	sp_chunk_hdr h;
 	size_t		plen = 0,
 				alt = 0;
+	uint64_t	shared;
 	sp_status	rc;
 
 	if (e->nrows == 0)
 		return SP_OK;
-	if (flush_group(e) != SP_OK)
+	shared = e->shared + e->v[VAR_CELLS].shared;
+	if (flush_group(e) != SP_OK || best_variant(e, &c, &plen) != SP_OK)
 		return e->ctx->err.code;
-	c = (sp_rows_chunk) {e->ctl.p, e->ctl.n, e->nrows, e->prev0, choose_layout(e), e->data_n};
+	if (e->estimating)
+	{
+		e->est_shared += shared;
+		rc = sp_buf_put(e->ctx, &e->est_raw, e->cbuf, e->clen);
+		reset_chunk(e);
+		return rc;
+	}
 	h = (sp_chunk_hdr) {SP_CHUNK_ROWS, (uint8_t) fmt, (uint8_t) c.layout, 0, SP_NO_BASE, e->clen,
 	e->nrows, (uint64_t) (e->prev0 + 1), XXH3_64bits(e->cbuf, e->clen)};
-	if (build_payload(e, &c, &plen) != SP_OK ||
-		(!e->estimating && check_payload(e, &c, plen) != SP_OK))
+	if (check_payload(e, &c, plen) != SP_OK)
 		return e->ctx->err.code;
-	if (!e->estimating && e->shared * DS_STANDALONE_SHARE < e->clen &&
-		try_standalone(e, plen, &alt) != SP_OK)
+	if (shared * DS_STANDALONE_SHARE < e->clen && try_standalone(e, plen, &alt) != SP_OK)
 		return e->ctx->err.code;
 	if (alt > 0)
 	{
@@ -524,12 +777,8 @@ flush_chunk(dsenc *e, sp_rowfmt fmt)
 	}
 	else
 		e->row_chunks++;
-	rc = e->estimating ? SP_OK : emit_chunk(e, &h, plen);
-	e->clen = 0;
-	e->nrows = 0;
-	e->ctl.n = 0;
-	e->prev0 = e->prev;
-	e->pbytes = e->shared = e->data_n = e->chg_fields = 0;
+	rc = emit_chunk(e, &h, plen);
+	reset_chunk(e);
 	return rc;
 }
 
@@ -539,7 +788,8 @@ add_row(dsenc *e, sp_rowfmt fmt, const uint8_t *row, size_t len)
 {
 	int64_t		m = -1;
 
-	if ((e->clen + len > SP_ROWS_CHUNK || e->ctl.n + e->lits.n > SP_ROWS_CTL_MAX / 2) &&
+	if ((e->clen + len > SP_ROWS_CHUNK ||
+		 e->v[VAR_CELLS].ctl.n + e->v[VAR_CELLS].lits.n > SP_ROWS_CTL_MAX / 2) &&
 		flush_chunk(e, fmt) != SP_OK)
 		return e->ctx->err.code;
 	memcpy(e->cbuf + e->clen, row, len);
@@ -838,9 +1088,11 @@ dsenc_init(sp_ctx *ctx, dsenc *e, sp_fileset *base, sp_fileset *der, int level)
 	e->rfe = sp_alloc(ctx, SP_FIELDS_MAX * sizeof(uint32_t));
 	if (!e->dfmt || !e->slot || !e->buf || !e->cbuf || !e->ref || !e->ref2 || !e->dfe || !e->rfe)
 		return SP_ERR_NOMEM;
-	if (sp_rowslay_init(ctx, &e->lay) != SP_OK)
+	if (sp_rowslay_init(ctx, &e->lay) != SP_OK || sp_rowslay_init(ctx, &e->lay2) != SP_OK)
 		return SP_ERR_NOMEM;
-	return sp_codec_init(ctx, &e->codec);
+	if (sp_codec_init(ctx, &e->codec) != SP_OK)
+		return ctx->err.code;
+	return sp_codec_init(ctx, &e->codec2);
 }
 
 /* Free what dsenc_init and the run allocated. */
@@ -852,14 +1104,20 @@ dsenc_free(dsenc *e)
 	if (ctx == NULL)
 		return;
 	sp_codec_free(ctx, &e->codec);
+	sp_codec_free(ctx, &e->codec2);
 	sp_rowslay_free(ctx, &e->lay);
+	sp_rowslay_free(ctx, &e->lay2);
 	sp_rowspace_free(ctx, &e->rs);
-	sp_buf_free(ctx, &e->ctl);
-	sp_buf_free(ctx, &e->lits);
-	sp_buf_free(ctx, &e->est_ctl);
-	sp_buf_free(ctx, &e->est_data);
-	sp_buf_free(ctx, &e->est_prefix);
+	for (int i = 0; i < 2; i++)
+	{
+		sp_buf_free(ctx, &e->v[i].ctl);
+		sp_buf_free(ctx, &e->v[i].lits);
+		sp_buf_free(ctx, &e->est_ctl[i]);
+		sp_buf_free(ctx, &e->est_data[i]);
+		sp_buf_free(ctx, &e->est_prefix[i]);
+	}
 	sp_buf_free(ctx, &e->est_raw);
+	sp_free(ctx, e->pay2);
 	sp_sha256_free(&e->sha);
 	sp_free(ctx, e->dfmt);
 	sp_free(ctx, e->slot);
@@ -886,7 +1144,7 @@ compress_dataset(dsenc *e, sp_out *out, sp_compress_result *res)
 	e->out = out;
 	if ((idx = sp_alloc(ctx, (e->base->n ? e->base->n : 1) * sizeof(size_t))) == NULL)
 		return SP_ERR_NOMEM;
-	rc = classify(e, true);
+	rc = classify(e, UINT64_MAX);
 	if (rc == SP_OK)
 		rc = parent_files(e, idx, &n);
 	if (rc == SP_OK)
@@ -958,7 +1216,8 @@ sp_dataset_compress(sp_ctx *ctx, const char *base, const char *derived, const ch
 /* ---- estimate ------------------------------------------------------------------ */
 
 #define EST_EXACT_FILE DS_BUF	/* row files this small are cut from their start */
-#define EST_EXACT_BYTES (16u << 20)	/* files without rows this small are coded whole */
+#define EST_EXACT_BYTES (16u << 20)
+#define EST_CHECK_MAX (64u << 20)	/* row files this small are checked to cut, as compress does */	/* files without rows this small are coded whole */
 #define EST_BYTE_WINDOW (512u << 10)
 #define EST_WINDOW_BYTES (64u << 10)	/* rows sampled per window, at most (but one row) */
 
@@ -972,10 +1231,10 @@ typedef struct sample
 	uint64_t	nrows;
 } sample;
 
-/* Cut up to want rows starting at or after byte off of file fi into b. */
+/* Cut up to want rows starting in [off, end) of file fi into b. */
 static sp_status
-sample_window(dsenc *e, size_t fi, uint64_t off, uint64_t want, sp_buf *b, sp_buf *lens,
-			  uint64_t *got)
+sample_window(dsenc *e, size_t fi, uint64_t off, uint64_t end, uint64_t want, sp_buf *b,
+			  sp_buf *lens, uint64_t *got)
 {
 	sp_ctx	   *ctx = e->ctx;
 	uint64_t	size = e->der->f[fi].size;
@@ -999,7 +1258,7 @@ sample_window(dsenc *e, size_t fi, uint64_t off, uint64_t want, sp_buf *b, sp_bu
 	{
 		long		L = sp_row_next(&sc, e->buf + cur, n - cur, start + n == size);
 
-		if (L <= 0)
+		if (L <= 0 || start + cur >= end)
 			break;
 		if (start + cur >= off)
 		{
@@ -1022,7 +1281,6 @@ static sp_status
 take_sample(dsenc *e, int sample_rows, sample *sm)
 {
 	int			nw = SP_MIN(sample_rows, DS_WINDOWS);
-	uint64_t	per = ((uint64_t) sample_rows + (uint64_t) nw - 1) / (uint64_t) nw;
 
 	for (size_t i = 0; i < e->der->n; i++)
 		if (e->dfmt[i] != SP_ROWS_NONE)
@@ -1030,6 +1288,7 @@ take_sample(dsenc *e, int sample_rows, sample *sm)
 	for (int w = 0; w < nw && sm->bytes > 0; w++)
 	{
 		uint64_t	at = sm->bytes / (uint64_t) nw * (uint64_t) w,
+					want = (uint64_t) (sample_rows / nw + (w < sample_rows % nw)),
 					got;
 		size_t		fi = 0;
 
@@ -1044,7 +1303,9 @@ take_sample(dsenc *e, int sample_rows, sample *sm)
 		}
 		if (fi == e->der->n)
 			break;
-		if (sample_window(e, fi, at, per, &sm->win[w], &sm->lens[w], &got) != SP_OK)
+		/* windows do not overlap: each ends where the next begins */
+		if (sample_window(e, fi, at, at + sm->bytes / (uint64_t) nw, want, &sm->win[w],
+						  &sm->lens[w], &got) != SP_OK)
 			return e->ctx->err.code;
 		sm->nrows += got;
 	}
@@ -1119,19 +1380,6 @@ align_window(dsenc *e, sample *sm, int w)
 	return (int64_t) lo - 1;
 }
 
-/* zstd size of n bytes against a prefix (scratch output in pay). */
-static sp_status
-zsize(dsenc *e, const sp_buf *b, const sp_buf *prefix, int level, size_t *used)
-{
-	*used = 0;
-	if (b->n == 0)
-		return SP_OK;
-	if (reserve_payload(e, sp_codec_bound(b->n)) != SP_OK)
-		return SP_ERR_NOMEM;
-	return sp_codec_encode_zstd(e->ctx, &e->codec, level, b->p, b->n, prefix ? prefix->p : NULL,
-								prefix ? prefix->n : 0, e->pay, sp_codec_bound(b->n), used);
-}
-
 /*
  * Code the windows' streams together, as one chunk of the real delta holds
  * many rows: coding each window alone would overstate what text costs.
@@ -1139,17 +1387,41 @@ zsize(dsenc *e, const sp_buf *b, const sp_buf *prefix, int level, size_t *used)
 static sp_status
 code_collected(dsenc *e)
 {
-	size_t		c = 0,
-				d = 0,
-				r = 0;
+	sp_rowslay	l[2] = {{0}};
+	sp_rows_chunk c[2] = {{0}};
+	size_t		p[2] = {0},
+				r = 0,
+				best;
 
-	if (zsize(e, &e->est_ctl, NULL, 19, &c) != SP_OK ||
-		zsize(e, &e->est_data, &e->est_prefix, lit_level(e->level), &d) != SP_OK)
+	for (int i = 0; i < 2; i++)
+	{
+		/* the collected streams, seen as one laid-out chunk per variant */
+		l[i].data = e->est_data[i];
+		l[i].dtotal = e->est_data[i].n;
+		l[i].prefix = e->est_prefix[i];
+		l[i].ptotal = e->est_prefix[i].n;
+		c[i].ctl = e->est_ctl[i].p;
+		c[i].ctl_n = e->est_ctl[i].n;
+	}
+	if (reserve_payload(e, payload_bound(&l[0], &c[0])) != SP_OK ||
+		sp_reserve(e->ctx, &e->pay2, &e->pay2_cap, payload_bound(&l[1], &c[1])) != SP_OK)
+		return SP_ERR_NOMEM;
+	if (compress_both(e, DS_PROBE_LEVEL, &l[0], &c[0], &l[1], &c[1], &p[0], &p[1]) != SP_OK)
 		return e->ctx->err.code;
+	/* as compress: the variant that wins the probe is coded at the real level */
+	{
+		int			w = p[1] < p[0];
+
+		if (lit_level(e->level) > DS_PROBE_LEVEL &&
+			compress_variant(e->ctx, &e->codec, &l[w], &c[w], lit_level(e->level), e->pay,
+							 &p[w]) != SP_OK)
+			return e->ctx->err.code;
+		best = p[w];
+	}
 	if (e->est_shared * DS_STANDALONE_SHARE < e->est_raw.n &&
-		zsize(e, &e->est_raw, NULL, lit_level(e->level), &r) != SP_OK)
+		standalone_size(e, e->est_raw.p, e->est_raw.n, best, &r) != SP_OK)
 		return e->ctx->err.code;
-	e->coded += (r > 0 && r < c + d) ? r : c + d + 16;
+	e->coded += r > 0 ? r : best;
 	return SP_OK;
 }
 
@@ -1264,7 +1536,7 @@ estimate_dataset(dsenc *e, int sample_rows, sp_dataset_est *out)
 
 	for (size_t i = 0; i < e->base->n; i++)
 		e->slot[i] = SP_NO_BASE;
-	rc = classify(e, false);
+	rc = classify(e, EST_CHECK_MAX);
 	if (rc == SP_OK)
 		rc = take_sample(e, sample_rows, &sm);
 	if (rc == SP_OK)

@@ -57,6 +57,7 @@ static const uint8_t json_delim[256] = {
 	['"'] = 1, ['['] = 1, [']'] = 1, ['{'] = 1, ['}'] = 1,
 };
 
+/* Names of the formats, by sp_rowfmt value (what delta_info and estimate show). */
 static const char *const rowfmt_names[SP_ROWS_COUNT] = {
 	"binary", "lines", "csv", "tsv", "jsonl", "json-array",
 };

@@ -19,8 +19,10 @@
  * fr_check_fields cuts a row with sp_row_fields with max SP_FIELDS_MAX and
  * with a small max: 1 <= count <= max, ends strictly increasing, the last
  * equal to the row length, nothing written at or past max, and the format's
- * own rules (csv/tsv: a field but the last ends with its delimiter outside
- * quotes; JSON objects: an odd count, values start with a non-blank byte).
+ * own rules (csv/tsv: fields end exactly after the delimiters outside
+ * quotes, and the count is what they make when it fits in max, else 1;
+ * JSON objects: an odd count, values start with a byte that can start one;
+ * other formats: one field).
  */
 #ifndef SPARSE_FUZZ_ROWS_H
 #define SPARSE_FUZZ_ROWS_H

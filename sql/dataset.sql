@@ -27,21 +27,23 @@ INSERT INTO pairs VALUES
    '/tmp/sparse_regress/data/ds/malformed/derived.csv');
 
 -- ==== estimate ====
-SELECT p.name, e.base_bytes, e.derived_bytes, e.rows_sampled, e.format,
-       e.rows_shared_pct BETWEEN 0 AND 100 AS pct_ok,
-       e.est_delta_bytes > 0 AS positive,
-       abs(e.savings_pct - 100 * (1 - e.est_delta_bytes::float8 / e.derived_bytes)) < 1e-9 AS savings_ok,
-       e.elapsed_ms >= 0 AS timed
-FROM pairs p, LATERAL dataset_delta_estimate(p.base, p.derived) e
-ORDER BY p.name;
--- rows that the derived files share with their parents make the delta small
-SELECT p.name, e.rows_shared_pct > 90 AS mostly_shared, e.savings_pct > 50 AS saves_over_50_pct
-FROM pairs p, LATERAL dataset_delta_estimate(p.base, p.derived) e
-WHERE p.name <> 'malformed' ORDER BY p.name;
+CREATE TEMP TABLE estimated AS
+  SELECT p.name, e.*
+  FROM pairs p, LATERAL dataset_delta_estimate(p.base, p.derived) e;
+SELECT name, base_bytes, derived_bytes, rows_sampled > 0 AS sampled,
+       rows_shared_pct BETWEEN 0 AND 100 AS pct_ok, est_delta_bytes > 0 AS positive,
+       abs(savings_pct - 100 * (1 - est_delta_bytes::float8 / derived_bytes)) < 1e-9 AS savings_ok,
+       elapsed_ms >= 0 AS timed
+FROM estimated ORDER BY name;
+-- the row format found, and the rows shared with the parent make the delta small
+SELECT name, format, rows_shared_pct > 80 AS mostly_shared, savings_pct > 50 AS saves_over_50_pct
+FROM estimated WHERE name <> 'malformed' ORDER BY name;
 -- a smaller sample looks at fewer rows
-SELECT rows_sampled <= 10 AS at_most_10, rows_sampled > 0 AS some
+SELECT s.rows_sampled BETWEEN 1 AND d.rows_sampled - 1 AS fewer
 FROM dataset_delta_estimate('/tmp/sparse_regress/data/ds/csv/base.csv',
-                            '/tmp/sparse_regress/data/ds/csv/derived.csv', 10);
+                            '/tmp/sparse_regress/data/ds/csv/derived.csv', 10) s,
+     estimated d
+WHERE d.name = 'csv';
 -- a file against itself: every row shared
 SELECT rows_shared_pct, savings_pct > 90 AS saves_over_90_pct
 FROM dataset_delta_estimate('/tmp/sparse_regress/data/ds/jsonl/derived.jsonl',
@@ -67,6 +69,9 @@ FROM compressed c JOIN pairs p USING (name) WHERE p.name <> 'shards' ORDER BY c.
 -- the shared rows make the delta much smaller than the derived data
 SELECT name, savings_pct > 50 AS saves_over_50_pct
 FROM compressed WHERE name <> 'malformed' ORDER BY name;
+-- and the estimate was within a factor of 2 of the real size
+SELECT c.name, e.est_delta_bytes BETWEEN c.delta_bytes / 2 AND c.delta_bytes * 2 AS estimate_close
+FROM compressed c JOIN estimated e USING (name) WHERE c.name <> 'malformed' ORDER BY c.name;
 
 -- ==== what the delta holds: one row per derived file, and how it was coded ====
 SELECT c.name, i.name AS file, i.bytes, i.method, i.delta_bytes > 0 AS spent
@@ -142,8 +147,13 @@ SELECT * FROM dataset_delta_estimate('/tmp/sparse_regress/data/ds/csv/base.csv',
 SELECT * FROM dataset_delta_estimate('/tmp/sparse_regress/data/ds/csv/base.csv',
                                      '/tmp/sparse_regress/data/ds/csv/derived.csv', 10000001);
 \echo :SQLSTATE
-SELECT rows_sampled FROM dataset_delta_estimate('/tmp/sparse_regress/data/ds/csv/base.csv',
-                                                '/tmp/sparse_regress/data/ds/csv/derived.csv', 10000000);
+-- the bounds themselves are accepted
+SELECT rows_sampled > 0 AS accepted
+FROM dataset_delta_estimate('/tmp/sparse_regress/data/ds/csv/base.csv',
+                            '/tmp/sparse_regress/data/ds/csv/derived.csv', 10000000);
+SELECT rows_sampled > 0 AS accepted
+FROM dataset_delta_estimate('/tmp/sparse_regress/data/ds/csv/base.csv',
+                            '/tmp/sparse_regress/data/ds/csv/derived.csv', 1);
 SELECT * FROM dataset_delta_compress('/tmp/sparse_regress/data/ds/csv/base.csv',
                                      '/tmp/sparse_regress/data/ds/csv/derived.csv',
                                      '/tmp/sparse_regress/out/ds_never.delta', 0);

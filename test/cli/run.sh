@@ -502,31 +502,74 @@ check "--json after dataset-compress gives JSON" python3 -c 'import json,sys; js
 run dataset-estimate "$CB" "$CD" --json
 check "--json after dataset-estimate gives JSON" python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$W/.stdout"
 
-# a directory of shards: rows of each format, and a file with no parent
+# a directory of shards: two CSV shards, a JSON Lines one (rows are coded
+# for one row format per delta: the other is coded against its same-named
+# parent file) and a file with no parent
 mkdir -p "$W/shards/base" "$W/shards/derived"
 cp "$CB" "$W/shards/base/countries.csv"
+cp "$DS/owid_co2_update/base.csv" "$W/shards/base/co2.csv"
 cp "$DS/gsm8k_socratic/base.jsonl" "$W/shards/base/train.jsonl"
 cp "$CD" "$W/shards/derived/countries.csv"
+cp "$DS/owid_co2_update/derived.csv" "$W/shards/derived/co2.csv"
 cp "$DS/gsm8k_socratic/derived.jsonl" "$W/shards/derived/train.jsonl"
 cp "$DS/ranked_dash_parquet/derived.parquet" "$W/shards/derived/extra.parquet"
 run --json dataset-compress "$W/shards/base" "$W/shards/derived" "$W/shards/d.delta"
 expect_rc 0 "shards: dataset-compress of a directory exits 0"
 manifest=$(cd "$W/shards/derived" && find . -type f | sed 's|^\./||' | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
-expect_json "j['ft_sha256'] == '$manifest' and j['rows_total'] >= $(($(wc -l <"$CD") + $(wc -l <"$W/shards/derived/train.jsonl")))" \
-	"shards: ft_sha256 is the manifest's, rows_total counts both row files"
+expect_json "j['ft_sha256'] == '$manifest' and j['ft_bytes'] == $(cat "$W/shards/derived"/* | wc -c)" \
+	"shards: ft_sha256 is the manifest's, ft_bytes the total size"
+expect_json "j['rows_total'] >= $(cat "$W/shards/derived"/*.csv | wc -l) and 0 < j['rows_shared'] <= j['rows_total']" \
+	"shards: rows_total counts the rows of both CSV shards"
 run apply "$W/shards/base" "$W/shards/d.delta" -o "$W/shards/out"
 expect_rc 0 "shards: apply exits 0"
 check "shards: rebuilt directory is identical (diff -r)" diff -r "$W/shards/derived" "$W/shards/out"
 run verify "$W/shards/base" "$W/shards/d.delta"
 expect_rc 0 "shards: verify exits 0"
 run --json info "$W/shards/d.delta"
-expect_json "{r['name']: r['method'] for r in j if r['name'] != 'extra.parquet'} == {'countries.csv': 'rows-csv', 'train.jsonl': 'rows-jsonl'}" \
-	"shards: info shows rows-csv and rows-jsonl"
+expect_json "len(j) == 4 and [r['method'] for r in j if r['name'].endswith('.csv')] == ['rows-csv', 'rows-csv']" \
+	"shards: info lists the four files, the CSV shards as rows-csv"
+expect_json "[r['method'] for r in j if r['name'] == 'train.jsonl'][0] in ('rows-jsonl', 'zstd-ref')" \
+	"shards: the JSON Lines shard is coded as rows or against its parent file"
 expect_json "[r['method'] for r in j if r['name'] == 'extra.parquet'] == ['zstd']" \
 	"shards: a file with no parent is stored as zstd"
 run --json dataset-estimate "$W/shards/base" "$W/shards/derived"
 expect_json "j['format'] == 'mixed' and j['derived_bytes'] == $(cat "$W/shards/derived"/* | wc -c)" \
 	"shards: dataset-estimate says mixed, derived_bytes is the total"
+
+# a progress bar on a terminal (script(1) gives it a pseudo-terminal)
+if command -v script >/dev/null; then
+	script -qec "'$SPARSE' dataset-compress '$W/shards/base' '$W/shards/derived' '$W/shards/tty.delta'" \
+		/dev/null >"$W/tty.txt" 2>&1
+	check "dataset-compress draws a progress bar on a terminal" grep -q '\] 100%' "$W/tty.txt"
+fi
+
+# ds_interrupt SIGNAL STATUS: stop dataset-compress of the shards (level 19)
+# after 0.3 s; skipped if it finished before (a fast machine).
+ds_interrupt() {
+	local sig=$1 want=$2 pid
+	mkdir -p "$W/ds-sig-$sig"
+	set -m
+	"$SPARSE" dataset-compress "$W/shards/base" "$W/shards/derived" "$W/ds-sig-$sig/x.delta" \
+		--level 19 2>"$W/.stderr" >/dev/null &
+	pid=$!
+	sleep 0.3
+	if ! kill "-$sig" "$pid" 2>/dev/null; then
+		wait "$pid"
+		set +m
+		echo "ok $((n + 1)) - dataset-compress SIG$sig # SKIP finished within 0.3 s"
+		n=$((n + 1))
+		return
+	fi
+	wait "$pid"
+	rc=$?
+	set +m
+	err=$(cat "$W/.stderr")
+	expect_rc "$want" "dataset-compress SIG$sig: exit $want"
+	expect_err "sparse: dataset-compress: interrupted" "dataset-compress SIG$sig: message"
+	check "dataset-compress SIG$sig: no output and no temporary file after" [ -z "$(listing "$W/ds-sig-$sig")" ]
+}
+ds_interrupt INT 130
+ds_interrupt TERM 143
 
 # failures: exit status 1, exact messages
 echo "precious" >"$W/ds/exists"
