@@ -30,7 +30,7 @@ REGRESS_PREP = pg-fixtures
 PG_CPPFLAGS = -Icommon -DSPARSE_VERSION='"$(EXTVERSION)"'
 PG_CFLAGS = -O3 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
 	-Wno-missing-field-initializers -Wno-declaration-after-statement
-SHLIB_LINK = -lzstd -lxxhash -lcrypto -lcjson -lpthread
+SHLIB_LINK = -lzstd -lxxhash -lcrypto -lcjson -lsnappy -lpthread
 EXTRA_CLEAN = build bin sparse.so
 
 ifneq ($(wildcard /usr/lib/postgresql/15/bin/pg_config),)
@@ -50,7 +50,7 @@ endif
 CC ?= cc
 SP_CFLAGS = -std=gnu11 -O3 -g -fPIC -Wall -Wextra -Werror -Wshadow \
 	-Wno-unused-parameter -Icommon -DSPARSE_VERSION='"$(EXTVERSION)"'
-SP_LIBS = -lzstd -lxxhash -lcrypto -lcjson -lpthread -lm
+SP_LIBS = -lzstd -lxxhash -lcrypto -lcjson -lsnappy -lpthread -lm
 SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 CORE_HDRS = $(wildcard common/*.h)
 

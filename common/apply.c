@@ -17,6 +17,7 @@
 
 #include "codec.h"
 #include "container.h"
+#include "parquet.h"
 #include "rowindex.h"
 
 /* A base file the delta reads, resolved against the given base. */
@@ -50,6 +51,11 @@ typedef struct decoder
 	sp_rowspace rs;
 	int			rs_fmt;			/* format rs was built for, or 0 */
 	sp_rowslay	lay;
+	/* Parquet pages: expanded parent pages, and the expanded page */
+	uint8_t    *pq_pre;
+	uint8_t    *pq_page;
+	size_t		pq_pre_cap,
+				pq_page_cap;
 	/* current file */
 	char	   *name;
 	uint64_t	size;
@@ -408,6 +414,76 @@ decode_rows_chunk(decoder *d, const sp_chunk_hdr *h)
 						  d->rd.len - SP_CHUNK_HDR, &c, d->obuf, (size_t) h->out_len);
 }
 
+/*
+ * Expand the parent pages a SNAPPY chunk lists (u8 count, then per page
+ * u64 offset, u32 stored bytes, u32 expanded bytes) into d->pq_pre.
+ */
+static sp_status
+snappy_prefix(decoder *d, const sp_chunk_hdr *h, const uint8_t *p, size_t n, size_t *pos,
+			  size_t *plen)
+{
+	uint8_t		count;
+
+	*plen = 0;
+	if (*pos >= n || (count = p[(*pos)++]) > 3 || (size_t) count * 16 > n - *pos ||
+		(count && h->base == SP_NO_BASE))
+		return corrupt(d, "bad SNAPPY chunk");
+	if (sp_reserve(d->ctx, &d->pq_pre, &d->pq_pre_cap, SP_PREFIX_MAX) != SP_OK ||
+		sp_reserve(d->ctx, &d->bbuf, &d->bcap, SP_PQ_PAGE_MAX) != SP_OK)
+		return SP_ERR_NOMEM;
+	for (uint8_t i = 0; i < count; i++, *pos += 16)
+	{
+		uint64_t	off = sp_get64(p + *pos);
+		uint32_t	clen = sp_get32(p + *pos + 8),
+					ulen = sp_get32(p + *pos + 12);
+
+		if (clen > SP_PQ_PAGE_MAX || ulen > SP_PQ_PAGE_MAX || ulen > SP_PREFIX_MAX - *plen)
+			return corrupt(d, "bad SNAPPY chunk");
+		if (read_base(d, h->base, off, clen, d->bbuf) != SP_OK)
+			return d->ctx->err.code;
+		/* the base was checked by SHA-256: a page that does not expand is the delta's fault */
+		if (!sp_snappy_expand(d->bbuf, clen, d->pq_pre + *plen, ulen))
+			return corrupt(d, "a parent page named by a SNAPPY chunk does not expand");
+		*plen += ulen;
+	}
+	return SP_OK;
+}
+
+/*
+ * Decode a SNAPPY chunk into obuf: the expanded page is a zstd frame
+ * against expanded parent pages; snappy compresses it back to the stored
+ * page, which the chunk checksum then checks.
+ */
+static sp_status
+decode_snappy_chunk(decoder *d, const sp_chunk_hdr *h)
+{
+	const uint8_t *p = d->rd.buf + SP_CHUNK_HDR;
+	size_t		n = d->rd.len - SP_CHUNK_HDR,
+				pos = 4,
+				plen,
+				got;
+	uint32_t	ulen;
+
+	if (h->transform || h->dtype || h->base_dtype || h->base_off || h->base_len || n < 5 ||
+		(ulen = sp_get32(p)) > SP_PQ_PAGE_MAX)
+		return corrupt(d, "bad SNAPPY chunk");
+	if (snappy_prefix(d, h, p, n, &pos, &plen) != SP_OK)
+		return d->ctx->err.code;
+	if (sp_reserve(d->ctx, &d->pq_page, &d->pq_page_cap, (size_t) ulen + 1) != SP_OK ||
+		sp_reserve(d->ctx, &d->cbuf, &d->ccap, sp_snappy_bound(ulen)) != SP_OK)
+		return SP_ERR_NOMEM;
+	if (sp_codec_decode_zstd(d->ctx, &d->codec, d->pq_pre, plen, p + pos, n - pos, d->pq_page,
+							 ulen) != SP_OK)
+		return d->ctx->err.code;
+	got = sp_snappy_compress(d->pq_page, ulen, d->cbuf, sp_snappy_bound(ulen));
+	if (got != h->out_len)
+		return sp_fail(d->ctx, SP_ERR_CORRUPT,
+					   "delta \"%s\" is corrupted: a Parquet page of \"%s\" does not compress back "
+					   "to its size (or this libsnappy differs from the writer's)", d->rd.name, d->name);
+	memcpy(d->obuf, d->cbuf, got);
+	return SP_OK;
+}
+
 /* Decode a ZSTD, TENSOR or ROWS chunk into obuf. */
 static sp_status
 decode_chunk(decoder *d, const sp_chunk_hdr *h)
@@ -418,6 +494,8 @@ decode_chunk(decoder *d, const sp_chunk_hdr *h)
 		return d->ctx->err.code;
 	if (h->kind == SP_CHUNK_ROWS)
 		return decode_rows_chunk(d, h);
+	if (h->kind == SP_CHUNK_SNAPPY)
+		return decode_snappy_chunk(d, h);
 	return h->kind == SP_CHUNK_ZSTD ? decode_zstd_chunk(d, h) : decode_tensor_chunk(d, h);
 }
 
@@ -439,7 +517,8 @@ apply_chunk(decoder *d)
 		return d->ctx->err.code;
 	if (h.kind == SP_CHUNK_COPY)
 		return apply_copy(d, &h);
-	if (h.kind != SP_CHUNK_ZSTD && h.kind != SP_CHUNK_TENSOR && h.kind != SP_CHUNK_ROWS)
+	if (h.kind != SP_CHUNK_ZSTD && h.kind != SP_CHUNK_TENSOR && h.kind != SP_CHUNK_ROWS &&
+		h.kind != SP_CHUNK_SNAPPY)
 		return corrupt(d, "unknown chunk kind");
 	if (decode_chunk(d, &h) != SP_OK)
 		return d->ctx->err.code;
@@ -579,6 +658,8 @@ decoder_free(decoder *d)
 	sp_rowspace_free(ctx, &d->rs);
 	if (d->lay.dlen)
 		sp_rowslay_free(ctx, &d->lay);
+	sp_free(ctx, d->pq_pre);
+	sp_free(ctx, d->pq_page);
 	sp_free(ctx, d->obuf);
 	sp_free(ctx, d->bbuf);
 	sp_free(ctx, d->cbuf);

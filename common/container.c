@@ -36,6 +36,8 @@ sp_method_name(int method)
 			return "rows-jsonl";
 		case SP_METHOD_ROWS_BASE + SP_ROWS_JSON_ARRAY:
 			return "rows-json-array";
+		case SP_METHOD_PARQUET:
+			return "parquet-pages";
 	}
 	return NULL;
 }

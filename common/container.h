@@ -32,13 +32,15 @@ enum
 
 enum
 {
-	SP_CHUNK_ZSTD = 1, SP_CHUNK_TENSOR = 2, SP_CHUNK_COPY = 3, SP_CHUNK_ROWS = 4
+	SP_CHUNK_ZSTD = 1, SP_CHUNK_TENSOR = 2, SP_CHUNK_COPY = 3, SP_CHUNK_ROWS = 4,
+	SP_CHUNK_SNAPPY = 5
 };
 
 enum
 {
 	SP_METHOD_TENSOR = 1, SP_METHOD_ZSTD_REF = 2, SP_METHOD_ZSTD = 3, SP_METHOD_COPY = 4,
-	SP_METHOD_ROWS_BASE = 4		/* + row format (rows.h): 5 rows-lines ... 9 rows-json-array */
+	SP_METHOD_ROWS_BASE = 4,		/* + row format (rows.h): 5 rows-lines ... 9 rows-json-array */
+	SP_METHOD_PARQUET = 10
 };
 
 /* Fixed part of a CHUNK payload. */

@@ -1,0 +1,53 @@
+/*
+ * parquet.h -- find the pages of a Parquet file (internal).
+ *
+ * A Parquet file is "PAR1", column chunks, a Thrift footer, its u32
+ * length and "PAR1".  Column chunks are runs of pages, each a Thrift
+ * (compact protocol) PageHeader followed by its payload; some writers put
+ * a ColumnChunk struct after each run.  The scanner walks those structs from
+ * byte 4 to the footer, so compressed pages can be expanded before delta
+ * coding and compressed again on rebuild (see dataset.c).  Only Thrift
+ * framing is parsed; every length and offset is checked against the file.
+ */
+#ifndef SPARSE_PARQUET_H
+#define SPARSE_PARQUET_H
+
+#include "files.h"
+#include "util.h"
+
+#define SP_PQ_PAGE_MAX (4u << 20)	/* pages larger than this stay compressed */
+#define SP_PQ_MAX_PAGES 1000000
+#define SP_PQ_HEADER_MAX (1u << 20) /* longest Thrift struct the scanner reads */
+
+/* One page payload of a Parquet file. */
+typedef struct sp_pq_page
+{
+	uint64_t	off;			/* file offset of the payload */
+	uint32_t	clen;			/* stored (compressed) bytes */
+	uint32_t	ulen;			/* uncompressed bytes, per the header */
+} sp_pq_page;
+
+/*
+ * The pages of file idx of fs, in file order; *n 0 when the file is not a
+ * Parquet file the scanner can walk (that is not an error).  Free *pages.
+ */
+sp_status	sp_parquet_pages(sp_ctx *ctx, sp_fileset *fs, size_t idx, sp_pq_page **pages,
+							 size_t *n);
+
+/*
+ * Expand a snappy page (clen bytes at src) into dst (ulen bytes) and check
+ * that compressing it again gives the same bytes; false if not.
+ */
+bool		sp_snappy_roundtrips(const uint8_t *src, size_t clen, uint8_t *dst, size_t ulen,
+								 uint8_t *scratch, size_t scratch_cap);
+
+/* Snappy-compress src into dst (cap bytes); its length, or 0 if it does not fit. */
+size_t		sp_snappy_compress(const uint8_t *src, size_t n, uint8_t *dst, size_t cap);
+
+/* Expand snappy data into dst, exactly ulen bytes; false if it is not that. */
+bool		sp_snappy_expand(const uint8_t *src, size_t clen, uint8_t *dst, size_t ulen);
+
+/* Largest snappy output for n input bytes. */
+size_t		sp_snappy_bound(size_t n);
+
+#endif							/* SPARSE_PARQUET_H */
