@@ -116,6 +116,7 @@ typedef struct dsenc
 	uint8_t    *pq_pre;				/* expanded parent pages */
 	uint64_t	pq_window;			/* prefix half-width between pages, or 0 */
 	size_t		cur_file;
+	bool		saw_parquet;		/* some file had Parquet pages */
 	uint64_t	nchanged;
 	uint64_t	coded;				/* estimator: bytes the chunks took */
 	bool		estimating;			/* collect the streams below instead of coding */
@@ -1053,6 +1054,7 @@ code_bytes(dsenc *e, size_t fi, long partner)
 		return rc;
 	e->cur_file = fi;
 	e->pq_window = nd > 0 ? DS_PQ_WINDOW : 0;
+	e->saw_parquet |= nd > 0;
 	rc = nd > 0 ? code_parquet(e, fi, partner, dp, nd)
 		: code_range(e, fi, partner, 0, e->der->f[fi].size);
 	e->pq_window = 0;
@@ -1680,8 +1682,8 @@ format_name(dsenc *e, char *out, size_t cap)
 
 	for (size_t i = 0; i < e->der->n; i++)
 		rows += e->dfmt[i] != SP_ROWS_NONE;
-	snprintf(out, cap, "%s", rows == 0 ? "binary" : rows == e->der->n ? sp_rowfmt_name(e->fmt)
-			 : "mixed");
+	snprintf(out, cap, "%s", rows == e->der->n && rows > 0 ? sp_rowfmt_name(e->fmt)
+			 : rows > 0 ? "mixed" : e->saw_parquet ? "parquet" : "binary");
 }
 
 /* Sample, index what the sample needs, code it, extrapolate. */

@@ -217,7 +217,7 @@ typedef struct sp_dataset_est
 	double		rows_shared_pct;	/* of those, found verbatim in the parent */
 	uint64_t	est_delta_bytes;
 	double		savings_pct;		/* 100 * (1 - est_delta_bytes / derived_bytes) */
-	char		format[16];			/* "csv", "tsv", "jsonl", "json-array", "lines",
+	char		format[16];			/* "csv", "tsv", "jsonl", "json-array", "lines", "parquet",
 									 * "binary" (no rows), or "mixed" */
 	double		elapsed_ms;
 } sp_dataset_est;
