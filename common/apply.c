@@ -365,7 +365,7 @@ read_rowspace(decoder *d)
 	return SP_OK;
 }
 
-/* Build the row space for format fmt (once; rebuilt if another format is used). */
+/* Build the row space for format fmt (once). */
 static sp_status
 need_rowspace(decoder *d, int fmt)
 {
@@ -374,6 +374,9 @@ need_rowspace(decoder *d, int fmt)
 
 	if (d->rs_fmt == fmt)
 		return SP_OK;
+	/* one row format per delta: a second would make us cut the whole parent again */
+	if (d->rs_fmt != 0)
+		return corrupt(d, "row chunks of two formats");
 	if (fmt <= SP_ROWS_NONE || fmt >= SP_ROWS_COUNT || !d->rs_seen[fmt])
 		return corrupt(d, "row chunk without a ROWSPACE record for its format");
 	sp_rowspace_free(d->ctx, &d->rs);

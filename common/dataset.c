@@ -88,6 +88,8 @@ typedef struct dsenc
 	size_t		clen;
 	variant		v[2];				/* VAR_WHOLE, VAR_CELLS */
 	uint64_t	text_lits;			/* literals where the variants differ */
+	uint64_t	jumps;				/* scattered literal references (rowindex.h) */
+	int64_t		last_ref;
 	uint64_t	nrows;
 	uint64_t	nlit;
 	int64_t		prev;
@@ -410,6 +412,13 @@ add_literal(dsenc *e, const uint8_t *row, size_t len)
 	if (put_literal(e, &e->v[VAR_WHOLE], whole, row, len, nd, la, lb) != SP_OK ||
 		put_literal(e, &e->v[VAR_CELLS], sel, row, len, nd, la, lb) != SP_OK)
 		return e->ctx->err.code;
+	if (sel & SP_REF_MASK)
+	{
+		int64_t		ref = (sel & SP_REF_MASK) == SP_REF_NEXT ? e->prev + 1 : e->prev;
+
+		e->jumps += ref != e->last_ref && ref != e->last_ref + 1;
+		e->last_ref = ref;
+	}
 	if ((sel & SP_REF_MASK) == SP_REF_NEXT)
 		e->prev++;
 	return SP_OK;
@@ -742,7 +751,8 @@ reset_chunk(dsenc *e)
 	e->clen = 0;
 	e->nrows = 0;
 	e->prev0 = e->prev;
-	e->pbytes = e->shared = e->text_lits = 0;
+	e->pbytes = e->shared = e->text_lits = e->jumps = 0;
+	e->last_ref = -2;
 	for (int i = 0; i < 2; i++)
 	{
 		e->v[i].ctl.n = e->v[i].lits.n = 0;
@@ -797,7 +807,7 @@ add_row(dsenc *e, sp_rowfmt fmt, const uint8_t *row, size_t len)
 {
 	int64_t		m = -1;
 
-	if ((e->clen + len > SP_ROWS_CHUNK ||
+	if ((e->clen + len > SP_ROWS_CHUNK || e->jumps >= SP_ROWS_JUMPS ||
 		 e->v[VAR_CELLS].ctl.n + e->v[VAR_CELLS].lits.n > SP_ROWS_CTL_MAX / 2) &&
 		flush_chunk(e, fmt) != SP_OK)
 		return e->ctx->err.code;
@@ -1242,6 +1252,7 @@ dsenc_init(sp_ctx *ctx, dsenc *e, sp_fileset *base, sp_fileset *der, int level)
 	e->base = base;
 	e->der = der;
 	e->prev = e->prev0 = -1;
+	e->last_ref = -2;
 	e->dfmt = sp_calloc(ctx, der->n ? der->n : 1, 1);
 	e->slot = sp_alloc(ctx, (base->n ? base->n : 1) * sizeof(uint32_t));
 	e->buf = sp_alloc(ctx, DS_BUF);

@@ -26,6 +26,7 @@
 
 #define RS_BUF (8u << 20)			/* scan buffer: holds any row (SP_ROW_MAX) */
 #define RS_CACHE (1u << 20)			/* row cache */
+#define RS_WINDOW (64u << 10)		/* bytes read into it at a time (or the row) */
 #define EMPTY_SLOT UINT64_MAX
 
 /* ---- growable buffers and varints ----------------------------------------- */
@@ -341,7 +342,8 @@ sp_rowspace_row(sp_ctx *ctx, sp_rowspace *rs, uint64_t r)
 			return NULL;
 		return rs->big;
 	}
-	n = (size_t) SP_MIN((uint64_t) RS_CACHE, f->vstart + f->size - v);
+	/* a window, not the whole cache: a jump to another part of the parent costs 64 KiB */
+	n = (size_t) SP_MIN((uint64_t) SP_MAX(len, RS_WINDOW), f->vstart + f->size - v);
 	rs->cache_n = 0;
 	if (sp_fileset_read(ctx, rs->fs, f->idx, v - f->vstart, rs->cache, n) != SP_OK)
 		return NULL;
@@ -450,6 +452,9 @@ typedef struct walk
 	bool		implicit;		/* whole rows carry no length: the format cuts them */
 	size_t		imp_col;		/* the column whole rows go to */
 	uint64_t	nimplicit;		/* whole rows seen without a length */
+	uint64_t	refbytes;		/* reference row bytes used so far */
+	int64_t		last_ref;
+	uint64_t	jumps;			/* references not next to the previous one */
 } walk;
 
 /* Error: the control stream is malformed. */
@@ -629,9 +634,19 @@ walk_literal(walk *w)
 		return w->ctx->err.code;
 	if (ref >= 0)
 	{
+		/*
+		 * Bound the work a hostile chunk can ask for: the writer keeps the
+		 * reference rows of a chunk under the prefix limit and starts a new
+		 * chunk after SP_ROWS_JUMPS scattered references.
+		 */
+		rlen = (size_t) sp_row_len(w->rs, (uint64_t) ref);
+		w->refbytes += rlen;
+		w->jumps += ref != w->last_ref && ref != w->last_ref + 1;
+		w->last_ref = ref;
+		if (w->refbytes > SP_PREFIX_MAX || w->jumps > 2 * SP_ROWS_JUMPS)
+			return bad(w, "literals refer to too much of the parent");
 		if ((rp = sp_rowspace_row(w->ctx, w->rs, (uint64_t) ref)) == NULL)
 			return w->ctx->err.code;
-		rlen = (size_t) sp_row_len(w->rs, (uint64_t) ref);
 	}
 	/* rows layout: the whole reference row is the prefix, in row order */
 	if (w->layout == SP_LAYOUT_ROWS || !(sel & SP_LIT_COLS))
@@ -736,7 +751,8 @@ sp_rows_walk(sp_ctx *ctx, sp_rowspace *rs, sp_rowslay *lay, sp_walk_pass pass,
 			 const sp_rows_chunk *c, uint8_t *bytes, size_t nbytes)
 {
 	walk		w = {ctx, rs, lay, pass, c->ctl, c->ctl_n, 0, c->prev0, bytes, nbytes, 0,
-	c->layout, rs->fmt != SP_ROWS_JSON_ARRAY, c->layout == SP_LAYOUT_ROWS ? 0 : SP_COL_RAW, 0};
+	c->layout, rs->fmt != SP_ROWS_JSON_ARRAY, c->layout == SP_LAYOUT_ROWS ? 0 : SP_COL_RAW, 0, 0,
+	-2, 0};
 	uint64_t	done = 0,
 				groups = 0;
 

@@ -20,6 +20,7 @@
 #define SP_ROWS_CHUNK (4u << 20)	/* output bytes of one ROWS chunk, at most */
 #define SP_ROWS_CTL_MAX (32u << 20) /* control bytes of one ROWS chunk, at most */
 #define SP_ROWS_MAX_ROWS 0xFFFFFFF0u /* rows in one row space */
+#define SP_ROWS_JUMPS 4096			/* scattered literal references per chunk (writer) */
 
 /* Literal row selector bits (ctl stream). */
 enum
