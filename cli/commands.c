@@ -5,8 +5,9 @@
  * exit 2, caught before any file is touched), builds an sp_ctx with
  * cli_ctx_init, calls one core function, and turns the result into a cJSON
  * object whose keys are the column names of the SQL functions (so
- * "sparse --json estimate" and "SELECT * FROM delta_estimate(...)" agree),
- * which cli_emit prints as JSON or as aligned lines.  A failed core call is
+ * "sparse --json estimate" and "SELECT * FROM delta_estimate(...)" agree,
+ * as do dataset-estimate and dataset_delta_estimate), which cli_emit prints
+ * as JSON or as aligned lines.  A failed core call is
  * reported once, by cli_core_error.
  */
 #include <errno.h>

@@ -50,7 +50,8 @@ static const cli_command cli_commands[] = {
 		"Codes N rows of DERIVED (default 1000, 1 <= N <= 10000000), spread over\n"
 		"its files, against the rows of BASE, and extrapolates the size of the\n"
 		"full delta. Writes nothing. BASE and DERIVED are dataset files (CSV, TSV,\n"
-		"JSON Lines, a JSON array, any text or binary file) or directories of shards.\n"
+		"JSON Lines, a JSON array, Parquet, any text or binary file) or directories\n"
+		"of shards.\n"
 		"\n"
 		"  --sample-rows N    derived rows to code (default 1000)\n"},
 	{"dataset-compress", cmd_dataset_compress, CLI_OPT_OUT | CLI_OPT_LEVEL, 2, 3,
@@ -58,10 +59,11 @@ static const cli_command cli_commands[] = {
 		"store a derived dataset as a delta against its parent",
 		"Writes the delta of DERIVED against BASE to OUT, which must not exist.\n"
 		"Rows found in BASE become references, other rows are coded field by\n"
-		"field against a similar BASE row, files without rows with zstd against\n"
-		"the same-named BASE file. 'sparse apply', 'verify' and 'info' read the\n"
-		"result like any delta. The file is written under a temporary name and\n"
-		"renamed into place, so a failure or Ctrl-C leaves nothing behind.\n"
+		"field against a similar BASE row, Parquet files page by page, other\n"
+		"files with zstd against the same-named BASE file. 'sparse apply',\n"
+		"'verify' and 'info' read the result like any delta. The file is written\n"
+		"under a temporary name and renamed into place, so a failure or Ctrl-C\n"
+		"leaves nothing behind.\n"
 		"\n"
 		"  -o, --output OUT    the delta file to create (instead of the third argument)\n"
 		"  -l, --level N       zstd level 1..19 (default 3; 19 is smallest, slowest)\n"},
@@ -80,8 +82,8 @@ static const cli_command cli_commands[] = {
 		"list the files a delta rebuilds",
 		"Prints one row per file: name, size, delta bytes spent on it, method\n"
 		"(tensor-delta; rows-csv, rows-tsv, rows-jsonl, rows-json-array or\n"
-		"rows-lines for dataset rows; zstd-ref, zstd or copy) and SHA-256. With\n"
-		"--json, an array.\n"},
+		"rows-lines for dataset rows; parquet-pages; zstd-ref, zstd or copy) and\n"
+		"SHA-256. With --json, an array.\n"},
 	{"version", cmd_version, 0, 0, 0, "",
 		"print the version of sparse and of its delta format", ""},
 	{"help", cmd_help, 0, 0, 1, "[COMMAND]",

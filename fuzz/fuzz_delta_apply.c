@@ -6,8 +6,11 @@
  *
  * The input is a delta.  Each run:
  *   1. sp_delta_info_mem on it (rows are checked: name, method, digest);
- *   2. sp_delta_apply_mem against the fixed base of fuzz_common.h, result
- *      capped at 64 MiB;
+ *   2. sp_delta_apply_mem against a fixed base, result capped at 64 MiB:
+ *      one of the small dataset parents below (CSV, JSONL, JSON array)
+ *      when the delta's BASES record names a file of that parent's size,
+ *      so that dataset deltas reach the ROWSPACE and ROWS chunk decoders,
+ *      else the fixed base model of fuzz_common.h;
  *   3. the same two on a copy whose record checksums were recomputed, so
  *      mutations inside records reach the chunk decoders;
  *   4. for one input in four (by hash), apply again with the Nth allocation
@@ -20,19 +23,133 @@
  *
  * Seeds: with SPARSE_FUZZ_SEEDS=DIR set, the binary writes the base's
  * fine-tune variants to DIR/roundtrip/ and the delta of every file in
- * DIR/roundtrip/ against the base to DIR/delta_apply/, then exits
- * (fuzz/make_seeds.py drives it).
+ * DIR/roundtrip/ against the base to DIR/delta_apply/, plus four dataset
+ * deltas (DIR/delta_apply/dataset_*.delta: a CSV with rows edited, removed
+ * and added, a JSONL likewise, a JSON array subset in reverse order, a CSV
+ * with a column added) made with sp_dataset_compress against the dataset
+ * parents, then exits (fuzz/make_seeds.py drives it).
  */
 #include <dirent.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "fuzz_common.h"
+
+/* ---- dataset parents ------------------------------------------------------ */
+
+#define DS_PARENTS 3			/* CSV, JSONL, JSON array */
+#define DS_ROWS 60				/* rows of each parent */
+#define DS_CAP 16384			/* bytes of a parent or derived text, at most */
+
+static const char *const ds_ext[DS_PARENTS] = {"csv", "jsonl", "json"};
+
+/* Edits of a row. */
+enum
+{
+	DS_SAME = 0, DS_VALUE = 1, DS_COLUMN = 2
+};
+
+/* Append row i of format k (edited as edit says) to buf at len; new length. */
+static size_t
+ds_row(char *buf, size_t len, int k, int i, int edit, int last)
+{
+	int			score = edit == DS_VALUE ? i * 7 + 1 : i * 7;
+	int			n;
+
+	if (k == 0 && i == 5)		/* a quoted newline and a quoted comma */
+		n = snprintf(buf + len, DS_CAP - len, "5,\"line one\nline, two\",%d.5,x%s\n", score,
+					 edit == DS_COLUMN ? ",extra" : "");
+	else if (k == 0)
+		n = snprintf(buf + len, DS_CAP - len, "%d,\"q%d, part %d\",%d.5,word%d%s%s\n", i, i,
+					 i % 3, score, i % 11, edit == DS_COLUMN ? ",extra" : "",
+					 i % 7 == 3 ? "\r" : "");
+	else if (k == 1)
+		n = snprintf(buf + len, DS_CAP - len,
+					 "{\"id\": %d, \"q\": \"question %d\", \"score\": %d, \"tags\": [\"a\", \"b%d\"]%s}\n",
+					 i, i, score, i % 5, edit == DS_COLUMN ? ", \"new\": true" : "");
+	else
+		n = snprintf(buf + len, DS_CAP - len,
+					 "  {\"id\": %d, \"q\": \"question %d\", \"score\": %d%s}%s\n",
+					 i, i, score, edit == DS_COLUMN ? ", \"new\": true" : "", last ? "" : ",");
+	if (n < 0 || (size_t) n >= DS_CAP - len)
+		abort();				/* the texts are small: cannot happen */
+	return len + (size_t) n;
+}
+
+/* Text of format k holding rows ids[0..n) with edits[i] (malloc'ed). */
+static char *
+ds_text(int k, const int *ids, const int *edits, int n, size_t *len)
+{
+	char	   *buf = malloc(DS_CAP);
+	size_t		l = 0;
+
+	if (buf == NULL)
+		abort();
+	if (k == 0)
+		l = (size_t) snprintf(buf, DS_CAP, "id,question,score,note%s\n",
+							  edits && n && edits[0] == DS_COLUMN ? ",more" : "");
+	if (k == 2)
+		l = (size_t) snprintf(buf, DS_CAP, "[\n");
+	for (int i = 0; i < n; i++)
+		l = ds_row(buf, l, k, ids[i], edits ? edits[i] : DS_SAME, i + 1 == n);
+	if (k == 2)
+		l += (size_t) snprintf(buf + l, DS_CAP - l, "]\n");
+	*len = l;
+	return buf;
+}
+
+/* Dataset parent k (built once, kept for the process). */
+static const uint8_t *
+ds_parent(int k, size_t *len)
+{
+	static char *text[DS_PARENTS];
+	static size_t tlen[DS_PARENTS];
+
+	if (text[k] == NULL)
+	{
+		int			ids[DS_ROWS];
+
+		for (int i = 0; i < DS_ROWS; i++)
+			ids[i] = i;
+		text[k] = ds_text(k, ids, NULL, DS_ROWS, &tlen[k]);
+	}
+	*len = tlen[k];
+	return (const uint8_t *) text[k];
+}
+
+/*
+ * The base to apply a delta to: the dataset parent whose size the first
+ * entry of the delta's BASES record gives (header 16 bytes, record header
+ * 8, count 4, then u64 size), else the fixed base model.
+ */
+static const uint8_t *
+pick_base(const uint8_t *data, size_t size, size_t *len)
+{
+	if (size >= 16 + 8 + 4 + 42 && data[16] == 1 && (data[24] | data[25] | data[26] | data[27]) != 0)
+	{
+		uint64_t	want = 0;
+
+		for (int i = 0; i < 8; i++)
+			want |= (uint64_t) data[28 + i] << (8 * i);
+		for (int k = 0; k < DS_PARENTS; k++)
+		{
+			const uint8_t *p = ds_parent(k, len);
+
+			if (*len == want)
+				return p;
+		}
+	}
+	return fz_base(len);
+}
 
 /* Abort unless the info rows are well formed. */
 static void
 check_info(const sp_ctx *ctx, const sp_info *info)
 {
-	static const char *const methods[] = {"tensor-delta", "zstd-ref", "zstd", "copy"};
+	static const char *const methods[] = {
+		"tensor-delta", "zstd-ref", "zstd", "copy", "rows-lines", "rows-csv", "rows-tsv",
+		"rows-jsonl", "rows-json-array", "parquet-pages"
+	};
 
 	if (info->n > 0 && info->rows == NULL)
 		fz_die("info rows counted but no array", ctx);
@@ -43,7 +160,7 @@ check_info(const sp_ctx *ctx, const sp_info *info)
 
 		if (r->name == NULL || r->method == NULL)
 			fz_die("info row without name or method", ctx);
-		for (size_t m = 0; m < 4; m++)
+		for (size_t m = 0; m < sizeof(methods) / sizeof(methods[0]); m++)
 			known |= strcmp(r->method, methods[m]) == 0;
 		if (!known)
 			fz_die("info row with an unknown method", ctx);
@@ -77,7 +194,7 @@ run_apply(const uint8_t *data, size_t size, unsigned long fail_at, unsigned long
 	sp_ctx		ctx;
 	size_t		base_len,
 				out_len = 0;
-	const uint8_t *base = fz_base(&base_len);
+	const uint8_t *base = pick_base(data, size, &base_len);
 	void	   *out = NULL;
 	sp_status	st;
 
@@ -204,6 +321,86 @@ write_delta_seeds(const char *dir)
 	closedir(d);
 }
 
+/* One dataset seed: parent k against derived rows ids/edits, into DIR/delta_apply. */
+static void
+write_dataset_seed(const char *dir, const char *tmp, const char *tag, int k, const int *ids,
+				   const int *edits, int n)
+{
+	size_t		plen,
+				dlen,
+				len;
+	const uint8_t *parent = ds_parent(k, &plen);
+	char	   *derived = ds_text(k, ids, edits, n, &dlen);
+	char		bpath[4096],
+				dpath[4096],
+				out[4096],
+				seed[4096];
+	sp_ctx		ctx;
+	sp_compress_result res;
+	uint8_t    *delta;
+
+	snprintf(bpath, sizeof(bpath), "%s/parent.%s", tmp, ds_ext[k]);
+	snprintf(dpath, sizeof(dpath), "%s/derived.%s", tmp, ds_ext[k]);
+	snprintf(out, sizeof(out), "%s/seed.delta", tmp);
+	write_file(bpath, parent, plen);
+	write_file(dpath, derived, dlen);
+	sp_ctx_init(&ctx);
+	if (sp_dataset_compress(&ctx, bpath, dpath, out, 3, &res) != SP_OK)
+	{
+		fprintf(stderr, "dataset seed %s: %s\n", tag, ctx.err.msg);
+		exit(1);
+	}
+	delta = read_file(out, &len);
+	snprintf(seed, sizeof(seed), "%s/delta_apply/dataset_%s.delta", dir, tag);
+	write_file(seed, delta, len);
+	free(delta);
+	free(derived);
+	unlink(out);
+	unlink(bpath);
+	unlink(dpath);
+}
+
+/* The four dataset seeds, made in a temporary directory. */
+static void
+write_dataset_seeds(const char *dir)
+{
+	char		tmp[] = "/tmp/sparse-seeds-XXXXXX";
+	int			ids[DS_ROWS + 3],
+				edits[DS_ROWS + 3],
+				n = 0;
+
+	if (mkdtemp(tmp) == NULL)
+	{
+		perror("mkdtemp");
+		exit(1);
+	}
+	/* rows edited, removed and added */
+	for (int i = 0; i < DS_ROWS + 3; i++)
+		if (i != 20)
+		{
+			ids[n] = i;
+			edits[n++] = i == 10 || i == 41 ? DS_VALUE : DS_SAME;
+		}
+	write_dataset_seed(dir, tmp, "csv_edit", 0, ids, edits, n);
+	write_dataset_seed(dir, tmp, "jsonl_edit", 1, ids, edits, n);
+	/* odd rows, in reverse order */
+	n = 0;
+	for (int i = DS_ROWS - 1; i > 0; i -= 2)
+	{
+		ids[n] = i;
+		edits[n++] = DS_SAME;
+	}
+	write_dataset_seed(dir, tmp, "json_array_subset", 2, ids, edits, n);
+	/* a column added to every row */
+	for (int i = 0; i < DS_ROWS; i++)
+	{
+		ids[i] = i;
+		edits[i] = DS_COLUMN;
+	}
+	write_dataset_seed(dir, tmp, "csv_column", 0, ids, edits, DS_ROWS);
+	rmdir(tmp);
+}
+
 /* Seed mode: write variants and their deltas under $SPARSE_FUZZ_SEEDS, exit. */
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -229,6 +426,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		free(v);
 	}
 	write_delta_seeds(dir);
+	write_dataset_seeds(dir);
 	exit(0);
 }
 
