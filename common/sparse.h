@@ -139,7 +139,7 @@ typedef struct sp_info_row
 	char		sha256[65];			/* SHA-256 of the rebuilt file */
 	const char *method;				/* "tensor-delta", "zstd-ref", "zstd", "copy", or
 									 * "rows-csv", "rows-tsv", "rows-jsonl",
-									 * "rows-json-array", "rows-lines" */
+									 * "rows-json-array", "rows-lines", "parquet-pages" */
 } sp_info_row;
 
 /* Rows returned by sp_delta_info; free with sp_info_free. */

@@ -11,13 +11,17 @@
  * the SHA-256 (of the file, or of the manifest of a directory, computed here
  * independently of the core), verify, and list the methods sp_delta_info
  * reports per file; then it checks an upper bound on the delta size that
- * only holds if the row coder found the parent's rows (plain zstd of these
- * tables takes about a third of their size).  Inputs the row scanners cannot
- * cut must round-trip too, with the byte method the core falls back to.
- * The eight real pairs of ../shared/data/datasets are checked against the
- * sizes zstd -19 --patch-from reaches (skipped when the data is absent).
- * The error cases check exact messages; the hook sweeps fail allocations
- * and cancel at every point of compress, apply, verify and info.
+ * only holds if the row coder found the parent's rows (plain zstd -19 of
+ * these tables takes about a quarter of their size).  Inputs the row
+ * scanners cannot cut must round-trip too, with the byte method the core
+ * falls back to.  The eight real pairs of ../shared/data/datasets are
+ * checked against the sizes zstd -19 --patch-from reaches (skipped when the
+ * data is absent); they are compressed side by side, one thread each, to
+ * keep the suite fast.  The error cases check exact messages; damaged ROWS
+ * chunks are applied in a child process, so that a decoder crash is a
+ * failure, not the end of the run.  The hook sweeps fail every allocation
+ * after the k-th, or only the k-th, and cancel at every poll, for compress,
+ * apply, verify and info.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -26,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <xxhash.h>
@@ -590,6 +595,18 @@ zstd_size(const char *path, int level)
 	return ZSTD_isError(n) ? UINT64_MAX : (uint64_t) n;
 }
 
+/* Does the file hold the n bytes of what (at its start, if at_start)? */
+static bool
+file_has(const char *path, const char *what, size_t n, bool at_start)
+{
+	size_t		len;
+	uint8_t    *b = fh_read(path, &len);
+
+	if (b == NULL || len < n)
+		return false;
+	return at_start ? memcmp(b, what, n) == 0 : memmem(b, len, what, n) != NULL;
+}
+
 #define NROWS 20000				/* rows of the main synthetic table */
 #define NROWS_LIT 2000			/* rows of tables where every row is a literal */
 
@@ -854,7 +871,7 @@ test_dataset_crlf(void)
 	d.edit = EDIT_SCORE;
 	d.every = 100;
 	der = write_table("d/data.csv", &d);
-	T_REQUIRE(strstr((char *) fh_read(der, &(size_t) {0}), "\r\n") != NULL, "no CRLF written");
+	T_REQUIRE(file_has(der, "\r\n", 2, false), "no CRLF written");
 	DS_ROUNDTRIP(write_table("p/data.csv", &p), der, "rows-csv", pct_of(der, 5), &r);
 	/* CRLF rows against an LF parent: every row differs in its last field */
 	p = table_spec(T_CSV, NROWS_LIT);
@@ -933,7 +950,7 @@ test_dataset_bom(void)
 	d.edit = EDIT_SCORE;
 	d.every = 100;
 	der = write_table("d/data.csv", &d);
-	T_REQUIRE(memcmp(fh_read(der, &(size_t) {0}), "\xEF\xBB\xBF", 3) == 0, "no BOM written");
+	T_REQUIRE(file_has(der, "\xEF\xBB\xBF", 3, true), "no BOM written");
 	DS_ROUNDTRIP(write_table("p/data.csv", &p), der, "rows-csv", pct_of(der, 5), &r);
 	p.bom = false;
 	DS_ROUNDTRIP(write_table("p2/data.csv", &p), der, "rows-csv", pct_of(der, 5), &r);
@@ -1227,6 +1244,75 @@ test_dataset_real_pairs(void)
 	}
 }
 
+/* ---- hooks ------------------------------------------------------------------------------ */
+
+/* Counting allocator and interrupt hook state. */
+typedef struct ds_hooks
+{
+	long		allocs;
+	long		fail_after;		/* -1: never */
+	bool		fail_once;		/* fail only allocation fail_after + 1 */
+	long		live;
+	long		polls;
+	long		cancel_at;		/* -1: never */
+} ds_hooks;
+
+/* alloc hook: fails every call after fail_after (or only the next one). */
+static void *
+dh_alloc(void *user, size_t size)
+{
+	ds_hooks   *h = user;
+	void	   *p;
+
+	if (h->fail_after >= 0 &&
+		(h->fail_once ? h->allocs == h->fail_after : h->allocs >= h->fail_after))
+	{
+		h->allocs++;
+		return NULL;
+	}
+	h->allocs++;
+	if ((p = malloc(size)) != NULL)
+		h->live++;
+	return p;
+}
+
+/* free hook. */
+static void
+dh_free(void *user, void *p)
+{
+	ds_hooks   *h = user;
+
+	if (p != NULL)
+	{
+		h->live--;
+		free(p);
+	}
+}
+
+/* interrupted hook: 1 from the cancel_at-th poll on. */
+static int
+dh_interrupted(void *user)
+{
+	ds_hooks   *h = user;
+
+	h->polls++;
+	return h->cancel_at >= 0 && h->polls >= h->cancel_at;
+}
+
+/* A context with the hooks above. */
+static void
+dh_ctx(sp_ctx *ctx, ds_hooks *h, long fail_after, long cancel_at)
+{
+	memset(h, 0, sizeof(*h));
+	h->fail_after = fail_after;
+	h->cancel_at = cancel_at;
+	rt_ctx(ctx);
+	ctx->hooks.alloc = dh_alloc;
+	ctx->hooks.free = dh_free;
+	ctx->hooks.interrupted = dh_interrupted;
+	ctx->hooks.user = h;
+}
+
 /* ---- errors ---------------------------------------------------------------------------- */
 
 /* A small pair (parent, derived with edits) and its delta; paths tracked. */
@@ -1425,10 +1511,65 @@ test_dataset_err_corrupt_rows_chunk(void)
 	T_CHECK(!fh_exists(t_path("o.csv")), "an output was written");
 }
 
+/* What an apply in a child process gave (see apply_isolated). */
+typedef struct iso_result
+{
+	bool		crashed;		/* the child died (signal or no answer) */
+	sp_status	st;
+	bool		same;			/* SP_OK and the bytes equal the expected ones */
+	long		live;			/* blocks the call did not free */
+	char		msg[512];
+} iso_result;
+
 /*
- * Every byte of a ROWS chunk record changed in turn, with the record
- * checksum fixed so that the chunk decoder sees it: SP_ERR_CORRUPT, or (a
- * change the decoding does not depend on) the derived bytes exactly.
+ * Apply delta m against base b in memory in a child process, so that a
+ * crash in the decoder is reported as a failure instead of ending the run.
+ */
+static void
+apply_isolated(const uint8_t *b, size_t blen, const uint8_t *m, size_t len,
+			   const uint8_t *want, size_t wlen, iso_result *res)
+{
+	int			fd[2],
+				status = 0;
+	pid_t		pid;
+
+	memset(res, 0, sizeof(*res));
+	res->crashed = true;
+	if (pipe(fd) != 0 || (pid = fork()) < 0)
+		return;
+	if (pid == 0)
+	{
+		sp_ctx		ctx;
+		ds_hooks	h;
+		void	   *out = NULL;
+		size_t		out_len = 0;
+		iso_result	r = {0};
+
+		close(fd[0]);
+		dh_ctx(&ctx, &h, -1, -1);
+		r.st = sp_delta_apply_mem(&ctx, b, blen, m, len, 1 << 20, &out, &out_len);
+		r.same = r.st == SP_OK && out_len == wlen && memcmp(out, want, wlen) == 0;
+		if (r.st == SP_OK)
+			dh_free(&h, out);
+		r.live = h.live;
+		snprintf(r.msg, sizeof(r.msg), "%s", ctx.err.msg);
+		_exit(write(fd[1], &r, sizeof(r)) == (ssize_t) sizeof(r) ? 0 : 1);
+	}
+	close(fd[1]);
+	if (read(fd[0], res, sizeof(*res)) != (ssize_t) sizeof(*res))
+		res->crashed = true;
+	close(fd[0]);
+	waitpid(pid, &status, 0);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		res->crashed = true;
+}
+
+/*
+ * Every byte of a ROWS chunk record set to three other values in turn,
+ * with the record checksum fixed so that the chunk decoder sees it:
+ * SP_ERR_CORRUPT, or (a change the decoding does not depend on) the
+ * derived bytes exactly; never a crash or a leak.  Each apply runs in a
+ * child process.
  */
 static void
 test_dataset_err_rows_chunk_sweep(void)
@@ -1453,33 +1594,64 @@ test_dataset_err_rows_chunk_sweep(void)
 	roff = find_rows_chunk(d, len, &plen);
 	T_REQUIRE(roff > 0, "no ROWS chunk in the delta");
 	m = t_track(malloc(len));
-	for (size_t i = 0; i < plen && bad < 5; i++)
+	fflush(stdout);
+	for (size_t i = 0; i < plen && bad < 8; i++)
 	{
-		for (int k = 0; k < 2; k++)
+		for (int k = 0; k < 3; k++)
 		{
-			sp_ctx		ctx;
-			void	   *out = NULL;
-			size_t		out_len = 0;
-			sp_status	st;
+			iso_result	res;
+			uint8_t		was = d[roff + 8 + i],
+						now = k == 0 ? was ^ 0x01 : k == 1 ? was ^ 0xFF : 0x00;
 
+			if (now == was)
+				continue;
 			memcpy(m, d, len);
-			m[roff + 8 + i] ^= k ? 0xFF : 0x01;
+			m[roff + 8 + i] = now;
 			fix_record_sum(m, roff, plen);
-			rt_ctx(&ctx);
-			st = sp_delta_apply_mem(&ctx, b, blen, m, len, 1 << 20, &out, &out_len);
-			if (st == SP_OK && out_len == flen && memcmp(out, f, flen) == 0)
+			apply_isolated(b, blen, m, len, f, flen, &res);
+			if (!res.crashed && res.live == 0 && res.same)
 				same++;
-			else if (st != SP_ERR_CORRUPT || ctx.err.code != SP_ERR_CORRUPT)
+			else if (res.crashed || res.live != 0 || res.st != SP_ERR_CORRUPT)
 			{
-				t_fail(__FILE__, __LINE__, "byte %zu of the ROWS chunk ^ 0x%02x: %s (%s)", i,
-					   k ? 0xFF : 0x01, sp_status_name(st), ctx.err.msg);
+				t_fail(__FILE__, __LINE__, "byte %zu of the ROWS chunk record payload 0x%02x -> "
+					   "0x%02x: %s (%s), %ld blocks not freed", i, was, now,
+					   res.crashed ? "CRASHED" : sp_status_name(res.st), res.msg, res.live);
 				bad++;
 			}
-			free(out);
 		}
 	}
-	printf("# %zu bytes of a ROWS chunk damaged twice each; %d changes decoded the same\n",
+	printf("# %zu bytes of a ROWS chunk changed three ways; %d changes decoded the same\n",
 		   plen, same);
+}
+
+/* A ROWS chunk naming no row format (0) is corrupt, like any unknown one. */
+static void
+test_dataset_err_rows_chunk_format0(void)
+{
+	const char *base,
+			   *der;
+	char	   *delta = small_pair(&base, &der, 120);
+	size_t		len,
+				blen,
+				plen = 0,
+				roff;
+	uint8_t    *d,
+			   *b;
+	iso_result	res;
+
+	T_REQUIRE(delta != NULL && (d = fh_read(delta, &len)) != NULL &&
+			  (b = fh_read(base, &blen)) != NULL, "setup");
+	roff = find_rows_chunk(d, len, &plen);
+	T_REQUIRE(roff > 0, "no ROWS chunk in the delta");
+	d[roff + 8 + 1] = 0;		/* transform: the row format */
+	fix_record_sum(d, roff, plen);
+	fflush(stdout);
+	apply_isolated(b, blen, d, len, NULL, 0, &res);
+	T_CHECK(!res.crashed && res.st == SP_ERR_CORRUPT &&
+			strcmp(res.msg, "delta \"delta\" is corrupted: row chunk without a ROWSPACE record "
+				   "for its format") == 0,
+			"apply of a ROWS chunk with format 0: %s (%s)",
+			res.crashed ? "CRASHED" : sp_status_name(res.st), res.msg);
 }
 
 /* A delta cut short anywhere is truncated, not corrupted. */
@@ -1514,75 +1686,6 @@ test_dataset_err_truncated(void)
 			  t_fmt("delta \"%s\" is truncated at byte %zu", cut, at[i]));
 		T_CHECK(!fh_exists(t_path("o.csv")), "an output was written at cut %zu", at[i]);
 	}
-}
-
-/* ---- hooks ------------------------------------------------------------------------------ */
-
-/* Counting allocator and interrupt hook state. */
-typedef struct ds_hooks
-{
-	long		allocs;
-	long		fail_after;		/* -1: never */
-	bool		fail_once;		/* fail only allocation fail_after + 1 */
-	long		live;
-	long		polls;
-	long		cancel_at;		/* -1: never */
-} ds_hooks;
-
-/* alloc hook: fails every call after fail_after (or only the next one). */
-static void *
-dh_alloc(void *user, size_t size)
-{
-	ds_hooks   *h = user;
-	void	   *p;
-
-	if (h->fail_after >= 0 &&
-		(h->fail_once ? h->allocs == h->fail_after : h->allocs >= h->fail_after))
-	{
-		h->allocs++;
-		return NULL;
-	}
-	h->allocs++;
-	if ((p = malloc(size)) != NULL)
-		h->live++;
-	return p;
-}
-
-/* free hook. */
-static void
-dh_free(void *user, void *p)
-{
-	ds_hooks   *h = user;
-
-	if (p != NULL)
-	{
-		h->live--;
-		free(p);
-	}
-}
-
-/* interrupted hook: 1 from the cancel_at-th poll on. */
-static int
-dh_interrupted(void *user)
-{
-	ds_hooks   *h = user;
-
-	h->polls++;
-	return h->cancel_at >= 0 && h->polls >= h->cancel_at;
-}
-
-/* A context with the hooks above. */
-static void
-dh_ctx(sp_ctx *ctx, ds_hooks *h, long fail_after, long cancel_at)
-{
-	memset(h, 0, sizeof(*h));
-	h->fail_after = fail_after;
-	h->cancel_at = cancel_at;
-	rt_ctx(ctx);
-	ctx->hooks.alloc = dh_alloc;
-	ctx->hooks.free = dh_free;
-	ctx->hooks.interrupted = dh_interrupted;
-	ctx->hooks.user = h;
 }
 
 /* Operations the sweeps run. */
@@ -1844,6 +1947,7 @@ const t_case t_tests_dataset[] = {
 	{"dataset_err_wrong_base_dir", test_dataset_err_wrong_base_dir},
 	{"dataset_err_corrupt_rows_chunk", test_dataset_err_corrupt_rows_chunk},
 	{"dataset_err_rows_chunk_sweep", test_dataset_err_rows_chunk_sweep},
+	{"dataset_err_rows_chunk_format0", test_dataset_err_rows_chunk_format0},
 	{"dataset_err_truncated", test_dataset_err_truncated},
 	{"dataset_alloc_sweep", test_dataset_alloc_sweep},
 	{"dataset_alloc_sweep_dir", test_dataset_alloc_sweep_dir},
