@@ -14,6 +14,7 @@
 #include "parquet.h"
 
 #define TH_DEPTH 32					/* nesting the skipper follows */
+#define PQ_FIRST_READ (64u << 10)
 
 /* A bounded reader over a Thrift buffer. */
 typedef struct thr
@@ -230,14 +231,23 @@ sp_parquet_pages(sp_ctx *ctx, sp_fileset *fs, size_t idx, sp_pq_page **pages, si
 		return SP_ERR_NOMEM;
 	while (pos < end && rc == SP_OK)
 	{
-		thr			t = {win, (size_t) SP_MIN(end - pos, (uint64_t) SP_PQ_HEADER_MAX), 0, false};
+		thr			t;
 		int64_t		f[4] = {0};
 		bool		set[4] = {false};
 
-		if ((rc = sp_fileset_read(ctx, fs, idx, pos, win, t.n)) != SP_OK)
-			break;
-		th_struct(&t, 0, f, set);
-		if (t.bad)
+		/* most headers are small: read 64 KiB, and 1 MiB only if that was not enough */
+		for (size_t want = PQ_FIRST_READ;; want = SP_PQ_HEADER_MAX)
+		{
+			t = (thr) {win, (size_t) SP_MIN(end - pos, (uint64_t) want), 0, false};
+			if ((rc = sp_fileset_read(ctx, fs, idx, pos, win, t.n)) != SP_OK)
+				break;
+			th_struct(&t, 0, f, set);
+			if (!t.bad || want == SP_PQ_HEADER_MAX || t.n < want)
+				break;
+			memset(f, 0, sizeof(f));
+			memset(set, 0, sizeof(set));
+		}
+		if (rc != SP_OK || t.bad)
 			break;
 		pos += t.pos;
 		if (set[1] && set[2] && set[3] && f[1] >= 0 && f[1] <= 3 && f[2] >= 0 && f[3] >= 0 &&
