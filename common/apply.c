@@ -372,13 +372,13 @@ need_rowspace(decoder *d, int fmt)
 	size_t	   *idx;
 	sp_status	rc;
 
+	if (fmt <= SP_ROWS_NONE || fmt >= SP_ROWS_COUNT || !d->rs_seen[fmt])
+		return corrupt(d, "row chunk without a ROWSPACE record for its format");
 	if (d->rs_fmt == fmt)
 		return SP_OK;
 	/* one row format per delta: a second would make us cut the whole parent again */
 	if (d->rs_fmt != 0)
 		return corrupt(d, "row chunks of two formats");
-	if (fmt <= SP_ROWS_NONE || fmt >= SP_ROWS_COUNT || !d->rs_seen[fmt])
-		return corrupt(d, "row chunk without a ROWSPACE record for its format");
 	sp_rowspace_free(d->ctx, &d->rs);
 	d->rs_fmt = 0;
 	if (d->lay.dlen == NULL && sp_rowslay_init(d->ctx, &d->lay) != SP_OK)
@@ -659,8 +659,7 @@ decoder_free(decoder *d)
 	for (int i = 0; i < SP_ROWS_COUNT; i++)
 		sp_free(ctx, d->rs_slots[i]);
 	sp_rowspace_free(ctx, &d->rs);
-	if (d->lay.dlen)
-		sp_rowslay_free(ctx, &d->lay);
+	sp_rowslay_free(ctx, &d->lay);
 	sp_free(ctx, d->pq_pre);
 	sp_free(ctx, d->pq_page);
 	sp_free(ctx, d->obuf);

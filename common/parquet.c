@@ -57,6 +57,18 @@ th_zz(thr *t)
 
 static void th_skip(thr *t, int type, int depth);
 
+/* Skip a list, set or map element: booleans there are a byte, not part of a header. */
+static void
+th_skip_elem(thr *t, int type, int depth)
+{
+	if (type == 1 || type == 2)
+		t->pos++;
+	else
+		th_skip(t, type, depth);
+	if (t->pos > t->n)
+		t->bad = true;
+}
+
 /* Skip a list or set: header byte (size << 4 | element type), maybe a varint size. */
 static void
 th_skip_list(thr *t, int depth)
@@ -73,8 +85,14 @@ th_skip_list(thr *t, int depth)
 	n = h >> 4;
 	if (n == 15)
 		n = th_varint(t);
+	/* every element takes at least a byte (booleans in lists do): bound the loop */
+	if (n > t->n - t->pos)
+	{
+		t->bad = true;
+		return;
+	}
 	for (uint64_t i = 0; i < n && !t->bad; i++)
-		th_skip(t, h & 15, depth + 1);
+		th_skip_elem(t, h & 15, depth + 1);
 }
 
 /* Skip a map: varint size, then key/value type byte, then pairs. */
@@ -92,10 +110,15 @@ th_skip_map(thr *t, int depth)
 		return;
 	}
 	kv = t->p[t->pos++];
+	if (n > (t->n - t->pos) / 2)
+	{
+		t->bad = true;
+		return;
+	}
 	for (uint64_t i = 0; i < n && !t->bad; i++)
 	{
-		th_skip(t, kv >> 4, depth + 1);
-		th_skip(t, kv & 15, depth + 1);
+		th_skip_elem(t, kv >> 4, depth + 1);
+		th_skip_elem(t, kv & 15, depth + 1);
 	}
 }
 

@@ -416,7 +416,10 @@ sp_rowslay_init(sp_ctx *ctx, sp_rowslay *lay)
 	lay->dlen = sp_alloc(ctx, 4 * SP_NCOLS * sizeof(uint64_t));
 	lay->fends = sp_alloc(ctx, SP_FIELDS_MAX * sizeof(uint32_t));
 	if (!lay->dlen || !lay->fends)
+	{
+		sp_rowslay_free(ctx, lay);
 		return SP_ERR_NOMEM;
+	}
 	lay->plen = lay->dlen + SP_NCOLS;
 	lay->dcur = lay->plen + SP_NCOLS;
 	lay->pcur = lay->dcur + SP_NCOLS;
