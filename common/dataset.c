@@ -41,8 +41,7 @@
 #define DS_WINDOWS 8				/* estimator sample windows */
 #define DS_STANDALONE_SHARE 4		/* try plain zstd when shared < 1/4 */
 #define DS_PROBE_LEVEL 6			/* zstd level that ranks the two variants */
-#define DS_PAGE_LEVEL 9
-#define DS_PQ_WINDOW (64u << 10)	/* prefix half-width for bytes between pages */			/* Parquet pages: most of the gain, a fraction of the time */
+#define DS_PQ_WINDOW (32u << 10)	/* prefix half-width for bytes between pages */			/* Parquet pages: most of the gain, a fraction of the time */
 #define DS_TEXT_CELL 32			/* changed cells this long on average: whole row */
 
 /*
@@ -135,7 +134,11 @@ typedef struct dsenc
 	uint8_t		base_digest[SP_SHA256_LEN];
 } dsenc;
 
-/* zstd level for literal data and files without rows. */
+/*
+ * zstd level for literal rows and files without rows: they are what is left
+ * once shared rows are gone, so the default (3) spends level 19 on them.
+ * Parquet pages and the bytes between them use the level as given.
+ */
 static int
 lit_level(int level)
 {
@@ -923,9 +926,10 @@ code_buffer(dsenc *e, long partner, uint64_t off, size_t len, uint64_t small)
 			return ctx->err.code;
 	}
 	if (reserve_payload(e, SP_CHUNK_HDR + sp_codec_bound(len)) != SP_OK ||
-		sp_codec_encode_zstd(ctx, &e->codec, lit_level(e->level), e->buf, len, pre,
-							 (size_t) h.base_len, e->pay + SP_CHUNK_HDR, sp_codec_bound(len),
-							 &used) != SP_OK)
+		sp_codec_encode_zstd(ctx, &e->codec,
+							 small ? e->level : lit_level(e->level),
+							 e->buf, len, pre, (size_t) h.base_len, e->pay + SP_CHUNK_HDR,
+							 sp_codec_bound(len), &used) != SP_OK)
 		return ctx->err.code;
 	return emit_chunk(e, &h, used);
 }
@@ -1015,8 +1019,9 @@ pq_page(dsenc *e, long partner, const sp_pq_page *pg, const sp_pq_page *bp, size
 	plen = pq_prefix(e, partner, bp, nb, k, &pos);
 	if (e->ctx->err.code == SP_ERR_NOMEM)
 		return SP_ERR_NOMEM;
-	if (sp_codec_encode_zstd(e->ctx, &e->codec, SP_MIN(lit_level(e->level), DS_PAGE_LEVEL), e->cbuf, pg->ulen, e->pq_pre,
-							 plen, e->pay + pos, sp_codec_bound(pg->ulen), &used) != SP_OK)
+	/* pages are bulk data, like tensors: coded at the caller's level itself */
+	if (sp_codec_encode_zstd(e->ctx, &e->codec, e->level, e->cbuf, pg->ulen, e->pq_pre, plen,
+							 e->pay + pos, sp_codec_bound(pg->ulen), &used) != SP_OK)
 		return e->ctx->err.code;
 	*done = true;
 	e->pq_chunks++;
