@@ -4,7 +4,7 @@
  * How it works: a row space streams its files through an 8 MiB buffer,
  * cutting rows with rows.c and recording each row's virtual start (files
  * laid end to end).  With an index, each row's 32-bit tag (the high half of
- * its XXH3-64) goes into an open-addressing table sized 1.5 slots per row;
+ * its XXH3-64) goes into an open-addressing table sized 1.33 slots per row;
  * a row whose tag is already there is not inserted (it is, almost surely, a
  * duplicate; if not, a match is merely missed), and a lookup verifies the
  * bytes, so a tag collision never produces a wrong reference.
@@ -107,7 +107,7 @@ push_row(sp_ctx *ctx, sp_rowspace *rs, uint32_t **tags, size_t *tcap, uint64_t v
 {
 	if (rs->nrows + 2 > rs->off_cap)
 	{
-		size_t		cap = SP_MAX((size_t) 1024, rs->off_cap * 2);
+		size_t		cap = SP_MAX((size_t) 1024, rs->off_cap + rs->off_cap / 4);
 		uint64_t   *o = sp_alloc(ctx, cap * sizeof(uint64_t));
 
 		if (o == NULL)
@@ -120,7 +120,7 @@ push_row(sp_ctx *ctx, sp_rowspace *rs, uint32_t **tags, size_t *tcap, uint64_t v
 	}
 	if (tags && rs->nrows + 1 > *tcap)
 	{
-		size_t		cap = SP_MAX((size_t) 1024, *tcap * 2);
+		size_t		cap = SP_MAX((size_t) 1024, *tcap + *tcap / 4);
 		uint32_t   *t = sp_alloc(ctx, cap * sizeof(uint32_t));
 
 		if (t == NULL)
@@ -214,7 +214,7 @@ wanted(const uint32_t *want, size_t nwant, uint32_t tag)
 }
 
 /*
- * Insert the rows' tags into a table of 1.5 slots per row (only the wanted
+ * Insert the rows' tags into a table of 1.33 slots per row (only the wanted
  * ones when want is given).
  */
 static sp_status
@@ -223,7 +223,7 @@ build_table(sp_ctx *ctx, sp_rowspace *rs, const uint32_t *tags, const uint32_t *
 {
 	uint64_t	n = want ? nwant : rs->nrows;
 
-	rs->nslots = SP_MAX((uint64_t) 1024, n + n / 2 + 1);
+	rs->nslots = SP_MAX((uint64_t) 1024, n + n / 3 + 1);
 	if ((rs->slot = sp_alloc(ctx, (size_t) rs->nslots * sizeof(uint64_t))) == NULL)
 		return SP_ERR_NOMEM;
 	memset(rs->slot, 0xff, (size_t) rs->nslots * sizeof(uint64_t));

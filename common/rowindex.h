@@ -4,7 +4,7 @@
  * A row space is a list of parent files cut into rows with one row format
  * (rows.h), numbered from 0 across the files in order.  Encoder and decoder
  * both build its row-start table (8 bytes per row); the encoder adds a hash
- * table of row tags to find derived rows in it (about 12 more bytes per
+ * table of row tags to find derived rows in it (about 11 more bytes per
  * row).  Rows are read back through a small cache, since matches come in
  * runs.  The ROWS chunk (docs/FORMAT.md) is decoded here too, so the code
  * that lays out literal rows is shared by both sides.
