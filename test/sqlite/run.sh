@@ -707,10 +707,11 @@ check "an interrupted delta_compress leaves no output or temporary file" \
 	test -z "$(ls -A "$T" | grep -i 'big.delta')"
 interrupt_after "sqlite3_interrupt stops delta_compress_blob" \
 	"SELECT length(delta_compress_blob(readfile($(q "$T/big_base.safetensors")), readfile($(q "$T/big_ft.safetensors")), 19));"
-# a real JSONL pair (gsm8k, 1.7 MB): several seconds at level 19
-GSM=$SPARSE_DATA/datasets/gsm8k_socratic
+# a CSV pair whose every row is new random text (8 MB): over 10 s at level 19
+{ echo text; head -c 6000000 "$T/noise" | base64 -w 200; } > "$T/slow_base.csv"
+{ echo text; head -c 6000000 "$T/noise2" | base64 -w 200; } > "$T/slow_derived.csv"
 interrupt_after "sqlite3_interrupt stops dataset_delta_compress" \
-	"SELECT * FROM dataset_delta_compress($(q "$GSM/base.jsonl"), $(q "$GSM/derived.jsonl"), $(q "$T/gsm8k-int.delta"), 19);"
+	"SELECT * FROM dataset_delta_compress($(q "$T/slow_base.csv"), $(q "$T/slow_derived.csv"), $(q "$T/gsm8k-int.delta"), 19);"
 check "an interrupted dataset_delta_compress leaves no output or temporary file" \
 	test -z "$(ls -A "$T" | grep -i 'gsm8k-int')"
 
