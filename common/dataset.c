@@ -11,12 +11,17 @@
  * (the next one in order, or the last one used, whichever shares more
  * fields), field by field when both have the same number of fields.  Rows
  * are grouped into ROWS chunks of at most 4 MiB of output; each chunk's
- * control stream and column-major literal data are compressed with zstd,
- * the data with the replaced parent fields as prefix.  The encoder decodes
- * every chunk it writes and compares it with the input before writing it,
- * and stores a chunk as plain zstd instead when that is smaller (a
- * translation, an unrelated file).  Files without rows (Parquet, binaries)
- * get zstd chunks with their same-named parent file as prefix.
+ * control stream and literal data are compressed with zstd, the data with
+ * the parent fields or rows it replaces as prefix (column by column for
+ * short cells, in row order for text).  Rows whose changed cells are long
+ * text are recorded two ways (whole, or cell by cell); both are ranked at a
+ * fast level on two threads and the winner is coded at the real one.  The
+ * encoder decodes every chunk it writes and compares it with the input
+ * before writing it, and stores a chunk as plain zstd instead when that is
+ * smaller (a translation, an unrelated file).  Files without rows get zstd
+ * chunks with their same-named parent file as prefix; in Parquet files,
+ * snappy pages that compress back byte-identically are expanded and coded
+ * against the parent's pages (SNAPPY chunks, parquet.h).
  *
  * The estimator cuts sample_rows derived rows from a few windows spread over
  * the derived files, scans the parent once for rows with the same tags, and
