@@ -970,10 +970,12 @@ pq_buffers(dsenc *e)
 
 /*
  * Expand the partner's pages around page k (those that expand) into the
- * prefix, listing them in the payload at *pos; returns the prefix length.
+ * prefix, listing them in the payload at *pos; *plen the prefix length.  A
+ * page that does not expand is left out; a read error is an error.
  */
-static size_t
-pq_prefix(dsenc *e, long partner, const sp_pq_page *bp, size_t nb, size_t k, size_t *pos)
+static sp_status
+pq_prefix(dsenc *e, long partner, const sp_pq_page *bp, size_t nb, size_t k, size_t *pos,
+		  size_t *plen_out)
 {
 	size_t		plen = 0,
 				count_at = (*pos)++;
@@ -984,9 +986,12 @@ pq_prefix(dsenc *e, long partner, const sp_pq_page *bp, size_t nb, size_t k, siz
 		const sp_pq_page *b = &bp[i];
 
 		if (b->clen > SP_PQ_PAGE_MAX || b->ulen > SP_PQ_PAGE_MAX ||
-			plen + b->ulen > SP_PREFIX_MAX ||
-			sp_fileset_read(e->ctx, e->base, (size_t) partner, b->off, e->pq_scratch, b->clen) != SP_OK ||
-			!sp_snappy_expand(e->pq_scratch, b->clen, e->pq_pre + plen, b->ulen))
+			plen + b->ulen > SP_PREFIX_MAX)
+			continue;
+		if (sp_fileset_read(e->ctx, e->base, (size_t) partner, b->off, e->pq_scratch,
+							b->clen) != SP_OK)
+			return e->ctx->err.code;
+		if (!sp_snappy_expand(e->pq_scratch, b->clen, e->pq_pre + plen, b->ulen))
 			continue;
 		sp_put64(e->pay + *pos, b->off);
 		sp_put32(e->pay + *pos + 8, b->clen);
@@ -996,7 +1001,8 @@ pq_prefix(dsenc *e, long partner, const sp_pq_page *bp, size_t nb, size_t k, siz
 		count++;
 	}
 	e->pay[count_at] = count;
-	return plen;
+	*plen_out = plen;
+	return SP_OK;
 }
 
 /*
@@ -1011,7 +1017,7 @@ pq_page(dsenc *e, long partner, const sp_pq_page *pg, const sp_pq_page *bp, size
 	sp_chunk_hdr h = {SP_CHUNK_SNAPPY, 0, 0, 0, partner >= 0 ? e->slot[partner] : SP_NO_BASE,
 	pg->clen, 0, 0, XXH3_64bits(e->buf, pg->clen)};
 	size_t		pos = SP_CHUNK_HDR + 4,
-				plen,
+				plen = 0,
 				used;
 
 	*done = false;
@@ -1021,9 +1027,8 @@ pq_page(dsenc *e, long partner, const sp_pq_page *pg, const sp_pq_page *bp, size
 	if (reserve_payload(e, SP_CHUNK_HDR + 5 + 3 * 16 + sp_codec_bound(pg->ulen)) != SP_OK)
 		return SP_ERR_NOMEM;
 	sp_put32(e->pay + SP_CHUNK_HDR, pg->ulen);
-	plen = pq_prefix(e, partner, bp, nb, k, &pos);
-	if (e->ctx->err.code == SP_ERR_NOMEM)
-		return SP_ERR_NOMEM;
+	if (pq_prefix(e, partner, bp, nb, k, &pos, &plen) != SP_OK)
+		return e->ctx->err.code;
 	/* pages are bulk data, like tensors: coded at the caller's level itself */
 	if (sp_codec_encode_zstd(e->ctx, &e->codec, e->level, e->cbuf, pg->ulen, e->pq_pre, plen,
 							 e->pay + pos, sp_codec_bound(pg->ulen), &used) != SP_OK)

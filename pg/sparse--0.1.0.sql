@@ -165,7 +165,7 @@ AS 'MODULE_PATHNAME', 'sparse_dataset_delta_compress'
 LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE COST 100000;
 
 COMMENT ON FUNCTION dataset_delta_compress(text, text, text, int) IS
-'write the lossless row-level delta of the derived dataset against base to the new file out, at zstd level 1..19; delta_apply rebuilds it';
+'write the lossless row-level delta of the derived dataset against base to the new file out; level 1..19 (the default 3 codes new rows at zstd 19, Parquet pages at the level given); delta_apply rebuilds it';
 
 CREATE FUNCTION delta_compress(base bytea, ft bytea, level int DEFAULT 3)
 RETURNS bytea
