@@ -10,6 +10,8 @@
 #   make bench         sparse next to zstd --patch-from, xdelta3 (and bsdiff
 #                      on datasets): models, then datasets
 #   make bench-datasets  the dataset section of make bench only
+#   make bench-route   routing: microseconds per call, pgbench vs SELECT 1
+#   make route-eval    routing quality on the RouteLLM labels (APGR, SVG)
 #
 # The PostgreSQL module is sparse_pg.so (module_pathname in sparse.control) so
 # that ./sparse.so can be the SQLite loadable extension (".load ./sparse") and
@@ -22,7 +24,7 @@ DATA_DIR ?= $(abspath ../shared/data)
 EXTENSION = sparse
 MODULE_big = sparse_pg
 CORE_SRCS = $(sort $(wildcard common/*.c))
-OBJS = $(CORE_SRCS:.c=.o) pg/sparse_pg.o
+OBJS = $(CORE_SRCS:.c=.o) $(patsubst %.c,%.o,$(sort $(wildcard pg/*.c)))
 DATA = pg/sparse--$(EXTVERSION).sql
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --inputdir=. --outputdir=build/regress
@@ -67,8 +69,9 @@ SAN_OBJS = $(patsubst common/%.c,build/san/%.o,$(CORE_SRCS))
 all: sparse.so bin/sparse
 
 # SQLite loadable extension: ".load ./sparse" finds sqlite3_sparse_init.
-sparse.so: $(CORE_OBJS) sqlite/sparse_sqlite.c $(CORE_HDRS)
-	$(CC) $(SP_CFLAGS) -shared -o $@ sqlite/sparse_sqlite.c $(CORE_OBJS) $(SP_LIBS)
+SQLITE_SRCS = $(sort $(wildcard sqlite/*.c))
+sparse.so: $(CORE_OBJS) $(SQLITE_SRCS) $(wildcard sqlite/*.h) $(CORE_HDRS)
+	$(CC) $(SP_CFLAGS) -shared -o $@ $(SQLITE_SRCS) $(CORE_OBJS) $(SP_LIBS)
 
 bin/sparse: $(CORE_OBJS) $(wildcard cli/*.c) $(CORE_HDRS)
 	@mkdir -p bin
@@ -89,7 +92,7 @@ build/fuzz/%: fuzz/%.c $(wildcard fuzz/*.h) $(CORE_SRCS) $(CORE_HDRS)
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 		-o $@ $< $(CORE_SRCS) $(SP_LIBS)
 
-.PHONY: pg-fixtures deps unit unit-san sqlite-test cli-test pg-test fuzz fuzz-build test test-all demo bench bench-datasets install-cli
+.PHONY: route-eval bench-route pg-fixtures deps unit unit-san sqlite-test cli-test pg-test fuzz fuzz-build test test-all demo bench bench-datasets install-cli
 
 deps:
 	@bash scripts/deps.sh
@@ -137,6 +140,20 @@ bench: deps
 bench-datasets: deps
 	@$(MAKE) --no-print-directory bin/sparse
 	@SPARSE_DATA=$(DATA_DIR) BENCH_SECTIONS=datasets bash bench/run.sh
+
+# Routing evaluation on the RouteLLM labels (APGR table and SVG under build/route-eval).
+route-eval: deps
+	@$(MAKE) --no-print-directory sparse.so
+	@SPARSE_DATA=$(DATA_DIR) bash bench/route_eval.sh
+
+# Routing speed: microseconds per call in C, and pgbench against SELECT 1.
+bench-route: deps
+	@$(MAKE) --no-print-directory sparse.so bin/sparse build/route_bench
+	@SPARSE_DATA=$(DATA_DIR) bash bench/route_bench.sh
+
+build/route_bench: bench/route_bench.c $(CORE_OBJS) $(CORE_HDRS)
+	@mkdir -p build
+	$(CC) $(SP_CFLAGS) -o $@ bench/route_bench.c $(CORE_OBJS) $(SP_LIBS)
 
 install-cli: bin/sparse
 	install -D -m 755 bin/sparse $(DESTDIR)/usr/local/bin/sparse
