@@ -479,16 +479,15 @@ decide_known(const sp_route_catalog *cat, const sp_route_request *r, const doubl
 
 sp_status
 sp_route_decide(sp_ctx *ctx, const sp_route_catalog *cat, const sp_route_request *r,
-				sp_route_decision *out)
+				sp_route_decision *out, sp_route_features *feats)
 {
 	sp_route_features local;
-	sp_route_features *f = out->feats;
+	sp_route_features *f = feats;
 	double		q[SP_ROUTE_MODELS_MAX];
 	sp_status	st;
 
 	sp_clear_error(ctx);
 	memset(out, 0, sizeof(*out));
-	out->feats = f;
 	if ((st = check_request(ctx, cat, r)) != SP_OK)
 		return st;
 	if (f == NULL && cat->n_learned)

@@ -185,8 +185,6 @@ typedef struct sp_route_decision
 	bool		routed;				/* the recommended model serves, and it is not the requested one */
 	int			served;				/* catalog index of the model that serves, or -1 */
 	char		reason[256];
-	sp_route_features *feats;		/* optional: caller-provided buffer, filled
-									 * when non-NULL (for the decision log) */
 } sp_route_decision;
 
 /*
@@ -201,10 +199,12 @@ typedef struct sp_route_decision
  * requested model missing from the catalog is returned unchanged with
  * routed false and a reason.  Errors (SP_ERR_INVALID_ARG): NULL model or
  * prompt, max_tokens < 0, threshold outside (0, 1], percentage outside
- * [0, 100], empty catalog.  out->feats, if set by the caller, is filled.
+ * [0, 100], empty catalog.  feats may be NULL; when not, it receives the
+ * prompt's features (what the decision log stores).
  */
 sp_status	sp_route_decide(sp_ctx *ctx, const sp_route_catalog *cat,
-							const sp_route_request *req, sp_route_decision *out);
+							const sp_route_request *req, sp_route_decision *out,
+							sp_route_features *feats);
 
 /* ---- training ------------------------------------------------------------ */
 
