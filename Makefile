@@ -56,6 +56,9 @@ SP_LIBS = -lzstd -lxxhash -lcrypto -lcjson -lsnappy -lpthread -lm
 SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 CORE_HDRS = $(wildcard common/*.h)
 
+# PGXS objects do not track headers: rebuild them when a header changes.
+$(OBJS): $(CORE_HDRS) $(wildcard pg/*.h)
+
 build/core/%.o: common/%.c $(CORE_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(SP_CFLAGS) -c $< -o $@

@@ -440,12 +440,32 @@ reason_kept(const sp_route_request *r, int fitting, int64_t need, bool self_best
 				 r->quality_threshold);
 }
 
+/* Why the recommended model serves instead of the requested one. */
+static void
+reason_routed(const sp_route_catalog *cat, const sp_route_request *r, const double *q,
+			  int req, int best, int64_t need, sp_route_decision *d)
+{
+	const sp_route_model *rm = &cat->models[req];
+	char		why[128] = "";
+
+	if (!rm->enabled)
+		snprintf(why, sizeof(why), "the requested model is disabled; ");
+	else if (rm->context_window < need)
+		snprintf(why, sizeof(why), "the requested model's context window (%lld) is under %lld tokens; ",
+				 (long long) rm->context_window, (long long) need);
+	snprintf(d->reason, sizeof(d->reason),
+			 r->cost_priority ?
+			 "%scheapest model meeting %g of the requested model's predicted quality (%.3f vs %.3f)" :
+			 "%sbest predicted quality among cheaper models meeting %g of the requested model's (%.3f vs %.3f)",
+			 why, r->quality_threshold, q[best], q[req]);
+}
+
 /* Decide for a requested model that is in the catalog. */
 static void
 decide_known(const sp_route_catalog *cat, const sp_route_request *r, const double *q,
 			 int req, sp_route_decision *d)
 {
-	int64_t		need = d->cls.est_prompt_tokens + r->max_tokens;
+	int64_t		need = d->cls.context_tokens + r->max_tokens;
 	int			fitting;
 	int			best = pick(cat, r, q, req, need, &fitting);
 	uint64_t	h = r->request_id ? sp_route_hash(r->request_id, r->request_id_len)
@@ -470,11 +490,7 @@ decide_known(const sp_route_catalog *cat, const sp_route_request *r, const doubl
 	}
 	d->served = best;
 	d->routed = true;
-	snprintf(d->reason, sizeof(d->reason),
-			 r->cost_priority ?
-			 "cheapest model meeting %g of the requested model's predicted quality (%.3f vs %.3f)" :
-			 "best predicted quality among cheaper models meeting %g of the requested model's (%.3f vs %.3f)",
-			 r->quality_threshold, q[best], q[req]);
+	reason_routed(cat, r, q, req, best, need, d);
 }
 
 sp_status
@@ -534,7 +550,12 @@ struct sp_route_trainer
 	int		   *order;			/* after the last pass: catalog index of trained k */
 	int			n_trained;
 	uint8_t    *blobs;			/* n_trained * SP_ROUTE_BLOB_LEN */
-	sp_route_features feats;	/* scratch */
+	sp_route_features feats;	/* features of the last prompt */
+	uint8_t    *last;			/* copy of the last prompt (feedback rows come
+								 * grouped by prompt: one per model) */
+	size_t		last_len,
+				last_cap;
+	bool		last_valid;
 };
 
 sp_status
@@ -572,11 +593,22 @@ sample_features(sp_ctx *ctx, sp_route_trainer *t, const sp_route_sample *s,
 {
 	if (s->prompt)
 	{
-		sp_status	st = sp_route_analyze(ctx, s->prompt, s->prompt_len, 0, NULL, &t->feats);
+		sp_status	st = SP_OK;
 
 		*idx = t->feats.idx;
+		if (!(t->last_valid && s->prompt_len == t->last_len &&
+			  memcmp(s->prompt, t->last, s->prompt_len) == 0))
+		{
+			t->last_valid = false;
+			if ((st = sp_route_analyze(ctx, s->prompt, s->prompt_len, 0, NULL, &t->feats)) != SP_OK ||
+				(st = sp_reserve(ctx, &t->last, &t->last_cap, s->prompt_len + 1)) != SP_OK)
+				return st;
+			memcpy(t->last, s->prompt, s->prompt_len);
+			t->last_len = s->prompt_len;
+			t->last_valid = true;
+		}
 		*n = t->feats.n;
-		return st;
+		return SP_OK;
 	}
 	if (s->features == NULL && s->n_features > 0)
 		return sp_fail(ctx, SP_ERR_INVALID_ARG, "a training row has neither a prompt nor features");
@@ -761,7 +793,7 @@ sp_route_train_end(sp_ctx *ctx, sp_route_trainer *t, sp_route_train_result *res)
 			res->skipped = t->skipped;
 			res->models = t->n_trained;
 			res->epochs = t->epoch;
-			res->train_loss = t->last_loss;
+			res->train_loss = t->rows_first ? t->last_loss : NAN;
 		}
 	}
 	if (t == NULL)
@@ -771,5 +803,6 @@ sp_route_train_end(sp_ctx *ctx, sp_route_trainer *t, sp_route_train_result *res)
 	sp_free(ctx, t->m);
 	sp_free(ctx, t->order);
 	sp_free(ctx, t->blobs);
+	sp_free(ctx, t->last);
 	sp_free(ctx, t);
 }

@@ -42,7 +42,7 @@ extern "C" {
 
 /* Version of the feature hashing below; a predictor from another is refused. */
 #define SP_ROUTE_FEATURE_VERSION 1
-#define SP_ROUTE_DIM_BITS 16
+#define SP_ROUTE_DIM_BITS 14
 #define SP_ROUTE_DIM (1u << SP_ROUTE_DIM_BITS)	/* hashed feature slots */
 #define SP_ROUTE_MAX_FEATURES 2048	/* distinct slots kept per prompt */
 #define SP_ROUTE_SCAN_MAX 16384		/* bytes of the scored text featurized */
@@ -68,6 +68,9 @@ typedef struct sp_route_class
 	sp_complexity complexity;
 	double		score;				/* 0..1; simple < 0.30 <= moderate < 0.60 <= complex */
 	int64_t		est_prompt_tokens;	/* of the scored text */
+	int64_t		context_tokens;		/* of the whole prompt (a chat transcript
+									 * counts every message): what must fit
+									 * in a context window with the output */
 	char		signals[256];		/* readable, comma separated, e.g.
 									 * "tokens=212, keyword:prove, code" */
 } sp_route_class;
@@ -189,7 +192,7 @@ typedef struct sp_route_decision
 
 /*
  * Decide which model serves a request.  Candidates are enabled models whose
- * context window holds est_prompt_tokens + max_tokens; one qualifies when
+ * context window holds context_tokens + max_tokens; one qualifies when
  * its predicted quality is at least quality_threshold times the requested
  * model's.  cost_priority: the cheapest qualifying (ties: higher predicted
  * quality, then model_id); otherwise the best predicted quality among
@@ -233,7 +236,7 @@ typedef struct sp_route_train_result
 	int64_t		skipped;			/* rows for models not in the catalog */
 	int			models;				/* models with at least one row */
 	int			epochs;
-	double		train_loss;			/* mean log loss over the last pass */
+	double		train_loss;			/* mean log loss over the last pass; NAN without rows */
 } sp_route_train_result;
 
 typedef struct sp_route_trainer sp_route_trainer;

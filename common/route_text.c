@@ -35,7 +35,6 @@
 #include "util.h"
 
 #define HASH_SEED 0xcbf29ce484222325ULL
-#define HASH_MUL 0x100000001b3ULL
 #define UNI_SALT 0x9e3779b97f4a7c15ULL
 #define BI_SALT 0xc2b2ae3d27d4eb4fULL
 #define STRUCT_SALT 0x165667b19e3779f9ULL
@@ -73,7 +72,16 @@ static const keyword keywords[] = {
 	{"démontre", KW_REASON}, {"prouver", KW_REASON}, {"prouvez", KW_REASON},
 	{"analyser", KW_REASON}, {"analysez", KW_REASON}, {"comparer", KW_REASON},
 	{"implémenter", KW_REASON}, {"optimiser", KW_REASON}, {"concevoir", KW_REASON},
-	{"justifier", KW_REASON}, {"demostrar", KW_REASON}, {"demuestra", KW_REASON},
+	{"justifier", KW_REASON}, {"justifiez", KW_REASON}, {"implémentez", KW_REASON},
+	{"implémente", KW_REASON}, {"optimisez", KW_REASON}, {"concevez", KW_REASON},
+	{"prouve", KW_REASON}, {"dérivez", KW_REASON}, {"théorème", KW_REASON},
+	{"algorithme", KW_REASON}, {"complexité", KW_REASON}, {"étape par étape", KW_REASON},
+	{"implementieren", KW_REASON}, {"algorithmus", KW_REASON}, {"komplexität", KW_REASON},
+	{"schritt für schritt", KW_REASON}, {"paso a paso", KW_REASON},
+	{"implementa", KW_REASON}, {"optimiza", KW_REASON}, {"demuestre", KW_REASON},
+	{"algoritmo", KW_REASON}, {"complejidad", KW_REASON}, {"teorema", KW_REASON},
+	{"шаг за шагом", KW_REASON}, {"алгоритм", KW_REASON}, {"теорему", KW_REASON},
+	{"теорема", KW_REASON}, {"сложность", KW_REASON}, {"demostrar", KW_REASON}, {"demuestra", KW_REASON},
 	{"analizar", KW_REASON}, {"analiza", KW_REASON}, {"comparar", KW_REASON},
 	{"implementar", KW_REASON}, {"optimizar", KW_REASON}, {"diseñar", KW_REASON},
 	{"diseña", KW_REASON}, {"докажите", KW_REASON}, {"докажи", KW_REASON},
@@ -119,6 +127,15 @@ static const keyword keywords[] = {
 /* Hash table of keyword phrase hashes -> index + 1 (0 = empty). */
 static uint64_t kw_hash[KW_TABLE];
 static uint16_t kw_slot[KW_TABLE];
+
+/*
+ * Bloom filters (4096 bits) in front of the table, so most tokens cost one
+ * bit test: kw_bloom holds every phrase hash, kw_prefix the hashes of the
+ * first one and first two tokens of phrases of two and three tokens.
+ */
+#define BLOOM_WORDS 64
+static uint64_t kw_bloom[BLOOM_WORDS];
+static uint64_t kw_prefix[BLOOM_WORDS];
 static pthread_once_t kw_once = PTHREAD_ONCE_INIT;
 
 /* The 64-bit finalizer of MurmurHash3: spreads a hash over every bit. */
@@ -150,18 +167,93 @@ slot_of(uint64_t h)
 	return (uint32_t) (h >> (64 - SP_ROUTE_DIM_BITS));
 }
 
+/*
+ * Streaming hash of a token's lower-cased bytes: a rotate and an xor per
+ * byte (a short dependency chain), then the 64-bit finalizer.  Tokens up
+ * to 12 bytes never collide before the finalizer.
+ */
+typedef struct thash
+{
+	uint64_t	h;
+	uint64_t	n;				/* bytes so far */
+} thash;
+
+/* Start a token hash. */
+static inline void
+th_init(thash *t)
+{
+	t->h = HASH_SEED;
+	t->n = 0;
+}
+
+/* Add one byte. */
+static inline void
+th_byte(thash *t, uint8_t b)
+{
+	t->h = ((t->h << 5) | (t->h >> 59)) ^ b;
+	t->n++;
+}
+
+/* The finished, fully mixed hash. */
+static inline uint64_t
+th_final(const thash *t)
+{
+	return fmix64(t->h + (t->n << 58));
+}
+
 /* Hash of one already-lower-cased token. */
 static uint64_t
 token_hash(const uint8_t *p, size_t n)
 {
-	uint64_t	h = HASH_SEED;
+	thash		t;
 
+	th_init(&t);
 	for (size_t i = 0; i < n; i++)
-		h = (h ^ p[i]) * HASH_MUL;
-	return fmix64(h);
+		th_byte(&t, p[i]);
+	return th_final(&t);
 }
 
-/* Hash of a keyword phrase: its space-separated tokens combined in order. */
+/* Byte classes of ASCII (and "not ASCII") for the tokenizer's fast path. */
+enum
+{
+	B_PUNCT = 0, B_WORD = 1, B_SPACE = 2, B_NEWLINE = 3, B_HIGH = 4
+};
+static uint8_t btab[256];		/* class of each byte */
+static uint8_t ltab[256];		/* ASCII lower-case of each byte */
+
+/* Fill btab and ltab. */
+static void
+byte_tables_init(void)
+{
+	for (int b = 0; b < 256; b++)
+	{
+		bool		alnum = (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') ||
+			(b >= '0' && b <= '9') || b == '_';
+
+		btab[b] = b >= 0x80 ? B_HIGH : alnum ? B_WORD :
+			b == '\n' ? B_NEWLINE :
+			(b == ' ' || b == '\t' || b == '\r' || b == '\v' || b == '\f') ? B_SPACE : B_PUNCT;
+		ltab[b] = (uint8_t) ((b >= 'A' && b <= 'Z') ? b + 32 : b);
+	}
+}
+
+/* Bit of a hash in a Bloom filter. */
+static inline void
+bloom_set(uint64_t *f, uint64_t h)
+{
+	f[(h >> 20) & (BLOOM_WORDS - 1)] |= 1ULL << ((h >> 26) & 63);
+}
+
+static inline bool
+bloom_has(const uint64_t *f, uint64_t h)
+{
+	return (f[(h >> 20) & (BLOOM_WORDS - 1)] >> ((h >> 26) & 63)) & 1;
+}
+
+/*
+ * Hash of a keyword phrase: its space-separated tokens combined in order;
+ * the hashes of its proper prefixes go to the prefix filter.
+ */
 static uint64_t
 phrase_hash(const char *text)
 {
@@ -177,14 +269,17 @@ phrase_hash(const char *text)
 		h = first ? t : combine(h, t);
 		first = false;
 		text += n + (end ? 1 : 0);
+		if (*text)
+			bloom_set(kw_prefix, h);
 	}
 	return h;
 }
 
-/* Build the keyword hash table (once per process). */
+/* Build the byte tables and the keyword hash table (once per process). */
 static void
 kw_init(void)
 {
+	byte_tables_init();
 	for (size_t i = 0; i < N_KEYWORDS; i++)
 	{
 		uint64_t	h = phrase_hash(keywords[i].text);
@@ -194,6 +289,7 @@ kw_init(void)
 			j = (j + 1) & (KW_TABLE - 1);
 		kw_hash[j] = h;
 		kw_slot[j] = (uint16_t) (i + 1);
+		bloom_set(kw_bloom, h);
 	}
 }
 
@@ -203,6 +299,8 @@ kw_find(uint64_t h)
 {
 	size_t		j = (h >> 40) & (KW_TABLE - 1);
 
+	if (!bloom_has(kw_bloom, h))
+		return -1;
 	while (kw_slot[j] != 0)
 	{
 		if (kw_hash[j] == h)
@@ -291,21 +389,21 @@ lower_cp(uint32_t cp)
 	return cp;
 }
 
-/* Fold one character (bytes p, len; code point cp) lower-cased into hash h. */
-static inline uint64_t
-hash_cp_lower(uint64_t h, const uint8_t *p, size_t len, uint32_t cp)
+/* Add one character (bytes p, len; code point cp), lower-cased, to a hash. */
+static inline void
+th_char_lower(thash *t, const uint8_t *p, size_t len, uint32_t cp)
 {
 	uint32_t	lc = lower_cp(cp);
 
 	if (lc != cp)
 	{
 		/* every lowered code point is below 0x800: two bytes */
-		h = (h ^ (uint8_t) (0xC0 | (lc >> 6))) * HASH_MUL;
-		return (h ^ (uint8_t) (0x80 | (lc & 0x3F))) * HASH_MUL;
+		th_byte(t, (uint8_t) (0xC0 | (lc >> 6)));
+		th_byte(t, (uint8_t) (0x80 | (lc & 0x3F)));
+		return;
 	}
 	for (size_t k = 0; k < len; k++)
-		h = (h ^ p[k]) * HASH_MUL;
-	return h;
+		th_byte(t, p[k]);
 }
 
 /* Everything one pass learns about the scored text. */
@@ -322,6 +420,7 @@ typedef struct scan
 	int			line_state;		/* 0 line start, 1 number first, 2 other */
 	uint64_t	prev1, prev2;	/* hashes of the last two tokens */
 	int			nprev;
+	bool		pre1, pre2;		/* last token / last two tokens begin a phrase */
 	bool		prev_backslash;
 	size_t		scanned;		/* bytes of scored text */
 	/* features */
@@ -366,13 +465,20 @@ static void
 kw_lookup(scan *s, uint64_t h)
 {
 	int			k = kw_find(h);
+	uint64_t	c1 = 0;
 
 	if (k >= 0)
 		kw_hit(s, k);
-	if (s->nprev >= 1 && (k = kw_find(combine(s->prev1, h))) >= 0)
+	if (s->pre1)
+	{
+		c1 = combine(s->prev1, h);
+		if ((k = kw_find(c1)) >= 0)
+			kw_hit(s, k);
+	}
+	if (s->pre2 && (k = kw_find(combine(combine(s->prev2, s->prev1), h))) >= 0)
 		kw_hit(s, k);
-	if (s->nprev >= 2 && (k = kw_find(combine(combine(s->prev2, s->prev1), h))) >= 0)
-		kw_hit(s, k);
+	s->pre2 = s->pre1 && bloom_has(kw_prefix, c1);
+	s->pre1 = bloom_has(kw_prefix, h);
 }
 
 /* Structure counters for a punctuation token (an ASCII byte or a code point). */
@@ -448,26 +554,26 @@ token_done(scan *s, uint64_t h, enum cclass kind, uint8_t first)
 static size_t
 scan_word(scan *s, const uint8_t *p, size_t n)
 {
-	uint64_t	h = HASH_SEED;
+	thash		t;
 	size_t		i = 0;
-	int64_t		ascii = 0, other = 0;
+	int64_t		ascii = 0,
+				other = 0;
 
+	th_init(&t);
 	while (i < n)
 	{
 		uint8_t		b = p[i];
+		uint8_t		c = btab[b];
 
-		if (b < 0x80)
+		if (c == B_WORD)
 		{
-			if (!((b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') ||
-				  (b >= '0' && b <= '9') || b == '_'))
-				break;
-			if (b >= 'A' && b <= 'Z')
-				b += 'a' - 'A';
-			h = (h ^ b) * HASH_MUL;
+			th_byte(&t, ltab[b]);
 			ascii++;
 			i++;
 			continue;
 		}
+		if (c != B_HIGH)
+			break;
 
 		uint32_t	cp;
 		size_t		len = utf8_next(p + i, n - i, &cp);
@@ -476,14 +582,14 @@ scan_word(scan *s, const uint8_t *p, size_t n)
 			s->bad_utf8 = true;
 		if (class_of(cp) != C_WORD)
 			break;
-		h = hash_cp_lower(h, p + i, len, cp);
+		th_char_lower(&t, p + i, len, cp);
 		other++;
 		i += len;
 	}
 	s->tokens += (ascii + 3) / 4 + (other + 2) / 3;
 	if (p[0] >= '0' && p[0] <= '9')
 		s->digits += ascii;
-	token_done(s, fmix64(h), C_WORD, p[0]);
+	token_done(s, th_final(&t), C_WORD, p[0]);
 	return i;
 }
 
@@ -500,13 +606,13 @@ scan_text(scan *s, const uint8_t *p, size_t n)
 		s->feat_on = s->feats != NULL && i < SP_ROUTE_SCAN_MAX;
 		if (b < 0x80)
 		{
-			if ((b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') ||
-				(b >= '0' && b <= '9') || b == '_')
+			uint8_t		c = btab[b];
+
+			if (c == B_WORD)
 				i += scan_word(s, p + i, n - i);
-			else if (b == ' ' || b == '\t' || b == '\r' || b == '\n' ||
-					 b == '\v' || b == '\f')
+			else if (c == B_SPACE || c == B_NEWLINE)
 			{
-				if (b == '\n')
+				if (c == B_NEWLINE)
 					s->lines++, s->line_state = 0;
 				i++;
 			}
@@ -834,6 +940,17 @@ bitmap_drain(scan *s)
 	}
 }
 
+/* Estimated tokens of a whole prompt (a chat transcript with its markup). */
+static int64_t
+whole_tokens(const char *prompt, size_t len)
+{
+	scan		s;
+
+	memset(&s, 0, sizeof(s));
+	scan_text(&s, (const uint8_t *) prompt, len);
+	return s.tokens;
+}
+
 /* ---- entry points ------------------------------------------------------ */
 
 const char *
@@ -883,6 +1000,8 @@ sp_route_analyze(sp_ctx *ctx, const char *prompt, size_t len, int64_t max_tokens
 		struct_features(&s, sc.chat);
 		bitmap_drain(&s);
 	}
+	if (cls)
+		cls->context_tokens = sc.chat ? whole_tokens(prompt, len) : cls->est_prompt_tokens;
 	sp_free(ctx, sc.owned);
 	return SP_OK;
 }

@@ -12,6 +12,7 @@ PKGS=(
   libsqlite3-dev sqlite3
   postgresql-15 postgresql-server-dev-15 postgresql-common libpq-dev
   xdelta3 bsdiff time                          # reference tools for make bench
+  python3                                      # test fixtures, bench reports, make route-eval
 )
 
 missing=()

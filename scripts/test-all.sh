@@ -12,6 +12,7 @@
 #   unit-san   the same under ASan+UBSan
 #   pg-test    pg_regress in a throwaway cluster  (scripts/pg-test.sh)
 #   sqlite-test, cli-test                         (test/sqlite, test/cli)
+#   route-eval the routing bars on real labels     (bench/route_eval.sh)
 #   fuzz       every libFuzzer target for FUZZ_SECONDS (scripts/fuzz.sh)
 # Every line of a log that starts with "ok" or "not ok" is one result ("ok
 # ... # SKIP" is a skip).  A layer that exits non-zero without a "not ok"
@@ -97,7 +98,7 @@ show_failures() {
   done
 }
 
-for layer in build unit unit-san pg-test sqlite-test cli-test fuzz; do
+for layer in build unit unit-san pg-test sqlite-test cli-test route-eval fuzz; do
   run_layer "$layer"
 done
 show_failures
