@@ -1,9 +1,10 @@
 /*
  * cli.h -- shared declarations of the command-line tool bin/sparse.
  *
- * The tool is three files: main.c (global options, the command table,
+ * The tool is four files: main.c (global options, the command table,
  * signals, exit status), commands.c (one function per command: parse its
- * options, call the core, describe the result) and output.c (human and JSON
+ * options, call the core, describe the result), route.c (the route
+ * command, its catalog and CSV reader) and output.c (human and JSON
  * rendering, sizes, the progress bar, error messages).  A command never
  * prints a result itself: it fills a cJSON object and names the fields to
  * show, and output.c prints either the JSON or aligned "key: value" lines,
@@ -37,6 +38,7 @@ typedef struct cli_opts
 #define CLI_OPT_LEVEL 0x2		/* -l, --level N */
 #define CLI_OPT_SAMPLE 0x4		/* -s, --sample F */
 #define CLI_OPT_SAMPLE_ROWS 0x8	/* --sample-rows N */
+#define CLI_OPT_ROUTE 0x10		/* --model, --prompt, ... (sparse route) */
 
 /* Arguments of one command after parsing (strings point into argv). */
 typedef struct cli_args
@@ -47,6 +49,17 @@ typedef struct cli_args
 	const char *level;			/* --level, or NULL */
 	const char *sample;			/* --sample, or NULL */
 	const char *sample_rows;	/* --sample-rows, or NULL */
+	/* sparse route (each NULL or false when not given) */
+	const char *model;			/* --model */
+	const char *prompt;			/* --prompt */
+	const char *prompt_file;	/* --prompt-file ("-": standard input) */
+	const char *max_tokens;		/* --max-tokens */
+	const char *threshold;		/* --threshold */
+	const char *request_id;		/* --request-id */
+	const char *percentage;		/* --percentage */
+	const char *catalog;		/* --catalog */
+	bool		quality_first;	/* --quality-first */
+	bool		classify;		/* --classify */
 } cli_args;
 
 struct cli_command;
@@ -99,6 +112,9 @@ int			cmd_verify(const cli_command *cmd, const cli_opts *opts, const cli_args *a
 int			cmd_info(const cli_command *cmd, const cli_opts *opts, const cli_args *args);
 int			cmd_version(const cli_command *cmd, const cli_opts *opts, const cli_args *args);
 int			cmd_help(const cli_command *cmd, const cli_opts *opts, const cli_args *args);
+
+/* ---- route.c ---- */
+int			cmd_route(const cli_command *cmd, const cli_opts *opts, const cli_args *args);
 
 /* ---- main.c ---- */
 const cli_command *cli_find_command(const char *name);

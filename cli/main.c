@@ -84,6 +84,46 @@ static const cli_command cli_commands[] = {
 		"(tensor-delta; rows-csv, rows-tsv, rows-jsonl, rows-json-array or\n"
 		"rows-lines for dataset rows; parquet-pages; zstd-ref, zstd or copy) and\n"
 		"SHA-256. With --json, an array.\n"},
+	{"route", cmd_route, CLI_OPT_ROUTE, 0, 0,
+		"--model M (--prompt TEXT | --prompt-file FILE) [OPTIONS]",
+		"choose the cheapest model good enough for a prompt",
+		"Decides which model should serve a request, as the SQL function\n"
+		"route_decision does, and prints its columns. Candidates are the enabled\n"
+		"catalog models whose context window holds the prompt plus N output\n"
+		"tokens; one qualifies when its predicted quality is at least X times\n"
+		"that of M. The cheapest qualifying model is recommended (with\n"
+		"--quality-first: the best qualifying model cheaper than M). Predicted\n"
+		"quality here is the catalog's prior for the prompt's complexity: learned\n"
+		"predictors live in a database (route_train). With --classify, prints\n"
+		"the columns of route_classify instead (no model, no catalog).\n"
+		"\n"
+		"  --model M            the model the request asked for (unless --classify)\n"
+		"  --prompt TEXT        the prompt\n"
+		"  --prompt-file FILE   read the prompt from FILE ('-': standard input)\n"
+		"  --max-tokens N       output tokens asked for (default 100)\n"
+		"  --threshold X        quality threshold, 0 < X <= 1 (default 0.85)\n"
+		"  --quality-first      best quality among cheaper models, not lowest cost\n"
+		"  --request-id ID      rollout key (default: the prompt)\n"
+		"  --percentage P       share of requests routed, 0 to 100 (default 100)\n"
+		"  --catalog FILE.csv   the catalog (default: the built-in one below)\n"
+		"  --classify           only classify the prompt\n"
+		"\n"
+		"A catalog CSV starts with the header\n"
+		"  model_id,family,hardware,cost_per_1m_tokens,context_window,\n"
+		"  quality_simple,quality_moderate,quality_complex,enabled\n"
+		"(one line), then one model per line; fields may be quoted as in RFC\n"
+		"4180; an empty family or hardware is NULL; enabled is true, false, t,\n"
+		"f, 1, 0, yes or no (empty: true).\n"
+		"\n"
+		"Built-in catalog ($ per 1M tokens, list prices blended 3:1 input:output\n"
+		"for the APIs, rented-GPU throughput for the open models):\n"
+		"  model_id                hardware            $/1M  context  priors s/m/c\n"
+		"  llama-3.2-3b-instruct   nvidia-l4           0.06   131072  0.80 0.55 0.30\n"
+		"  llama-3.1-8b-instruct   nvidia-l4           0.10   131072  0.88 0.68 0.45\n"
+		"  qwen2.5-32b-instruct    nvidia-a100-80gb    0.45    32768  0.93 0.83 0.65\n"
+		"  llama-3.1-70b-instruct  2x nvidia-h100-80gb 0.90   131072  0.95 0.88 0.74\n"
+		"  gpt-4o                  api                 4.38   128000  0.97 0.93 0.86\n"
+		"  claude-3-5-sonnet       api                 6.00   200000  0.97 0.94 0.88\n"},
 	{"version", cmd_version, 0, 0, 0, "",
 		"print the version of sparse and of its delta format", ""},
 	{"help", cmd_help, 0, 0, 1, "[COMMAND]",
@@ -95,7 +135,10 @@ static const cli_command cli_commands[] = {
 /* Long options: global ones first, then the command-specific ones. */
 enum
 {
-	OPT_JSON = 1000, OPT_QUIET, OPT_ROOT, OPT_HELP, OPT_SAMPLE_ROWS
+	OPT_JSON = 1000, OPT_QUIET, OPT_ROOT, OPT_HELP, OPT_SAMPLE_ROWS,
+	/* sparse route: OPT_MODEL .. OPT_CLASSIFY */
+	OPT_MODEL, OPT_PROMPT, OPT_PROMPT_FILE, OPT_MAX_TOKENS, OPT_THRESHOLD,
+	OPT_QUALITY_FIRST, OPT_REQUEST_ID, OPT_PERCENTAGE, OPT_CATALOG, OPT_CLASSIFY
 };
 static const struct option cli_longopts[] = {
 	{"json", no_argument, NULL, OPT_JSON},
@@ -107,6 +150,16 @@ static const struct option cli_longopts[] = {
 	{"level", required_argument, NULL, 'l'},
 	{"sample", required_argument, NULL, 's'},
 	{"sample-rows", required_argument, NULL, OPT_SAMPLE_ROWS},
+	{"model", required_argument, NULL, OPT_MODEL},
+	{"prompt", required_argument, NULL, OPT_PROMPT},
+	{"prompt-file", required_argument, NULL, OPT_PROMPT_FILE},
+	{"max-tokens", required_argument, NULL, OPT_MAX_TOKENS},
+	{"threshold", required_argument, NULL, OPT_THRESHOLD},
+	{"quality-first", no_argument, NULL, OPT_QUALITY_FIRST},
+	{"request-id", required_argument, NULL, OPT_REQUEST_ID},
+	{"percentage", required_argument, NULL, OPT_PERCENTAGE},
+	{"catalog", required_argument, NULL, OPT_CATALOG},
+	{"classify", no_argument, NULL, OPT_CLASSIFY},
 	{NULL, 0, NULL, 0}
 };
 
@@ -225,19 +278,44 @@ bad_option_name(char **argv)
 	return name;
 }
 
+/* Store one option of sparse route (c in OPT_MODEL..OPT_CLASSIFY) in args. */
+static void
+take_route_option(cli_args *args, int c)
+{
+	switch (c)
+	{
+		case OPT_MODEL: args->model = optarg; break;
+		case OPT_PROMPT: args->prompt = optarg; break;
+		case OPT_PROMPT_FILE: args->prompt_file = optarg; break;
+		case OPT_MAX_TOKENS: args->max_tokens = optarg; break;
+		case OPT_THRESHOLD: args->threshold = optarg; break;
+		case OPT_QUALITY_FIRST: args->quality_first = true; break;
+		case OPT_REQUEST_ID: args->request_id = optarg; break;
+		case OPT_PERCENTAGE: args->percentage = optarg; break;
+		case OPT_CATALOG: args->catalog = optarg; break;
+		default: args->classify = true; break;	/* OPT_CLASSIFY */
+	}
+}
+
 /* Map one option of a command to its field; returns -1, or an exit status. */
 static int
 take_option(const cli_command *cmd, cli_opts *opts, cli_args *args, int c,
 			int longindex, char **argv)
 {
 	unsigned	need = c == 'o' ? CLI_OPT_OUT : c == 'l' ? CLI_OPT_LEVEL :
-		c == 's' ? CLI_OPT_SAMPLE : c == OPT_SAMPLE_ROWS ? CLI_OPT_SAMPLE_ROWS : 0;
+		c == 's' ? CLI_OPT_SAMPLE : c == OPT_SAMPLE_ROWS ? CLI_OPT_SAMPLE_ROWS :
+		c >= OPT_MODEL && c <= OPT_CLASSIFY ? CLI_OPT_ROUTE : 0;
 
 	if (need != 0 && (cmd->allowed & need) == 0)
 	{
 		if (longindex >= 0)
 			return cli_usage_error(cmd, "unknown option \"--%s\"", cli_longopts[longindex].name);
 		return cli_usage_error(cmd, "unknown option \"-%c\"", c);
+	}
+	if (need == CLI_OPT_ROUTE)
+	{
+		take_route_option(args, c);
+		return -1;
 	}
 	switch (c)
 	{

@@ -138,6 +138,7 @@ sp_route_catalog_add(sp_ctx *ctx, sp_route_catalog *cat, const sp_route_model *m
 		return st;
 	dst = &cat->models[cat->n];
 	*dst = *m;
+	dst->model_id = dst->family = dst->hardware = NULL;	/* not ours to free */
 	if (!dup_opt(ctx, m->model_id, &dst->model_id) ||
 		!dup_opt(ctx, m->family, &dst->family) ||
 		!dup_opt(ctx, m->hardware, &dst->hardware))
@@ -220,24 +221,21 @@ sp_route_catalog_set_learned(sp_ctx *ctx, sp_route_catalog *cat, size_t n,
 							 const size_t *lens)
 {
 	size_t		nl = 0;
-	int			col[SP_ROUTE_MODELS_MAX];
+	size_t		from[SP_ROUTE_MODELS_MAX];	/* per learned column: index in ids */
 	sp_status	st;
 
 	sp_clear_error(ctx);
 	drop_learned(ctx, cat);
-	if (n > SP_ROUTE_MODELS_MAX)
-		n = SP_ROUTE_MODELS_MAX;	/* the catalog cannot hold more */
 	for (size_t i = 0; i < n; i++)
 	{
 		int			m = sp_route_catalog_find(cat, ids[i]);
 
-		col[i] = -1;
 		if (m < 0 || cat->learned[m] >= 0)
 			continue;
 		if ((st = check_blob(ctx, ids[i], blobs[i], lens[i])) != SP_OK)
 			return drop_learned(ctx, cat), st;
 		cat->learned[m] = (int) nl;
-		col[i] = (int) nl++;
+		from[nl++] = i;			/* nl <= cat->n <= SP_ROUTE_MODELS_MAX */
 	}
 	if (nl == 0)
 		return SP_OK;
@@ -246,17 +244,14 @@ sp_route_catalog_set_learned(sp_ctx *ctx, sp_route_catalog *cat, size_t n,
 	if (cat->weights == NULL || cat->bias == NULL)
 		return drop_learned(ctx, cat), SP_ERR_NOMEM;
 	cat->n_learned = nl;
-	for (size_t i = 0; i < n; i++)
+	for (size_t c = 0; c < nl; c++)
 	{
-		const uint8_t *b = blobs[i];
-		uint32_t	u;
+		const uint8_t *b = blobs[from[c]];
+		uint32_t	u = sp_get32(b + 12);
 
-		if (col[i] < 0)
-			continue;
-		u = sp_get32(b + 12);
-		memcpy(&cat->bias[col[i]], &u, 4);
+		memcpy(&cat->bias[c], &u, 4);
 		for (size_t k = 0; k < SP_ROUTE_DIM; k++)
-			cat->weights[k * nl + (size_t) col[i]] = blob_weight(b, k);
+			cat->weights[k * nl + c] = blob_weight(b, k);
 	}
 	return SP_OK;
 }
@@ -465,7 +460,8 @@ static void
 decide_known(const sp_route_catalog *cat, const sp_route_request *r, const double *q,
 			 int req, sp_route_decision *d)
 {
-	int64_t		need = d->cls.context_tokens + r->max_tokens;
+	int64_t		need = r->max_tokens > INT64_MAX - d->cls.context_tokens ?
+		INT64_MAX : d->cls.context_tokens + r->max_tokens;	/* saturate */
 	int			fitting;
 	int			best = pick(cat, r, q, req, need, &fitting);
 	uint64_t	h = r->request_id ? sp_route_hash(r->request_id, r->request_id_len)
@@ -610,8 +606,6 @@ sample_features(sp_ctx *ctx, sp_route_trainer *t, const sp_route_sample *s,
 		*n = t->feats.n;
 		return SP_OK;
 	}
-	if (s->features == NULL && s->n_features > 0)
-		return sp_fail(ctx, SP_ERR_INVALID_ARG, "a training row has neither a prompt nor features");
 	if (s->n_features > SP_ROUTE_MAX_FEATURES)
 		return sp_fail(ctx, SP_ERR_INVALID_ARG, "a training row has %zu features, more than %d",
 					   s->n_features, SP_ROUTE_MAX_FEATURES);
@@ -662,13 +656,15 @@ sp_route_train_add(sp_ctx *ctx, sp_route_trainer *t, const sp_route_sample *s)
 		return sp_fail(ctx, SP_ERR_INVALID_ARG, "a training row has neither a prompt nor features");
 	if ((t->rows & 1023) == 0 && (st = sp_check_interrupt(ctx)) != SP_OK)
 		return st;
+	if (s->prompt == NULL && (st = sample_features(ctx, t, s, &idx, &n)) != SP_OK)
+		return st;				/* stored features are checked even for skipped rows */
 	if ((i = sp_route_catalog_find(t->cat, s->model_id)) < 0)
 	{
 		if (t->epoch == 0)
 			t->skipped++;
 		return SP_OK;
 	}
-	if ((st = sample_features(ctx, t, s, &idx, &n)) != SP_OK)
+	if (s->prompt && (st = sample_features(ctx, t, s, &idx, &n)) != SP_OK)
 		return st;
 	m = &t->m[i];
 	if (m->w == NULL && (m->w = sp_calloc(ctx, SP_ROUTE_DIM, sizeof(double))) == NULL)

@@ -705,9 +705,10 @@ copy_content(sp_ctx *ctx, const cJSON *content, scored *sc)
 			continue;
 		size_t		k = strlen(t->valuestring);
 
+		if (at > 0)
+			sc->owned[at++] = '\n';	/* between parts only: one part reads as a string */
 		memcpy(sc->owned + at, t->valuestring, k);
 		at += k;
-		sc->owned[at++] = '\n';
 	}
 	sc->p = (const uint8_t *) sc->owned;
 	sc->n = at;
@@ -721,6 +722,7 @@ scored_text(sp_ctx *ctx, const char *prompt, size_t len, scored *sc)
 {
 	size_t		i = 0;
 	cJSON	   *root;
+	const char *end = NULL;
 	const cJSON *msgs,
 			   *user = NULL,
 			   *e;
@@ -733,8 +735,15 @@ scored_text(sp_ctx *ctx, const char *prompt, size_t len, scored *sc)
 		i++;
 	if (i == len || (prompt[i] != '[' && prompt[i] != '{'))
 		return SP_OK;
-	if ((root = cJSON_ParseWithLength(prompt, len)) == NULL)
+	if ((root = cJSON_ParseWithLengthOpts(prompt, len, &end, 0)) == NULL)
 		return SP_OK;
+	while (end < prompt + len && (*end == ' ' || *end == '\n' || *end == '\t' || *end == '\r'))
+		end++;
+	if (end != prompt + len)	/* text after the JSON: not a transcript */
+	{
+		cJSON_Delete(root);
+		return SP_OK;
+	}
 	if ((msgs = transcript_messages(root)) != NULL)
 		cJSON_ArrayForEach(e, msgs)
 	{

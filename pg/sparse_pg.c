@@ -32,6 +32,8 @@
  * child of the function's context and so is reclaimed even on error.
  *
  * The GUC sparse.root (superuser only) confines every path to one directory.
+ * The routing functions (route_decision and friends) are in pg/route_pg.c;
+ * they share sparse_call and sparse_raise() through pg/sparse_pg.h.
  */
 #include "postgres.h"
 
@@ -48,6 +50,7 @@
 #include "utils/memutils.h"
 
 #include "sparse.h"
+#include "sparse_pg.h"
 
 PG_MODULE_MAGIC;
 
@@ -65,13 +68,6 @@ typedef enum sparse_access
 	SPARSE_READ,				/* reads server files */
 	SPARSE_READ_WRITE			/* reads server files and creates new ones */
 } sparse_access;
-
-/* The core context plus the memory context its allocations go to. */
-typedef struct sparse_call
-{
-	sp_ctx		ctx;
-	MemoryContext mcxt;
-} sparse_call;
 
 void		_PG_init(void);
 
@@ -103,6 +99,7 @@ _PG_init(void)
 							   PGC_SUSET,
 							   0,
 							   NULL, NULL, NULL);
+	sparse_route_init();
 	MarkGUCPrefixReserved("sparse");
 }
 
@@ -145,7 +142,7 @@ sparse_hook_interrupted(void *user)
 /* ---- setup, privilege checks, errors ----------------------------------- */
 
 /* Prepare a call: default hooks replaced by ours, root from sparse.root. */
-static void
+void
 sparse_call_init(sparse_call *call)
 {
 	sp_ctx_init(&call->ctx);
@@ -160,7 +157,7 @@ sparse_call_init(sparse_call *call)
 }
 
 /* Release the per-call memory (the core has released everything else). */
-static void
+void
 sparse_call_done(sparse_call *call)
 {
 	MemoryContextDelete(call->mcxt);
@@ -266,9 +263,7 @@ sparse_hint(sp_status code)
  * Raise the one error that a failed core call stands for.  This is the only
  * place a core status becomes a PostgreSQL error.
  */
-static void sparse_raise(sparse_call *call, sp_status st) pg_attribute_noreturn();
-
-static void
+void
 sparse_raise(sparse_call *call, sp_status st)
 {
 	const sp_error *err = &call->ctx.err;

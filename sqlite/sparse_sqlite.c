@@ -55,6 +55,7 @@ SQLITE_EXTENSION_INIT1
 #include <sys/stat.h>
 
 #include "sparse.h"
+#include "sparse_sqlite.h"
 
 /* SQLITE_DIRECTONLY and SQLITE_VTAB_DIRECTONLY appeared in SQLite 3.31.0. */
 #define SQ_MIN_SQLITE 3031000
@@ -70,13 +71,6 @@ SQLITE_EXTENSION_INIT1
 
 /* State shared by everything one load registers on one connection. */
 typedef struct sq_conn sq_conn;
-
-/* What a hook call needs: the connection and how to ask it for interrupts. */
-typedef struct sq_call
-{
-	sqlite3    *db;
-	bool		native_interrupt;	/* sqlite3_is_interrupted() is usable */
-} sq_call;
 
 /* Module client data: the connection state plus which function this is. */
 typedef struct sq_modaux
@@ -174,7 +168,7 @@ sq_free(void *user, void *ptr)
  * shell (which calls sqlite3_interrupt) stops delta_compress and
  * delta_compress_blob at level 19 within 1 s (measured: 10-190 ms).
  */
-static int
+int
 sq_interrupted(void *user)
 {
 	const sq_call *call = user;
@@ -249,7 +243,7 @@ sq_errno_is_open(int e)
  * (primary code still SQLITE_CORRUPT) and an I/O failure that is not about
  * opening a path gets SQLITE_ERROR.
  */
-static int
+int
 sq_status_code(const sp_error *err)
 {
 	switch (err->code)
@@ -1153,5 +1147,7 @@ sqlite3_sparse_init(sqlite3 *db, char **errmsg, const sqlite3_api_routines *api)
 		return rc;
 	rc = sq_register_all(db, conn, errmsg);
 	sq_conn_release(conn);
+	if (rc == SQLITE_OK)
+		rc = sq_route_register(db, errmsg);	/* route_sqlite.c */
 	return rc;
 }

@@ -21,7 +21,8 @@
 # escaping of control characters in messages.  Dataset deltas: a round trip
 # (dataset-compress, apply, cmp, sha256sum, verify, info, dataset-estimate)
 # of every pair under $SPARSE_DATA/datasets, a directory of shards, a
-# dataset against itself, and their failures and usage errors.
+# dataset against itself, and their failures and usage errors.  Routing:
+# "sparse route" (test/cli/route.sh, sourced near the end).
 set -u
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -665,6 +666,10 @@ interrupt() {
 }
 interrupt INT 130
 interrupt TERM 143
+
+# ---- sparse route (its cases share the helpers and counters above) -----------
+
+. "$ROOT/test/cli/route.sh"
 
 # ---- summary ------------------------------------------------------------------
 

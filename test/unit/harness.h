@@ -112,5 +112,6 @@ extern const t_case t_tests_review[];
 extern const t_case t_tests_rows[];
 extern const t_case t_tests_dataset[];
 extern const t_case t_tests_bigmem[];
+extern const t_case t_tests_route[];
 
 #endif							/* SPARSE_TEST_HARNESS_H */

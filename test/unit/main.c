@@ -33,6 +33,7 @@ static const t_case *const t_tables[] = {
 	t_tests_rows,
 	t_tests_dataset,
 	t_tests_bigmem,
+	t_tests_route,
 };
 
 #define T_MAX_MSGS 32

@@ -1,0 +1,35 @@
+/*
+ * sparse_sqlite.h -- declarations shared by the files of the SQLite
+ * extension (./sparse.so): sparse_sqlite.c (entry point, file functions,
+ * interrupt hook, error translator) and route_sqlite.c (smart routing).
+ *
+ * The shared functions are hidden from the shared object's symbol table:
+ * only sqlite3_sparse_init is meant to be found by the loader.
+ */
+#ifndef SPARSE_SQLITE_H
+#define SPARSE_SQLITE_H
+
+#include <stdbool.h>
+
+#include "sqlite3ext.h"
+#include "sparse.h"
+
+#define SQ_HIDDEN __attribute__((visibility("hidden")))
+
+/* What a hook call needs: the connection and how to ask it for interrupts. */
+typedef struct sq_call
+{
+	sqlite3    *db;
+	bool		native_interrupt;	/* sqlite3_is_interrupted() is usable */
+} sq_call;
+
+/* Interrupt hook (user is an sq_call): has sqlite3_interrupt() been called? */
+SQ_HIDDEN int sq_interrupted(void *user);
+
+/* The one translator from a core status to an SQLite result code. */
+SQ_HIDDEN int sq_status_code(const sp_error *err);
+
+/* Register the routing functions (route_sqlite.c) on a connection. */
+SQ_HIDDEN int sq_route_register(sqlite3 *db, char **errmsg);
+
+#endif							/* SPARSE_SQLITE_H */
