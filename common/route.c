@@ -292,14 +292,14 @@ static void
 predict_all(const sp_route_catalog *cat, const sp_route_class *cls,
 			const sp_route_features *f, double *q)
 {
-	double		acc[SP_ROUTE_MODELS_MAX];
+	float		acc[SP_ROUTE_MODELS_MAX];	/* float: the inner loop vectorizes */
 	size_t		nl = cat->n_learned;
 
 	if (nl && f)
 	{
 		double		v = f->n ? 1.0 / sqrt((double) f->n) : 0;
 
-		memset(acc, 0, nl * sizeof(double));
+		memset(acc, 0, nl * sizeof(float));
 		for (uint32_t j = 0; j < f->n; j++)
 		{
 			const float *w = cat->weights + (size_t) f->idx[j] * nl;
@@ -308,7 +308,7 @@ predict_all(const sp_route_catalog *cat, const sp_route_class *cls,
 				acc[c] += w[c];
 		}
 		for (size_t c = 0; c < nl; c++)
-			acc[c] = sigmoid(cat->bias[c] + v * acc[c]);
+			acc[c] = (float) sigmoid(cat->bias[c] + v * acc[c]);
 	}
 	for (size_t i = 0; i < cat->n; i++)
 	{

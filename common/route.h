@@ -42,7 +42,7 @@ extern "C" {
 
 /* Version of the feature hashing below; a predictor from another is refused. */
 #define SP_ROUTE_FEATURE_VERSION 1
-#define SP_ROUTE_DIM_BITS 14
+#define SP_ROUTE_DIM_BITS 12
 #define SP_ROUTE_DIM (1u << SP_ROUTE_DIM_BITS)	/* hashed feature slots */
 #define SP_ROUTE_MAX_FEATURES 2048	/* distinct slots kept per prompt */
 #define SP_ROUTE_SCAN_MAX 16384		/* bytes of the scored text featurized */
