@@ -69,6 +69,10 @@ inside() {
     best1=$(awk -v a="$best1" -v b="$tps1" 'BEGIN { print (b > a ? b : a) }')
     best2=$(awk -v a="$best2" -v b="$tps2" 'BEGIN { print (b > a ? b : a) }')
   done
+  # where the time goes: shipping the 1 KB prompt alone, and the classifier alone
+  tps3=$(run_pgbench "$work/length.sql") || return 1
+  tps4=$(run_pgbench "$work/classify.sql") || return 1
+  echo "# context: SELECT length(:prompt) tps=$tps3, route_classify(:prompt) tps=$tps4 (one run each)"
   report "$best1" "$best2"
 }
 
@@ -125,6 +129,8 @@ write_scripts() {
     echo "SELECT * FROM route_decision('gpt-4-1106', :prompt, 400, request_id => :n::text);"
   } >"$1/route.sql"
   echo "SELECT * FROM route_decision('gpt-4-1106', '$(cat "$1/prompt.txt")', 400);" >"$1/show.sql"
+  echo "SELECT length(:prompt);" >"$1/length.sql"
+  echo "SELECT * FROM route_classify(:prompt, 400);" >"$1/classify.sql"
 }
 
 # run_pgbench SCRIPT: TPS of one pgbench run (the same settings every time).

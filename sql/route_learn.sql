@@ -165,7 +165,7 @@ SELECT recommended_model, routed
   FROM route_decision('premium', 'Hello, how are you?', 50, request_id => 'req-1');
 SET sparse.route_log_prompts = on;
 SELECT recommended_model, routed
-  FROM route_decision('gpt-unknown', 'Bonjour, comment ça va ?', 50);
+  FROM route_decision('gpt-unknown', 'Bonjour, comment ca va ?', 50);
 RESET sparse.route_log_prompts;
 SELECT id, request_id, prompt_hash = route_hash('Hello, how are you?') AS hash_ok, prompt,
        cardinality(features) > 0 AS has_features, requested_model, recommended_model,
