@@ -324,7 +324,7 @@ enum cclass
 };
 
 /* Class of a code point at or above 0x80. */
-static enum cclass
+HOT enum cclass
 class_of(uint32_t cp)
 {
 	if (cp == 0xA0 || cp == 0x3000 || cp == 0x2028 || cp == 0x2029 || cp == 0x85)
@@ -349,7 +349,7 @@ class_of(uint32_t cp)
  * Decode one UTF-8 character at p (n > 0 bytes left): its code point and
  * length.  An invalid or truncated sequence is one byte, code point 0xFFFD.
  */
-static size_t
+HOT size_t
 utf8_next(const uint8_t *p, size_t n, uint32_t *cp)
 {
 	uint8_t		b = p[0];
@@ -382,7 +382,7 @@ utf8_next(const uint8_t *p, size_t n, uint32_t *cp)
 }
 
 /* Lower-case of the capitals of Latin-1, Greek and Cyrillic; others as they are. */
-static uint32_t
+HOT uint32_t
 lower_cp(uint32_t cp)
 {
 	if ((cp >= 0xC0 && cp <= 0xDE && cp != 0xD7) || (cp >= 0x391 && cp <= 0x3A9) ||
