@@ -1541,51 +1541,13 @@ rt_disconnect(sqlite3_vtab *base)
 	return SQLITE_OK;
 }
 
-/*
- * xBestIndex: every usable "=" on an argument column becomes an argument
- * (table-valued function syntax f(a, b) is such "=" constraints); idxNum is
- * the bit mask of the arguments given.  A plan where an argument is not yet
- * usable (a join column not yet evaluated) is refused, so SQLite picks an
- * order that supplies it.
- */
+/* xBestIndex: the arguments are the hidden columns (sparse_sqlite.c). */
 static int
 rt_best_index(sqlite3_vtab *pvt, sqlite3_index_info *info)
 {
 	const rt_def *def = ((rt_vtab *) pvt)->aux->def;
-	int			at[RT_MAX_ARGS];
-	int			mask = 0,
-				unusable = 0,
-				next = 1;
 
-	for (int i = 0; i < info->nConstraint; i++)
-	{
-		const struct sqlite3_index_constraint *k = &info->aConstraint[i];
-		int			j = k->iColumn - def->ncols;
-
-		if (j < 0 || j >= def->nargs || k->op != SQLITE_INDEX_CONSTRAINT_EQ)
-			continue;
-		if (!k->usable)
-			unusable |= 1 << j;
-		else
-		{
-			mask |= 1 << j;
-			at[j] = i;
-		}
-	}
-	if (unusable & ~mask)
-		return SQLITE_CONSTRAINT;
-	for (int j = 0; j < def->nargs; j++)
-	{
-		if (!(mask & (1 << j)))
-			continue;
-		info->aConstraintUsage[at[j]].argvIndex = next++;
-		info->aConstraintUsage[at[j]].omit = 1;
-	}
-	info->idxNum = mask;
-	info->estimatedCost = 1e6;
-	info->estimatedRows = 1;
-	info->idxFlags = SQLITE_INDEX_SCAN_UNIQUE;
-	return SQLITE_OK;
+	return sq_best_index_args(info, def->ncols, def->nargs, false);
 }
 
 /* xOpen. */

@@ -681,18 +681,18 @@ sq_disconnect(sqlite3_vtab *vt)
 }
 
 /*
- * xBestIndex: every usable "=" on an argument column becomes an argument
- * (table-valued function syntax f(a, b) is such "=" constraints); idxNum is
- * the bit mask of the arguments given.  A plan where an argument's "=" is
- * not yet usable (a join column not yet evaluated) is refused, so SQLite
- * picks an order that supplies it.  Other operators on argument columns are
- * left to SQLite, which checks them against what xColumn returns.
+ * xBestIndex of a table-valued function: every usable "=" on an argument
+ * column becomes an argument (table-valued function syntax f(a, b) is such
+ * "=" constraints); idxNum is the bit mask of the arguments given.  A plan
+ * where an argument's "=" is not yet usable (a join column not yet
+ * evaluated) is refused, so SQLite picks an order that supplies it.  Other
+ * operators on argument columns are left to SQLite, which checks them
+ * against what xColumn returns.
  */
-static int
-sq_best_index(sqlite3_vtab *pvt, sqlite3_index_info *info)
+int
+sq_best_index_args(sqlite3_index_info *info, int ncols, int nargs, bool set_returning)
 {
-	const sq_vtab_def *def = ((sq_vtab *) pvt)->aux->def;
-	int			at[SQ_MAX_ARGS];
+	int			at[32];
 	int			mask = 0,
 				unusable = 0,
 				next = 1;
@@ -700,9 +700,9 @@ sq_best_index(sqlite3_vtab *pvt, sqlite3_index_info *info)
 	for (int i = 0; i < info->nConstraint; i++)
 	{
 		const struct sqlite3_index_constraint *c = &info->aConstraint[i];
-		int			j = c->iColumn - def->ncols;
+		int			j = c->iColumn - ncols;
 
-		if (j < 0 || j >= def->nargs || c->op != SQLITE_INDEX_CONSTRAINT_EQ)
+		if (j < 0 || j >= nargs || j >= 32 || c->op != SQLITE_INDEX_CONSTRAINT_EQ)
 			continue;
 		if (!c->usable)
 			unusable |= 1 << j;
@@ -714,7 +714,7 @@ sq_best_index(sqlite3_vtab *pvt, sqlite3_index_info *info)
 	}
 	if (unusable & ~mask)
 		return SQLITE_CONSTRAINT;
-	for (int j = 0; j < def->nargs; j++)
+	for (int j = 0; j < nargs && j < 32; j++)
 	{
 		if (!(mask & (1 << j)))
 			continue;
@@ -723,10 +723,19 @@ sq_best_index(sqlite3_vtab *pvt, sqlite3_index_info *info)
 	}
 	info->idxNum = mask;
 	info->estimatedCost = 1e6;
-	info->estimatedRows = def->set_returning ? 10 : 1;
-	if (!def->set_returning)
+	info->estimatedRows = set_returning ? 10 : 1;
+	if (!set_returning)
 		info->idxFlags = SQLITE_INDEX_SCAN_UNIQUE;
 	return SQLITE_OK;
+}
+
+/* xBestIndex of the file functions. */
+static int
+sq_best_index(sqlite3_vtab *pvt, sqlite3_index_info *info)
+{
+	const sq_vtab_def *def = ((sq_vtab *) pvt)->aux->def;
+
+	return sq_best_index_args(info, def->ncols, def->nargs, def->set_returning);
 }
 
 /* xOpen. */

@@ -29,6 +29,13 @@ SQ_HIDDEN int sq_interrupted(void *user);
 /* The one translator from a core status to an SQLite result code. */
 SQ_HIDDEN int sq_status_code(const sp_error *err);
 
+/*
+ * xBestIndex of a table-valued function whose argument columns are the nargs
+ * hidden columns after its ncols result columns (shared by both files).
+ */
+SQ_HIDDEN int sq_best_index_args(sqlite3_index_info *info, int ncols, int nargs,
+								 bool set_returning);
+
 /* Register the routing functions (route_sqlite.c) on a connection. */
 SQ_HIDDEN int sq_route_register(sqlite3 *db, char **errmsg);
 
