@@ -14,7 +14,7 @@
  *              allocation after the catalog is built, 64 cancel training
  *   byte 1     requested model: index into the catalog, or (>= 4) a name
  *              that is not in it
- *   byte 2     max_tokens: one of 0, 1, 100, 4000, 8100, 200000, INT32_MAX
+ *   byte 2     max_tokens: one of 0, 1, 100, 4000, 8100, 200000, INT32_MAX, INT64_MAX
  *              (SQL passes an int; int64 overflow has a unit test)
  *   byte 3     quality_threshold (b + 1) / 256; also the training quality
  *   byte 4     routing_percentage b * 100 / 255; also the allocation to fail
@@ -49,7 +49,7 @@ static const sp_route_model fr_models[] = {
 
 #define FR_N 4
 
-static const int64_t fr_max_tokens[] = {0, 1, 100, 4000, 8100, 200000, INT32_MAX};
+static const int64_t fr_max_tokens[] = {0, 1, 100, 4000, 8100, 200000, INT32_MAX, INT64_MAX};
 
 /* The parsed input. */
 typedef struct fr_input
@@ -136,14 +136,34 @@ fr_parse(const uint8_t *data, size_t size, fr_input *in)
 	}
 }
 
-/* Build the fixed catalog (no fault injection yet: it must succeed). */
-static void
+/*
+ * Build the fixed catalog; false (catalog freed) when an injected
+ * allocation failure stopped it, which must be SP_ERR_NOMEM.
+ */
+static bool
 fr_catalog(sp_ctx *ctx, sp_route_catalog *cat)
 {
 	sp_route_catalog_init(cat);
 	for (int i = 0; i < FR_N; i++)
-		if (sp_route_catalog_add(ctx, cat, &fr_models[i]) != SP_OK)
+	{
+		sp_status	st = sp_route_catalog_add(ctx, cat, &fr_models[i]);
+
+		if (st == SP_ERR_NOMEM)
+		{
+			sp_route_catalog_free(ctx, cat);
+			return false;
+		}
+		if (st != SP_OK)
 			fz_die("the fixed catalog was refused", ctx);
+	}
+	return true;
+}
+
+/* Tokens a request needs, saturating as the core does. */
+static int64_t
+fr_need(int64_t context_tokens, int64_t max_tokens)
+{
+	return max_tokens > INT64_MAX - context_tokens ? INT64_MAX : context_tokens + max_tokens;
 }
 
 /* True if the prompt could be a JSON transcript (first non-blank byte [ or {). */
@@ -227,14 +247,14 @@ fr_check_decision(const sp_ctx *ctx, const sp_route_catalog *cat, const sp_route
 		return;
 	rm = &cat->models[req];
 	em = &cat->models[d->recommended];
-	if (!em->enabled || em->context_window < d->cls.context_tokens + r->max_tokens)
+	if (!em->enabled || em->context_window < fr_need(d->cls.context_tokens, r->max_tokens))
 		fz_die("the recommended model is disabled or its context window is too small", ctx);
 	if (d->predicted_quality < r->quality_threshold * d->requested_predicted_quality)
 		fz_die("the recommended model does not meet the threshold", ctx);
 	if (!r->cost_priority && em->cost_per_1m_tokens >= rm->cost_per_1m_tokens)
 		fz_die("quality first, but the recommendation is not cheaper", ctx);
 	if (r->cost_priority && rm->enabled &&
-		rm->context_window >= d->cls.context_tokens + r->max_tokens &&
+		rm->context_window >= fr_need(d->cls.context_tokens, r->max_tokens) &&
 		em->cost_per_1m_tokens > rm->cost_per_1m_tokens)
 		fz_die("cost first, but the recommendation costs more than the requested model", ctx);
 }
@@ -355,7 +375,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	fr_parse(data, size, &in);
 	fz_ctx_init(&ctx, 0, 0);
-	fr_catalog(&ctx, &cat);
+	if ((in.flags & 32) && (in.b4 & 128))	/* fail an allocation of the catalog */
+	{
+		fz_plan.fail_alloc_at = fz_plan.n_alloc + 1 + in.b4 % 4;
+		if (!fr_catalog(&ctx, &cat))
+		{
+			free((void *) in.prompt);
+			free(in.blob);
+			return 0;
+		}
+		fz_plan.fail_alloc_at = 0;
+	}
+	else if (!fr_catalog(&ctx, &cat))
+		fz_die("the fixed catalog failed without an injected failure", &ctx);
 	if (in.flags & 32)			/* fail one allocation from here on */
 		fz_plan.fail_alloc_at = fz_plan.n_alloc + 1 + in.b4 % 8;
 	if (in.flags & 64)
