@@ -126,6 +126,15 @@ bool		cli_was_interrupted(void);
 /* ---- output.c ---- */
 int			cli_usage_error(const cli_command *cmd, const char *fmt,...)
 			__attribute__((format(printf, 2, 3)));
+
+/*
+ * Parse option value text as a number in [lo, hi] (lo excluded if open)
+ * into *value; on a bad value print "invalid WHAT "text": expected RANGE"
+ * and return the usage exit status; -1 when fine or text is NULL.
+ */
+int			cli_parse_number(const cli_command *cmd, const char *what, const char *text,
+							 double lo, bool open, double hi, const char *range,
+							 double *value);
 int			cli_core_error(const cli_command *cmd, const cli_opts *opts, const sp_ctx *ctx);
 int			cli_emit(const cli_opts *opts, cJSON *value, const cli_field *fields, int nfields);
 int			cli_emit_table(const cli_opts *opts, cJSON *rows, const cli_field *cols, int ncols);

@@ -65,24 +65,33 @@ parse_sample_rows(const cli_command *cmd, const char *text, int *rows)
 	return parse_int_option(cmd, "number of sample rows", text, 1, CLI_SAMPLE_ROWS_MAX, rows);
 }
 
-/* Parse --sample: a number in (0, 1]; -1 or exit status. */
-static int
-parse_sample(const cli_command *cmd, const char *text, double *fraction)
+/* Parse a number option value in [lo, hi] (see cli.h); -1 or exit status. */
+int
+cli_parse_number(const cli_command *cmd, const char *what, const char *text,
+				 double lo, bool open, double hi, const char *range, double *value)
 {
 	char	   *end;
 	double		v;
 
-	*fraction = CLI_SAMPLE_DEFAULT;
 	if (text == NULL)
 		return -1;
 	errno = 0;
 	v = strtod(text, &end);
-	/* "!(v > 0)" also rejects NaN, which every comparison fails. */
-	if (errno != 0 || end == text || *end != '\0' || !(v > 0.0) || v > 1.0)
-		return cli_usage_error(cmd, "invalid sample fraction \"%s\": expected a number"
-							   " greater than 0 and at most 1", text);
-	*fraction = v;
+	/* The comparisons are written so that NaN fails them. */
+	if (errno != 0 || end == text || *end != '\0' ||
+		!(open ? v > lo : v >= lo) || !(v <= hi))
+		return cli_usage_error(cmd, "invalid %s \"%s\": expected %s", what, text, range);
+	*value = v;
 	return -1;
+}
+
+/* Parse --sample: a number in (0, 1]; -1 or exit status. */
+static int
+parse_sample(const cli_command *cmd, const char *text, double *fraction)
+{
+	*fraction = CLI_SAMPLE_DEFAULT;
+	return cli_parse_number(cmd, "sample fraction", text, 0.0, true, 1.0,
+							"a number greater than 0 and at most 1", fraction);
 }
 
 /* Add a uint64 as a JSON number (exact below 2^53, far above any file here). */

@@ -87,25 +87,6 @@ typedef struct route_params
 
 /* ---- option values ------------------------------------------------------- */
 
-/* Parse a number of option WHAT in [lo, hi] (lo excluded if open); -1 or exit status. */
-static int
-parse_number(const cli_command *cmd, const char *what, const char *text,
-			 double lo, bool open, double hi, const char *range, double *value)
-{
-	char	   *end;
-	double		v;
-
-	if (text == NULL)
-		return -1;
-	errno = 0;
-	v = strtod(text, &end);
-	/* The comparisons are written so that NaN fails them. */
-	if (errno != 0 || end == text || *end != '\0' ||
-		!(open ? v > lo : v >= lo) || !(v <= hi))
-		return cli_usage_error(cmd, "invalid %s \"%s\": expected %s", what, text, range);
-	*value = v;
-	return -1;
-}
 
 /* Parse --max-tokens: an integer in 0..CLI_MAX_TOKENS_MAX; -1 or exit status. */
 static int
@@ -163,9 +144,9 @@ check_route_args(const cli_command *cmd, const cli_args *args, route_params *p)
 	if (!args->classify && args->model == NULL)
 		return cli_usage_error(cmd, "missing --model MODEL");
 	if ((rc = parse_max_tokens(cmd, args->max_tokens, &p->max_tokens)) >= 0 ||
-		(rc = parse_number(cmd, "quality threshold", args->threshold, 0.0, true, 1.0,
+		(rc = cli_parse_number(cmd, "quality threshold", args->threshold, 0.0, true, 1.0,
 						   "a number greater than 0 and at most 1", &p->threshold)) >= 0 ||
-		(rc = parse_number(cmd, "routing percentage", args->percentage, 0.0, false, 100.0,
+		(rc = cli_parse_number(cmd, "routing percentage", args->percentage, 0.0, false, 100.0,
 						   "a number from 0 to 100", &p->percentage)) >= 0)
 		return rc;
 	return -1;

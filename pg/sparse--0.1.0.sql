@@ -258,7 +258,7 @@ COMMENT ON TABLE sparse_route_log IS
 COMMENT ON COLUMN sparse_route_log.prompt_hash IS 'route_hash(prompt)';
 COMMENT ON COLUMN sparse_route_log.prompt IS 'the raw prompt, only with sparse.route_log_prompts on';
 COMMENT ON COLUMN sparse_route_log.features IS 'hashed feature slots of the prompt (common/route.h)';
-COMMENT ON COLUMN sparse_route_log.est_tokens IS 'estimated prompt tokens plus max_tokens';
+COMMENT ON COLUMN sparse_route_log.est_tokens IS 'estimated tokens of the whole prompt (every message of a chat transcript) plus max_tokens';
 COMMENT ON COLUMN sparse_route_log.predicted_quality IS 'predicted quality of the served model';
 COMMENT ON COLUMN sparse_route_log.observed_quality IS 'quality observed by the application (0-1), filled later';
 
@@ -274,7 +274,7 @@ CREATE TABLE sparse_route_model (
 COMMENT ON TABLE sparse_route_model IS
 'learned quality predictors, one per catalog model with feedback; route_train replaces the whole content';
 COMMENT ON COLUMN sparse_route_model.weights IS
-'"SPRW", feature version, dimension bits, bias and 65536 float32 weights, little-endian (common/route.h)';
+'"SPRW", feature version, dimension bits, bias and 4096 float32 weights (2^12 hashed feature slots), little-endian (common/route.h)';
 
 COMMENT ON SEQUENCE sparse_route_feedback_id_seq IS 'ids of sparse_route_feedback rows';
 COMMENT ON SEQUENCE sparse_route_log_id_seq IS 'ids of sparse_route_log rows';

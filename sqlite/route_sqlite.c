@@ -1250,6 +1250,10 @@ rt_train_log_row(rt_train *tr, sqlite3_stmt *stmt)
 		return rt_fail(tr->c, SP_ERR_INVALID_ARG,
 					   "features of sparse_route_log row %lld are not a blob of little-endian 4-byte slots",
 					   (long long) sqlite3_column_int64(stmt, 3));
+	/* the core's bound, checked here too: n sizes the allocation below */
+	if (n > SP_ROUTE_MAX_FEATURES)
+		return rt_fail(tr->c, SP_ERR_INVALID_ARG, "a training row has %zu features, more than %d",
+					   n, SP_ROUTE_MAX_FEATURES);
 	if (n > tr->feats_cap)
 	{
 		uint32_t   *f = sqlite3_realloc64(tr->feats, n * sizeof(*f));
