@@ -6,8 +6,8 @@
 #   SPARSE_DATA            shared data (default: ../shared/data beside the repo);
 #                          routing/routellm/gsm8k_responses.csv gives real
 #                          prompts and labels, synthetic prompts otherwise
-#   ROUTE_PGBENCH_SECONDS  seconds per pgbench run (default 10)
-#   ROUTE_PGBENCH_ROUNDS   alternating rounds of the two runs (default 2)
+#   ROUTE_PGBENCH_SECONDS  seconds per pgbench run (default 8)
+#   ROUTE_PGBENCH_ROUNDS   alternating rounds of the two runs (default 3)
 #   SPARSE_PG_NO_INSTALL=1 skip `make install` (the extension is installed)
 #
 # How it works:
@@ -19,13 +19,13 @@
 #      (GSM8K prompts: the real correctness labels of Mixtral-8x7B and GPT-4,
 #      synthetic labels for the other 18) and route_train(), so every
 #      decision evaluates 20 learned predictors;
-#   4. pgbench -n -T 10 -c 2 -j 2 -M prepared with the same settings for
+#   4. pgbench -n -T 8 -c 2 -j 2 -M prepared with the same settings for
 #      a script running SELECT 1 and one running route_decision on a 1 KB
 #      prompt, passed as the bind parameter :prompt (pgbench -D) the way an
 #      application sends it, with a new request_id per transaction.  Each
 #      connection loads the routing cache once, then runs no SQL per
 #      decision.  The two alternate for ROUTE_PGBENCH_ROUNDS rounds (default
-#      2) and the best TPS of each counts, which damps the noise of a shared
+#      3) and the best TPS of each counts, which damps the noise of a shared
 #      machine;
 #   5. prints "pgbench select1 tps=... route_decision tps=... ratio=..." and
 #      "ok"/"not ok" for the bar: route_decision >= 0.5 x SELECT 1.
@@ -36,8 +36,8 @@ set -uo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 DATA=${SPARSE_DATA:-$REPO/../shared/data}
-SECONDS_PER_RUN=${ROUTE_PGBENCH_SECONDS:-10}
-ROUNDS=${ROUTE_PGBENCH_ROUNDS:-2}
+SECONDS_PER_RUN=${ROUTE_PGBENCH_SECONDS:-8}
+ROUNDS=${ROUTE_PGBENCH_ROUNDS:-3}
 GSM8K=$DATA/routing/routellm/gsm8k_responses.csv
 
 # die MESSAGE: report a setup failure the counting scripts can see.

@@ -479,7 +479,7 @@ route_require(FunctionCallInfo fcinfo, int argno, const char *name)
 				 errmsg("%s must not be null", name)));
 }
 
-/* Tuple descriptor of the function's OUT columns, blessed once per call site. */
+/* Tuple descriptor of the function's result columns, blessed once per call site. */
 static TupleDesc
 route_result_desc(FunctionCallInfo fcinfo)
 {
