@@ -8,15 +8,18 @@
  * error, never a wrong file.  Each FILE opens an output (a temporary file,
  * or a file inside a temporary directory), each CHUNK is decoded (reading
  * the base bytes it names, after bounds checks) and its XXH3 checksum is
- * compared, and FILE_END compares the SHA-256 of everything written.  Only
- * after END is the output fsynced and renamed into place.  Verify runs the
- * same path with no output.
+ * compared, and FILE_END compares the SHA-256 of everything written.  The
+ * SHA-256 and the write of each decoded chunk run on a second thread
+ * (hashwriter.c) while the next chunk is decoded into a second buffer.
+ * Only after END is the output fsynced and renamed into place.  Verify runs
+ * the same path with no output.
  */
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
 
 #include "codec.h"
 #include "container.h"
+#include "hashwriter.h"
 #include "parquet.h"
 #include "rowindex.h"
 
@@ -39,6 +42,9 @@ typedef struct decoder
 	sp_codec	codec;
 	bool		have_codec;
 	uint8_t    *obuf;			/* decoded chunk */
+	uint8_t    *obuf2;			/* the previous one, hashed and written meanwhile */
+	size_t		ocap2;
+	sp_hashwriter hw;			/* SHA-256 and write of the previous chunk */
 	uint8_t    *bbuf;			/* base bytes of a chunk or prefix */
 	uint8_t    *cbuf;			/* base bytes converted to the chunk's dtype */
 	size_t		ocap,
@@ -167,6 +173,7 @@ read_bases(decoder *d)
 static sp_status
 open_output(decoder *d)
 {
+	sp_hw_new_file(&d->hw);
 	if (d->out_kind == SP_OUT_NULL)
 	{
 		memset(&d->out, 0, sizeof(d->out));
@@ -229,16 +236,44 @@ read_base(decoder *d, uint32_t slot, uint64_t off, uint64_t n, uint8_t *buf)
 	return sp_fileset_read(d->ctx, d->base, d->bases[slot].idx, off, buf, (size_t) n);
 }
 
-/* Write decoded bytes to the output and the running digests. */
+/* Wait for the chunk in flight; its write error, if any, as a status. */
 static sp_status
-emit(decoder *d, const uint8_t *p, size_t n)
+emit_wait(decoder *d)
 {
-	sp_sha256_update(&d->sha, p, n);
+	int			err = sp_hw_wait(&d->hw);
+
+	if (err)
+		return sp_fail_io(d->ctx, err, "could not write \"%s\"",
+						  d->out.tmp_path ? d->out.tmp_path : d->out.final_path);
+	return SP_OK;
+}
+
+/*
+ * Hand d->obuf[0..n) to the hash writer (SHA-256, and the write of a file
+ * output, on its thread) and swap in the other buffer to decode the next
+ * chunk into; an in-memory output is copied here, on the caller's thread,
+ * since it allocates.
+ */
+static sp_status
+emit(decoder *d, size_t n)
+{
+	uint8_t    *p = d->obuf;
+	size_t		cap = d->ocap;
+
+	if (emit_wait(d) != SP_OK)
+		return d->ctx->err.code;
 	d->pos += n;
 	d->bytes += n;
-	if (d->out_kind == SP_OUT_NULL)
-		return SP_OK;
-	return sp_out_write(d->ctx, &d->out, p, n);
+	if (d->out_kind == SP_OUT_MEM && sp_out_write(d->ctx, &d->out, p, n) != SP_OK)
+		return d->ctx->err.code;
+	if (d->out_kind == SP_OUT_FILE)
+		d->out.written += n;
+	sp_hw_submit(&d->hw, &d->sha, d->out_kind == SP_OUT_FILE ? d->out.fd : -1, p, n);
+	d->obuf = d->obuf2;
+	d->ocap = d->ocap2;
+	d->obuf2 = p;
+	d->ocap2 = cap;
+	return SP_OK;
 }
 
 /* Stream a COPY chunk from the base, checking its checksum. */
@@ -251,18 +286,18 @@ apply_copy(decoder *d, const sp_chunk_hdr *h)
 	if (h->base_len != h->out_len || d->rd.len != SP_CHUNK_HDR || h->dtype || h->transform ||
 		h->base_dtype)
 		return corrupt(d, "bad COPY chunk");
-	if (sp_reserve(d->ctx, &d->obuf, &d->ocap, (size_t) SP_MIN(h->out_len, (uint64_t) SP_CHUNK_MAX)) != SP_OK)
-		return d->ctx->err.code;
 	XXH3_64bits_reset(&st);
 	while (done < h->out_len)
 	{
 		size_t		n = (size_t) SP_MIN(h->out_len - done, (uint64_t) SP_CHUNK_MAX);
 
 		if (sp_check_interrupt(d->ctx) != SP_OK ||
-			read_base(d, h->base, h->base_off + done, n, d->obuf) != SP_OK ||
-			emit(d, d->obuf, n) != SP_OK)
+			sp_reserve(d->ctx, &d->obuf, &d->ocap, n) != SP_OK ||
+			read_base(d, h->base, h->base_off + done, n, d->obuf) != SP_OK)
 			return d->ctx->err.code;
 		XXH3_64bits_update(&st, d->obuf, n);
+		if (emit(d, n) != SP_OK)
+			return d->ctx->err.code;
 		done += n;
 	}
 	if (XXH3_64bits_digest(&st) != h->checksum)
@@ -529,7 +564,7 @@ apply_chunk(decoder *d)
 		return sp_fail(d->ctx, SP_ERR_CORRUPT,
 					   "delta \"%s\" is corrupted: chunk %llu of \"%s\" does not match its checksum",
 					   d->rd.name, (unsigned long long) d->chunks, d->name);
-	return emit(d, d->obuf, (size_t) h.out_len);
+	return emit(d, (size_t) h.out_len);
 }
 
 /* Handle FILE_END: sizes, chunk count and SHA-256 must match. */
@@ -544,6 +579,8 @@ end_file(decoder *d)
 		return corrupt(d, "bad FILE_END record");
 	if (d->pos != d->size || sp_get64(p + 8) != d->chunks)
 		return corrupt(d, "file is incomplete");
+	if (emit_wait(d) != SP_OK)
+		return d->ctx->err.code;
 	sp_sha256_final(&d->sha, d->last_digest);
 	sp_sha256_free(&d->sha);
 	d->in_file = false;
@@ -623,6 +660,7 @@ static sp_status
 decoder_init(sp_ctx *ctx, decoder *d, sp_fileset *delta, sp_fileset *base)
 {
 	memset(d, 0, sizeof(*d));
+	sp_hw_init(&d->hw);
 	d->ctx = ctx;
 	d->base = base;
 	d->out.fd = -1;
@@ -645,6 +683,8 @@ decoder_free(decoder *d)
 
 	if (ctx == NULL)
 		return;
+	/* the worker may still read obuf2 and write to the output: end it first */
+	sp_hw_stop(&d->hw);
 	sp_out_abort(ctx, &d->out);
 	if (d->tmp_dir)
 		sp_outdir_abort(ctx, d->tmp_dir);
@@ -663,6 +703,7 @@ decoder_free(decoder *d)
 	sp_free(ctx, d->pq_pre);
 	sp_free(ctx, d->pq_page);
 	sp_free(ctx, d->obuf);
+	sp_free(ctx, d->obuf2);
 	sp_free(ctx, d->bbuf);
 	sp_free(ctx, d->cbuf);
 	sp_free(ctx, d->name);

@@ -551,7 +551,7 @@ sp_fileset_prefetch(sp_ctx *ctx, sp_fileset *fs, size_t idx, uint64_t off, uint6
 sp_status
 sp_fileset_sha256(sp_ctx *ctx, sp_fileset *fs, size_t idx, uint8_t out[32])
 {
-	const size_t step = 1 << 20;
+	const size_t step = 256 << 10;	/* stays in cache between read and hash */
 	uint8_t    *buf = NULL;
 	sp_sha256	sha;
 	uint64_t	off = 0,

@@ -25,6 +25,7 @@
 #include "rowindex.h"
 
 #define RS_BUF (8u << 20)			/* scan buffer: holds any row (SP_ROW_MAX) */
+#define RS_READ (256u << 10)		/* bytes read at a time while scanning */
 #define RS_CACHE (1u << 20)			/* row cache */
 #define RS_WINDOW (64u << 10)		/* bytes read into it at a time (or the row) */
 #define EMPTY_SLOT UINT64_MAX
@@ -181,7 +182,10 @@ scan_file(sp_ctx *ctx, sp_rowspace *rs, sp_rsfile *f, uint8_t *buf, uint32_t **t
 		blen -= cur;
 		cur = 0;
 		{
-			size_t		n = (size_t) SP_MIN((uint64_t) (RS_BUF - blen), f->size - bstart - blen);
+			/* small reads stay in cache for the scan; a long row doubles them */
+			size_t		want = SP_MAX((size_t) RS_READ, blen);
+			size_t		n = (size_t) SP_MIN((uint64_t) SP_MIN(want, RS_BUF - blen),
+											f->size - bstart - blen);
 
 			if (n == 0)
 				return SP_OK;	/* a row that does not fit: cannot happen below SP_ROW_MAX */

@@ -4,6 +4,7 @@
  * out record by record as docs/FORMAT.md says, with XXH3 checksums) and
  * checks the exact error, and that nothing is left on disk.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <xxhash.h>
 
 #include "harness.h"
+#include "hashwriter.h"
 #include "rt_util.h"
 #include "st_writer.h"
 
@@ -304,7 +306,64 @@ test_review_damaged_length_is_corruption(void)
 		  t_fmt("delta \"%s\" is truncated at byte %zu", delta, d.n - 1));
 }
 
+/*
+ * The apply hash writer: three buffers handed over in turn reach the file
+ * in order and give the digest of their concatenation; a write to a bad
+ * descriptor is reported (EBADF) while hashing goes on.
+ */
+static void
+test_review_hashwriter(void)
+{
+	static uint8_t bufs[3][100000];
+	sp_ctx		ctx;
+	sp_sha256	sha,
+				ref;
+	sp_hashwriter hw;
+	uint8_t		got[SP_SHA256_LEN],
+				want[SP_SHA256_LEN];
+	char	   *p = t_path("hw.bin");
+	FILE	   *f;
+	int			fd;
+
+	for (int k = 0; k < 3; k++)
+		for (size_t i = 0; i < sizeof(bufs[k]); i++)
+			bufs[k][i] = (uint8_t) (i * 7 + k * 13);
+	rt_ctx(&ctx);
+	T_REQUIRE(sp_sha256_init(&ctx, &sha) == SP_OK && sp_sha256_init(&ctx, &ref) == SP_OK, "sha");
+	T_REQUIRE((f = fopen(p, "wb")) != NULL, "open %s", p);
+	fd = fileno(f);
+	sp_hw_init(&hw);
+	for (int k = 0; k < 3; k++)
+	{
+		sp_hw_submit(&hw, &sha, fd, bufs[k], sizeof(bufs[k]));
+		sp_sha256_update(&ref, bufs[k], sizeof(bufs[k]));
+	}
+	T_CHECK(sp_hw_wait(&hw) == 0, "no write error expected");
+	sp_sha256_final(&sha, got);
+	sp_sha256_final(&ref, want);
+	T_CHECK(memcmp(got, want, SP_SHA256_LEN) == 0, "digest differs");
+	sp_sha256_free(&sha);
+	sp_sha256_free(&ref);
+	fclose(f);
+	T_CHECK(fh_size(p) == 3 * (int64_t) sizeof(bufs[0]), "file has %lld bytes",
+			(long long) fh_size(p));
+	/* a closed descriptor: EBADF, and the digest still covers the bytes */
+	T_REQUIRE(sp_sha256_init(&ctx, &sha) == SP_OK, "sha");
+	sp_hw_new_file(&hw);
+	sp_hw_submit(&hw, &sha, fd, bufs[0], sizeof(bufs[0]));
+	T_CHECK(sp_hw_wait(&hw) == EBADF, "closed descriptor: errno %d", hw.err);
+	sp_hw_stop(&hw);
+	sp_sha256_final(&sha, got);
+	T_REQUIRE(sp_sha256_init(&ctx, &ref) == SP_OK, "sha");
+	sp_sha256_update(&ref, bufs[0], sizeof(bufs[0]));
+	sp_sha256_final(&ref, want);
+	T_CHECK(memcmp(got, want, SP_SHA256_LEN) == 0, "digest differs after a write error");
+	sp_sha256_free(&sha);
+	sp_sha256_free(&ref);
+}
+
 const t_case t_tests_review[] = {
+	{"review_hashwriter", test_review_hashwriter},
 	{"review_damaged_length_is_corruption", test_review_damaged_length_is_corruption},
 	{"review_many_small_tensors", test_review_many_small_tensors},
 	{"review_single_file_delta_without_file", test_review_single_file_delta_without_file},
