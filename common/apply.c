@@ -9,8 +9,9 @@
  * or a file inside a temporary directory), each CHUNK is decoded (reading
  * the base bytes it names, after bounds checks) and its XXH3 checksum is
  * compared, and FILE_END compares the SHA-256 of everything written.  The
- * SHA-256 and the write of each decoded chunk run on a second thread
- * (hashwriter.c) while the next chunk is decoded into a second buffer.
+ * SHA-256 and the write of each decoded chunk run on a second thread, and
+ * a file output is flushed every 16 MiB on a third (hashwriter.c), while
+ * the next chunk is decoded into a second buffer.
  * Only after END is the output fsynced and renamed into place.  Verify runs
  * the same path with no output.
  */
@@ -236,16 +237,21 @@ read_base(decoder *d, uint32_t slot, uint64_t off, uint64_t n, uint8_t *buf)
 	return sp_fileset_read(d->ctx, d->base, d->bases[slot].idx, off, buf, (size_t) n);
 }
 
-/* Wait for the chunk in flight; its write error, if any, as a status. */
+/*
+ * Wait for the chunk in flight (drain: and for a flush of the file, which
+ * is then ours to fsync or close); a write or flush error as a status.
+ */
 static sp_status
-emit_wait(decoder *d)
+emit_wait(decoder *d, bool drain)
 {
-	int			err = sp_hw_wait(&d->hw);
+	int			err = drain ? sp_hw_drain(&d->hw) : sp_hw_wait(&d->hw);
+	const char *path = d->out.tmp_path ? d->out.tmp_path : d->out.final_path;
 
-	if (err)
-		return sp_fail_io(d->ctx, err, "could not write \"%s\"",
-						  d->out.tmp_path ? d->out.tmp_path : d->out.final_path);
-	return SP_OK;
+	if (err == 0)
+		return SP_OK;
+	if (d->hw.err_flush)
+		return sp_fail_io(d->ctx, err, "could not fsync \"%s\"", path);
+	return sp_fail_io(d->ctx, err, "could not write \"%s\"", path);
 }
 
 /*
@@ -260,7 +266,7 @@ emit(decoder *d, size_t n)
 	uint8_t    *p = d->obuf;
 	size_t		cap = d->ocap;
 
-	if (emit_wait(d) != SP_OK)
+	if (emit_wait(d, false) != SP_OK)
 		return d->ctx->err.code;
 	d->pos += n;
 	d->bytes += n;
@@ -579,7 +585,7 @@ end_file(decoder *d)
 		return corrupt(d, "bad FILE_END record");
 	if (d->pos != d->size || sp_get64(p + 8) != d->chunks)
 		return corrupt(d, "file is incomplete");
-	if (emit_wait(d) != SP_OK)
+	if (emit_wait(d, true) != SP_OK)
 		return d->ctx->err.code;
 	sp_sha256_final(&d->sha, d->last_digest);
 	sp_sha256_free(&d->sha);

@@ -47,6 +47,7 @@ typedef struct sp_rowspace
 	uint64_t   *off;			/* nrows + 1 virtual row starts */
 	size_t		off_cap;
 	uint64_t	nrows;
+	uint64_t	total;			/* bytes of the files being cut (sizes the arrays) */
 	uint64_t	*slot;			/* hash table: tag << 32 | row, or empty (encoder only) */
 	uint64_t	nslots;
 	uint8_t    *cache;			/* cached virtual bytes [cache_v, cache_v + cache_n) */
@@ -58,7 +59,7 @@ typedef struct sp_rowspace
 
 /*
  * Build a row space over files idx[0..n) of fs (cut with fmt).  With index,
- * rows are hashed into the lookup table; with want (nwant sorted tags, for
+ * rows are hashed into the lookup table; with want (nwant tags, for
  * the estimator) only rows whose tag is wanted are.
  */
 sp_status	sp_rowspace_build(sp_ctx *ctx, sp_rowspace *rs, sp_fileset *fs, sp_rowfmt fmt,

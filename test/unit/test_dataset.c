@@ -1127,6 +1127,43 @@ test_dataset_ragged(void)
 	DS_ROUNDTRIP(base, der, "rows-csv", pct_of(der, 2), &r);
 }
 
+/*
+ * Rows longer than a scan read (256 KiB) and than a page, between short
+ * ones, at every alignment: the row scan keeps each unfinished row and
+ * reads on at page-aligned places, and every row must still be found.
+ */
+static void
+test_dataset_long_rows(void)
+{
+	static const size_t lens[] = {1, 5000, 300000, 4095, 3000000, 4097, 7, 262144, 262143, 20};
+	size_t		total = 0,
+				at = 0;
+	uint8_t    *a,
+			   *b;
+	uint64_t	s = 7;
+	ds_rt		r;
+
+	for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++)
+		total += lens[k] + 1;
+	a = t_track(malloc(total));
+	b = t_track(malloc(total + 4));
+	for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++)
+	{
+		for (size_t i = 0; i < lens[k]; i++)
+			a[at + i] = (uint8_t) ('a' + fh_rand(&s) % 26);
+		a[at + lens[k]] = '\n';
+		at += lens[k] + 1;
+	}
+	/* derived: a new short row first, then the parent's rows unchanged */
+	memcpy(b, "new\n", 4);
+	memcpy(b + 4, a, total);
+	T_REQUIRE(fh_write(t_path("p.txt"), a, total) && fh_write(t_path("d.txt"), b, total + 4),
+			  "write");
+	if (DS_ROUNDTRIP(t_path("p.txt"), t_path("d.txt"), "rows-lines", 2000, &r))
+		T_CHECK(r.cres.rows_shared == (int64_t) (sizeof(lens) / sizeof(lens[0])),
+				"rows_shared %lld", (long long) r.cres.rows_shared);
+}
+
 /* Binary files with NUL bytes: bytes against the same-named parent file. */
 static void
 test_dataset_binary(void)
@@ -1989,6 +2026,7 @@ const t_case t_tests_dataset[] = {
 	{"dataset_err_truncated", test_dataset_err_truncated},
 	{"dataset_alloc_sweep", test_dataset_alloc_sweep},
 	{"dataset_alloc_sweep_dir", test_dataset_alloc_sweep_dir},
+	{"dataset_long_rows", test_dataset_long_rows},
 	{"dataset_alloc_once_sweep", test_dataset_alloc_once_sweep},
 	{"dataset_alloc_once_sweep_dir", test_dataset_alloc_once_sweep_dir},
 	{"dataset_cancel_sweep", test_dataset_cancel_sweep},
