@@ -193,6 +193,23 @@ typedef struct scan_tags
 				hcap;
 } scan_tags;
 
+/*
+ * A new array of cap elements (elem bytes each) holding the used ones of
+ * arr, which is freed; NULL (arr kept) when out of memory.
+ */
+static void *
+grow_array(sp_ctx *ctx, void *arr, size_t used, size_t cap, size_t elem)
+{
+	void	   *p = sp_alloc(ctx, cap * elem);
+
+	if (p == NULL)
+		return NULL;
+	if (used)
+		memcpy(p, arr, used * elem);
+	sp_free(ctx, arr);
+	return p;
+}
+
 /* Keep row r's tag as st asks. */
 static sp_status
 keep_tag(sp_ctx *ctx, sp_rowspace *rs, scan_tags *st, uint64_t v, uint32_t tag)
@@ -204,13 +221,10 @@ keep_tag(sp_ctx *ctx, sp_rowspace *rs, scan_tags *st, uint64_t v, uint32_t tag)
 		if (st->nhits == st->hcap)
 		{
 			size_t		cap = SP_MAX((size_t) 256, st->hcap * 2);
-			uint64_t   *h = sp_alloc(ctx, cap * sizeof(uint64_t));
+			uint64_t   *h = grow_array(ctx, st->hits, st->nhits, cap, sizeof(uint64_t));
 
 			if (h == NULL)
 				return SP_ERR_NOMEM;
-			if (st->nhits)
-				memcpy(h, st->hits, st->nhits * sizeof(uint64_t));
-			sp_free(ctx, st->hits);
 			st->hits = h;
 			st->hcap = cap;
 		}
@@ -220,20 +234,16 @@ keep_tag(sp_ctx *ctx, sp_rowspace *rs, scan_tags *st, uint64_t v, uint32_t tag)
 	if (rs->nrows + 1 > st->tcap)
 	{
 		size_t		cap = next_cap(rs, st->tcap, v);
-		uint32_t   *t = sp_alloc(ctx, cap * sizeof(uint32_t));
+		uint32_t   *t = grow_array(ctx, st->tags, (size_t) rs->nrows, cap, sizeof(uint32_t));
 
 		if (t == NULL)
 			return SP_ERR_NOMEM;
-		if (rs->nrows)
-			memcpy(t, st->tags, rs->nrows * sizeof(uint32_t));
-		sp_free(ctx, st->tags);
 		st->tags = t;
 		st->tcap = cap;
 	}
 	st->tags[rs->nrows] = tag;
 	return SP_OK;
 }
-
 
 /* Append row start v (and its tag, when st is given) to the space. */
 static sp_status
@@ -242,13 +252,10 @@ push_row(sp_ctx *ctx, sp_rowspace *rs, scan_tags *st, uint64_t v, uint32_t tag)
 	if (rs->nrows + 2 > rs->off_cap)
 	{
 		size_t		cap = next_cap(rs, rs->off_cap, v);
-		uint64_t   *o = sp_alloc(ctx, cap * sizeof(uint64_t));
+		uint64_t   *o = grow_array(ctx, rs->off, (size_t) rs->nrows, cap, sizeof(uint64_t));
 
 		if (o == NULL)
 			return SP_ERR_NOMEM;
-		if (rs->nrows)
-			memcpy(o, rs->off, rs->nrows * sizeof(uint64_t));
-		sp_free(ctx, rs->off);
 		rs->off = o;
 		rs->off_cap = cap;
 	}
