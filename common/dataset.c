@@ -14,9 +14,11 @@
  * control stream and literal data are compressed with zstd, the data with
  * the parent fields or rows it replaces as prefix (column by column for
  * short cells, in row order for text).  Rows whose changed cells are long
- * text are recorded two ways (whole, or cell by cell); both are ranked at a
- * fast level on two threads and the winner is coded at the real one.  The
- * encoder decodes every chunk it writes and compares it with the input
+ * text are recorded three ways (whole, cell by cell, interleaved: each
+ * reference row repeated before the rest of its row); the first two are
+ * ranked at a fast level on two threads, and the winner is coded at the real
+ * level beside the interleaved way, which only the high levels' optimal
+ * parser can exploit (so no fast probe ranks it).  The encoder decodes every chunk it writes and compares it with the input
  * before writing it, and stores a chunk as plain zstd instead when that is
  * smaller (a translation, an unrelated file).  Files without rows get zstd
  * chunks with their same-named parent file as prefix; in Parquet files,
@@ -48,6 +50,7 @@
 #define DS_PROBE_LEVEL 6			/* zstd level that ranks the two variants */
 #define DS_PQ_WINDOW (32u << 10)	/* prefix half-width for bytes between pages */			/* Parquet pages: most of the gain, a fraction of the time */
 #define DS_TEXT_CELL 32			/* changed cells this long on average: whole row */
+#define DS_ALIGN_SPAN 64			/* estimator: parent rows searched around a guess */
 
 /*
  * A chunk is recorded two ways at once, differing only for rows whose
@@ -57,7 +60,7 @@
  */
 enum
 {
-	VAR_WHOLE = 0, VAR_CELLS = 1
+	VAR_WHOLE = 0, VAR_CELLS = 1, VAR_INTER = 2, DS_NVAR = 3
 };
 
 /* The control stream of one way of coding the chunk. */
@@ -87,11 +90,12 @@ typedef struct dsenc
 	sp_codec	codec2;				/* the worker thread's */
 	sp_rowslay	lay;
 	sp_rowslay	lay2;				/* the second variant's layout */
+	sp_rowslay	lay3;				/* the second, interleaved (rowindex.h) */
 	uint8_t    *buf;				/* derived scan buffer */
 	/* the chunk being built */
 	uint8_t    *cbuf;
 	size_t		clen;
-	variant		v[2];				/* VAR_WHOLE, VAR_CELLS */
+	variant		v[DS_NVAR];			/* VAR_WHOLE, VAR_CELLS, VAR_INTER */
 	uint64_t	text_lits;			/* literals where the variants differ */
 	uint64_t	jumps;				/* scattered literal references (rowindex.h) */
 	int64_t		last_ref;
@@ -127,11 +131,12 @@ typedef struct dsenc
 	uint64_t	nchanged;
 	uint64_t	coded;				/* estimator: bytes the chunks took */
 	bool		estimating;			/* collect the streams below instead of coding */
-	sp_buf		est_ctl[2],
-				est_data[2],
-				est_prefix[2],
+	sp_buf		est_ctl[DS_NVAR],
+				est_data[DS_NVAR],
+				est_prefix[DS_NVAR],
 				est_raw;
 	uint64_t	est_shared;
+	bool		est_inter;			/* some window was collected interleaved */
 	uint64_t	done,
 				total;
 	int64_t		rows_total,
@@ -233,7 +238,7 @@ partner_of(dsenc *e, size_t i)
 
 /* ---- the chunk being built ---------------------------------------------------- */
 
-/* Write the pending group (copy run, then literals) to both variants. */
+/* Write the pending group (copy run, then literals) to every variant. */
 static sp_status
 flush_group(dsenc *e)
 {
@@ -241,7 +246,7 @@ flush_group(dsenc *e)
 
 	if (e->copy_n == 0 && e->nlit == 0)
 		return SP_OK;
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < DS_NVAR; i++)
 	{
 		variant    *v = &e->v[i];
 
@@ -383,6 +388,40 @@ put_literal(dsenc *e, variant *v, uint8_t sel, const uint8_t *row, size_t len, s
 }
 
 /*
+ * Record one literal in the interleaved variant (rowindex.h): its reference
+ * row goes to the data again, then the row from its first changed field on.
+ */
+static sp_status
+put_inter(dsenc *e, variant *v, uint8_t sel, const uint8_t *row, size_t len, size_t nd,
+		  size_t la, size_t lb)
+{
+	bool		next = (sel & SP_REF_MASK) == SP_REF_NEXT;
+	const uint8_t *ref = next ? e->ref : e->ref2;
+	size_t		rlen = (sel & SP_REF_MASK) == SP_REF_NONE ? 0 : next ? la : lb,
+				first = 0,
+				from = 0;
+
+	if (sp_buf_put(e->ctx, &v->lits, &sel, 1) != SP_OK)
+		return SP_ERR_NOMEM;
+	if (sel & SP_LIT_COLS)
+	{
+		sp_row_fields(e->fmt, ref, rlen, e->rfe, SP_FIELDS_MAX);
+		for (; first + 1 < nd; first++)
+		{
+			size_t		s = first ? e->dfe[first - 1] : 0;
+
+			if (e->dfe[first] != e->rfe[first] || memcmp(row + s, ref + s, e->dfe[first] - s))
+				break;
+		}
+		from = first ? e->dfe[first - 1] : 0;
+		if (sp_buf_varint(e->ctx, &v->lits, first) != SP_OK)
+			return SP_ERR_NOMEM;
+	}
+	v->data_n += rlen + len - from;
+	return e->fmt == SP_ROWS_JSON_ARRAY ? sp_buf_varint(e->ctx, &v->lits, len - from) : SP_OK;
+}
+
+/*
  * Derived row not in the parent: pick a reference row (the next parent row
  * or the last one used, whichever leaves fewer changed bytes) and record it
  * in both variants.
@@ -419,7 +458,8 @@ add_literal(dsenc *e, const uint8_t *row, size_t len)
 	e->text_lits += whole != sel;
 	e->pbytes += (sel & SP_REF_MASK) == SP_REF_NEXT ? la : (sel & SP_REF_MASK) ? lb : 0;
 	if (put_literal(e, &e->v[VAR_WHOLE], whole, row, len, nd, la, lb) != SP_OK ||
-		put_literal(e, &e->v[VAR_CELLS], sel, row, len, nd, la, lb) != SP_OK)
+		put_literal(e, &e->v[VAR_CELLS], sel, row, len, nd, la, lb) != SP_OK ||
+		put_inter(e, &e->v[VAR_INTER], sel, row, len, nd, la, lb) != SP_OK)
 		return e->ctx->err.code;
 	if (sel & SP_REF_MASK)
 	{
@@ -468,7 +508,7 @@ lay_variant(dsenc *e, sp_rowslay *lay, const sp_rows_chunk *c)
 
 	if (sp_rows_walk(ctx, &e->rs, lay, SP_WALK_SIZES, c, NULL, 0) != SP_OK)
 		return ctx->err.code;
-	if (lay->ptotal > SP_PREFIX_MAX || lay->dtotal > e->clen)
+	if (lay->ptotal > SP_PREFIX_MAX || lay->dtotal > e->clen + lay->ptotal)
 		return sp_fail(ctx, SP_ERR_INTERNAL, "row chunk layout is out of bounds");
 	if (sp_reserve(ctx, &lay->prefix.p, &lay->prefix.cap, (size_t) lay->ptotal + 1) != SP_OK ||
 		sp_reserve(ctx, &lay->data.p, &lay->data.cap, (size_t) lay->dtotal + 1) != SP_OK)
@@ -531,6 +571,17 @@ collect_variant(dsenc *e, int vi, const sp_rowslay *lay, const sp_rows_chunk *c)
 		sp_buf_put(ctx, &e->est_data[vi], lay->data.p, (size_t) lay->dtotal) == SP_OK &&
 		sp_buf_put(ctx, &e->est_prefix[vi], lay->prefix.p, (size_t) lay->ptotal) == SP_OK
 		? SP_OK : SP_ERR_NOMEM;
+}
+
+/* Exchange the two payload buffers (the kept one is always e->pay). */
+static void
+swap_pay(dsenc *e)
+{
+	uint8_t    *t = e->pay;
+	size_t		tc = e->pay_cap;
+
+	e->pay = e->pay2, e->pay_cap = e->pay2_cap;
+	e->pay2 = t, e->pay2_cap = tc;
 }
 
 /* Decode the payload just built and compare it with the input. */
@@ -604,13 +655,7 @@ try_standalone(dsenc *e, size_t plen, size_t *used)
 	e->pay2 = e->pay, e->pay2_cap = e->pay_cap;
 	e->pay = keep, e->pay_cap = keep_cap;
 	if (rc == SP_OK && *used > 0)
-	{
-		uint8_t    *t = e->pay;
-		size_t		tc = e->pay_cap;
-
-		e->pay = e->pay2, e->pay_cap = e->pay2_cap;
-		e->pay2 = t, e->pay2_cap = tc;
-	}
+		swap_pay(e);
 	return rc;
 }
 
@@ -620,7 +665,8 @@ describe(const dsenc *e, int vi)
 {
 	const variant *v = &e->v[vi];
 
-	return (sp_rows_chunk) {v->ctl.p, v->ctl.n, e->nrows, e->prev0, choose_layout(v), v->data_n};
+	return (sp_rows_chunk) {v->ctl.p, v->ctl.n, e->nrows, e->prev0,
+		vi == VAR_INTER ? SP_LAYOUT_INTERLEAVED : choose_layout(v), v->data_n};
 }
 
 /* A variant compressed on a worker thread: its own context and codec. */
@@ -719,11 +765,67 @@ compress_both(dsenc *e, int level, const sp_rowslay *l0, const sp_rows_chunk *c0
 	return SP_OK;
 }
 
-/* Keep the smaller of the two variants in pay (c and plen describe it). */
+/*
+ * The interleaved variant, when the cells variant is laid out in row order
+ * (long text cells); false otherwise.
+ */
+static bool
+interleave(dsenc *e, const sp_rows_chunk *c1, sp_rows_chunk *c3)
+{
+	if (c1->layout != SP_LAYOUT_ROWS)
+		return false;
+	*c3 = describe(e, VAR_INTER);
+	return true;
+}
+
+/*
+ * Code the probe's winner (in pay, laid out in lay) and the interleaved
+ * cells variant c3 at the real level on two threads, and keep the smaller:
+ * only the optimal parsers of the high levels turn the repeated reference
+ * rows into cheap matches, so a fast probe cannot rank the two.
+ */
+static sp_status
+final_pair(dsenc *e, const sp_rowslay *lay, sp_rows_chunk *c, const sp_rows_chunk *c3,
+		   size_t *plen)
+{
+	size_t		p3 = 0;
+
+	if (lay_variant(e, &e->lay3, c3) != SP_OK ||
+		sp_reserve(e->ctx, &e->pay2, &e->pay2_cap, payload_bound(&e->lay3, c3)) != SP_OK)
+		return e->ctx->err.code;
+	if (compress_both(e, lit_level(e->level), lay, c, &e->lay3, c3, plen, &p3) != SP_OK)
+		return e->ctx->err.code;
+	if (p3 < *plen)
+	{
+		swap_pay(e);
+		*c = *c3;
+		*plen = p3;
+	}
+	return SP_OK;
+}
+
+/* The estimator keeps all three ways of coding the chunk (see code_collected). */
+static sp_status
+collect_all(dsenc *e, const sp_rows_chunk *c, const sp_rows_chunk *c1)
+{
+	sp_rows_chunk c3;
+	bool		inter = interleave(e, c1, &c3);
+
+	if (inter && lay_variant(e, &e->lay3, &c3) != SP_OK)
+		return e->ctx->err.code;
+	e->est_inter |= inter;
+	return collect_variant(e, VAR_WHOLE, &e->lay, c) == SP_OK &&
+		collect_variant(e, VAR_CELLS, &e->lay2, c1) == SP_OK &&
+		collect_variant(e, VAR_INTER, inter ? &e->lay3 : &e->lay2, inter ? &c3 : c1) == SP_OK
+		? SP_OK : SP_ERR_NOMEM;
+}
+
+/* Keep the smallest way of coding the chunk in pay (c and plen describe it). */
 static sp_status
 best_variant(dsenc *e, sp_rows_chunk *c, size_t *plen)
 {
-	sp_rows_chunk c1 = describe(e, VAR_CELLS);
+	sp_rows_chunk c1 = describe(e, VAR_CELLS),
+				c3;
 	size_t		p1 = 0;
 	bool		both = e->text_lits > 0 || e->estimating,
 				cells;
@@ -732,8 +834,7 @@ best_variant(dsenc *e, sp_rows_chunk *c, size_t *plen)
 	if (lay_variant(e, &e->lay, c) != SP_OK || (both && lay_variant(e, &e->lay2, &c1) != SP_OK))
 		return e->ctx->err.code;
 	if (e->estimating)
-		return collect_variant(e, VAR_WHOLE, &e->lay, c) == SP_OK &&
-			collect_variant(e, VAR_CELLS, &e->lay2, &c1) == SP_OK ? SP_OK : SP_ERR_NOMEM;
+		return collect_all(e, c, &c1);
 	if (reserve_payload(e, payload_bound(&e->lay, c)) != SP_OK ||
 		(both && sp_reserve(e->ctx, &e->pay2, &e->pay2_cap, payload_bound(&e->lay2, &c1)) != SP_OK))
 		return SP_ERR_NOMEM;
@@ -745,16 +846,14 @@ best_variant(dsenc *e, sp_rows_chunk *c, size_t *plen)
 	cells = p1 < *plen;
 	if (cells)
 	{
-		uint8_t    *t = e->pay;
-		size_t		tc = e->pay_cap;
-
-		e->pay = e->pay2, e->pay_cap = e->pay2_cap;
-		e->pay2 = t, e->pay2_cap = tc;
+		swap_pay(e);
 		*c = c1;
 		*plen = p1;
 	}
 	if (lit_level(e->level) <= DS_PROBE_LEVEL)
 		return SP_OK;
+	if (interleave(e, &c1, &c3))
+		return final_pair(e, cells ? &e->lay2 : &e->lay, c, &c3, plen);
 	return compress_variant(e->ctx, &e->codec, cells ? &e->lay2 : &e->lay, c,
 							lit_level(e->level), e->pay, plen);
 }
@@ -768,7 +867,7 @@ reset_chunk(dsenc *e)
 	e->prev0 = e->prev;
 	e->pbytes = e->shared = e->text_lits = e->jumps = 0;
 	e->last_ref = -2;
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < DS_NVAR; i++)
 	{
 		e->v[i].ctl.n = e->v[i].lits.n = 0;
 		e->v[i].data_n = e->v[i].chg_fields = e->v[i].shared = 0;
@@ -1285,7 +1384,8 @@ dsenc_init(sp_ctx *ctx, dsenc *e, sp_fileset *base, sp_fileset *der, int level)
 	e->rfe = sp_alloc(ctx, SP_FIELDS_MAX * sizeof(uint32_t));
 	if (!e->dfmt || !e->slot || !e->buf || !e->cbuf || !e->ref || !e->ref2 || !e->dfe || !e->rfe)
 		return SP_ERR_NOMEM;
-	if (sp_rowslay_init(ctx, &e->lay) != SP_OK || sp_rowslay_init(ctx, &e->lay2) != SP_OK)
+	if (sp_rowslay_init(ctx, &e->lay) != SP_OK || sp_rowslay_init(ctx, &e->lay2) != SP_OK ||
+		sp_rowslay_init(ctx, &e->lay3) != SP_OK)
 		return SP_ERR_NOMEM;
 	if (sp_codec_init(ctx, &e->codec) != SP_OK)
 		return ctx->err.code;
@@ -1304,8 +1404,9 @@ dsenc_free(dsenc *e)
 	sp_codec_free(ctx, &e->codec2);
 	sp_rowslay_free(ctx, &e->lay);
 	sp_rowslay_free(ctx, &e->lay2);
+	sp_rowslay_free(ctx, &e->lay3);
 	sp_rowspace_free(ctx, &e->rs);
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < DS_NVAR; i++)
 	{
 		sp_buf_free(ctx, &e->v[i].ctl);
 		sp_buf_free(ctx, &e->v[i].lits);
@@ -1541,9 +1642,39 @@ sample_tags(dsenc *e, sample *sm, uint32_t **tags, size_t *n)
 }
 
 /*
+ * The parent row within DS_ALIGN_SPAN rows of guess that leaves the fewest
+ * changed bytes in derived row (row, len), or guess: when every row of a
+ * window was edited, the row at the same share of the bytes can be a few
+ * rows off, and each literal would then be coded against the wrong row.
+ */
+static int64_t
+nearest_ref(dsenc *e, const uint8_t *row, size_t len, int64_t guess)
+{
+	size_t		nd = sp_row_fields(e->fmt, row, len, e->dfe, SP_FIELDS_MAX),
+				best_c = len;
+	int64_t		best = guess,
+				hi = SP_MIN(guess + DS_ALIGN_SPAN, (int64_t) e->rs.nrows - 1);
+
+	for (int64_t r = SP_MAX(guess - DS_ALIGN_SPAN, (int64_t) 0); r <= hi; r++)
+	{
+		size_t		rl = fetch_row(e, r, e->ref),
+					pc = 0,
+					c;
+		bool		text = false;
+
+		if (rl == SIZE_MAX)
+			continue;
+		c = changed_bytes(e, row, nd, e->ref, rl, &pc, &text);
+		if (c < best_c)
+			best_c = c, best = r;
+	}
+	return best;
+}
+
+/*
  * The parent row before a window's first row, as compress would have it:
- * from the first window row found in the parent, else the parent row at the
- * same share of the bytes.
+ * from the first window row found in the parent, else the row nearest the
+ * one at the same share of the bytes.
  */
 static int64_t
 align_window(dsenc *e, sample *sm, int w)
@@ -1576,7 +1707,9 @@ align_window(dsenc *e, sample *sm, int w)
 		else
 			hi = mid;
 	}
-	return (int64_t) lo - 1;
+	if (sm->lens[w].n == 0)
+		return (int64_t) lo - 1;
+	return nearest_ref(e, sm->win[w].p, len[0], (int64_t) lo) - 1;
 }
 
 /*
@@ -1586,13 +1719,14 @@ align_window(dsenc *e, sample *sm, int w)
 static sp_status
 code_collected(dsenc *e)
 {
-	sp_rowslay	l[2] = {{0}};
-	sp_rows_chunk c[2] = {{0}};
-	size_t		p[2] = {0},
+	sp_rowslay	l[3] = {{0}};
+	sp_rows_chunk c[3] = {{0}};
+	size_t		p[3] = {0},
 				r = 0,
 				best;
+	int			w;
 
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 3; i++)
 	{
 		/* the collected streams, seen as one laid-out chunk per variant */
 		l[i].data = e->est_data[i];
@@ -1607,15 +1741,22 @@ code_collected(dsenc *e)
 		return SP_ERR_NOMEM;
 	if (compress_both(e, DS_PROBE_LEVEL, &l[0], &c[0], &l[1], &c[1], &p[0], &p[1]) != SP_OK)
 		return e->ctx->err.code;
-	/* as compress: the variant that wins the probe is coded at the real level */
+	/* as compress: the probe's winner (and the interleaved variant) at the real level */
+	w = p[1] < p[0];
+	if (w == 1)
+		swap_pay(e);			/* e->pay is the buffer sized for variant w */
+	best = p[w];
+	if (lit_level(e->level) > DS_PROBE_LEVEL && !e->est_inter &&
+		compress_variant(e->ctx, &e->codec, &l[w], &c[w], lit_level(e->level), e->pay,
+						 &best) != SP_OK)
+		return e->ctx->err.code;
+	if (lit_level(e->level) > DS_PROBE_LEVEL && e->est_inter)
 	{
-		int			w = p[1] < p[0];
-
-		if (lit_level(e->level) > DS_PROBE_LEVEL &&
-			compress_variant(e->ctx, &e->codec, &l[w], &c[w], lit_level(e->level), e->pay,
-							 &p[w]) != SP_OK)
+		if (sp_reserve(e->ctx, &e->pay2, &e->pay2_cap, payload_bound(&l[2], &c[2])) != SP_OK)
+			return SP_ERR_NOMEM;
+		if (compress_both(e, lit_level(e->level), &l[w], &c[w], &l[2], &c[2], &p[w], &p[2]) != SP_OK)
 			return e->ctx->err.code;
-		best = p[w];
+		best = SP_MIN(p[w], p[2]);
 	}
 	if (e->est_shared * DS_STANDALONE_SHARE < e->est_raw.n &&
 		standalone_size(e, e->est_raw.p, e->est_raw.n, best, &r) != SP_OK)

@@ -598,7 +598,7 @@ typedef struct walk
 	uint8_t    *bytes;			/* derived bytes of the chunk */
 	size_t		nbytes,
 				at;				/* position in bytes */
-	int			layout;			/* SP_LAYOUT_COLUMNS or SP_LAYOUT_ROWS */
+	int			layout;			/* SP_LAYOUT_COLUMNS, _ROWS or _INTERLEAVED */
 	bool		implicit;		/* whole rows carry no length: the format cuts them */
 	size_t		imp_col;		/* the column whole rows go to */
 	uint64_t	nimplicit;		/* whole rows seen without a length */
@@ -668,7 +668,7 @@ walk_cell(walk *w, size_t k, uint64_t L)
 	sp_rowslay *lay = w->lay;
 	uint8_t    *d;
 
-	if (w->layout == SP_LAYOUT_ROWS)
+	if (w->layout != SP_LAYOUT_COLUMNS)
 		k = 0;
 	if (w->pass == SP_WALK_SIZES)
 	{
@@ -684,6 +684,31 @@ walk_cell(walk *w, size_t k, uint64_t L)
 	d = lay->data.p + lay->dcur[k];
 	lay->dcur[k] += L;
 	return derived(w, d, d, (size_t) L);
+}
+
+/*
+ * Interleaved layout: the reference row, repeated in the data just before
+ * the literal, so zstd finds what the literal edits a few bytes back (at a
+ * cheap offset) instead of far back in the prefix.  The decoder skips it.
+ */
+static sp_status
+walk_remind(walk *w, const uint8_t *ref, size_t rlen)
+{
+	sp_rowslay *lay = w->lay;
+
+	if (w->pass == SP_WALK_SIZES)
+	{
+		lay->dlen[0] += rlen;
+		return SP_OK;
+	}
+	if (w->pass == SP_WALK_PREFIX)
+		return SP_OK;
+	if (rlen > lay->dlen[0] - lay->dcur[0])
+		return bad(w, "reference row overruns the data");
+	if (w->pass == SP_WALK_FILL)
+		memcpy(lay->data.p + lay->dcur[0], ref, rlen);
+	lay->dcur[0] += rlen;
+	return SP_OK;
 }
 
 /* Length of a whole row stored without one: cut it from where it is. */
@@ -747,6 +772,35 @@ walk_cols(walk *w, const uint8_t *ref, size_t len)
 	return SP_OK;
 }
 
+/*
+ * A literal in the interleaved layout against parent row bytes ref (len
+ * bytes): the reference's fields before the first changed one, then the
+ * rest of the row from the data, where it follows the reference row (so
+ * the row's unchanged end and the next reference row read as one stretch
+ * of the parent).
+ */
+static sp_status
+walk_suffix(walk *w, const uint8_t *ref, size_t len)
+{
+	uint32_t   *fe = w->lay->fends;
+	size_t		nf = sp_row_fields(w->rs->fmt, ref, len, fe, SP_FIELDS_MAX);
+	uint64_t	first,
+				L;
+
+	if (!sp_get_varint(w->ctl, w->n, &w->pos, &first))
+		return bad(w, "truncated first changed field");
+	if (first >= nf)
+		return bad(w, "first changed field is past the reference row");
+	if ((w->pass == SP_WALK_FILL || w->pass == SP_WALK_EMIT) &&
+		derived(w, ref, NULL, first ? fe[first - 1] : 0) != SP_OK)
+		return w->ctx->err.code;
+	if (w->implicit ? implicit_len(w, &L) != SP_OK : !sp_get_varint(w->ctl, w->n, &w->pos, &L))
+		return w->implicit ? w->ctx->err.code : bad(w, "truncated row length");
+	if (w->implicit && w->pass == SP_WALK_SIZES)
+		return SP_OK;
+	return walk_cell(w, 0, L);
+}
+
 /* Parse a literal's selector and resolve its reference row (-1: none). */
 static sp_status
 literal_ref(walk *w, uint8_t *sel, int64_t *ref)
@@ -798,11 +852,14 @@ walk_literal(walk *w)
 		if ((rp = sp_rowspace_row(w->ctx, w->rs, (uint64_t) ref)) == NULL)
 			return w->ctx->err.code;
 	}
-	/* rows layout: the whole reference row is the prefix, in row order */
-	if (w->layout == SP_LAYOUT_ROWS || !(sel & SP_LIT_COLS))
-		walk_prefix(w, w->layout == SP_LAYOUT_ROWS ? 0 : SP_COL_RAW, rp, rlen);
+	/* rows layouts: the whole reference row is the prefix, in row order */
+	if (w->layout != SP_LAYOUT_COLUMNS || !(sel & SP_LIT_COLS))
+		walk_prefix(w, w->layout != SP_LAYOUT_COLUMNS ? 0 : SP_COL_RAW, rp, rlen);
+	if (w->layout == SP_LAYOUT_INTERLEAVED && walk_remind(w, rp, rlen) != SP_OK)
+		return w->ctx->err.code;
 	if (sel & SP_LIT_COLS)
-		return walk_cols(w, rp, rlen);
+		return w->layout == SP_LAYOUT_INTERLEAVED ? walk_suffix(w, rp, rlen)
+			: walk_cols(w, rp, rlen);
 	if (w->implicit ? implicit_len(w, &L) != SP_OK : !sp_get_varint(w->ctl, w->n, &w->pos, &L))
 		return w->implicit ? w->ctx->err.code : bad(w, "truncated row length");
 	if (w->implicit && w->pass == SP_WALK_SIZES)
@@ -901,12 +958,13 @@ sp_rows_walk(sp_ctx *ctx, sp_rowspace *rs, sp_rowslay *lay, sp_walk_pass pass,
 			 const sp_rows_chunk *c, uint8_t *bytes, size_t nbytes)
 {
 	walk		w = {ctx, rs, lay, pass, c->ctl, c->ctl_n, 0, c->prev0, bytes, nbytes, 0,
-	c->layout, rs->fmt != SP_ROWS_JSON_ARRAY, c->layout == SP_LAYOUT_ROWS ? 0 : SP_COL_RAW, 0, 0,
+	c->layout, rs->fmt != SP_ROWS_JSON_ARRAY, c->layout != SP_LAYOUT_COLUMNS ? 0 : SP_COL_RAW, 0, 0,
 	-2, 0};
 	uint64_t	done = 0,
 				groups = 0;
 
-	if (c->layout != SP_LAYOUT_COLUMNS && c->layout != SP_LAYOUT_ROWS)
+	if (c->layout != SP_LAYOUT_COLUMNS && c->layout != SP_LAYOUT_ROWS &&
+		c->layout != SP_LAYOUT_INTERLEAVED)
 		return bad(&w, "unknown layout");
 	walk_start(&w);
 	while (done < c->nrows)
@@ -966,7 +1024,9 @@ sp_rows_decode(sp_ctx *ctx, sp_codec *codec, sp_rowspace *rs, sp_rowslay *lay,
 	if (get_stream(ctx, payload, plen, &pos, &ctl_n, &cf, &cf_len) != SP_OK ||
 		get_stream(ctx, payload, plen, &pos, &c->data_n, &df, &df_len) != SP_OK)
 		return ctx->err.code;
-	if (pos != plen || ctl_n > SP_ROWS_CTL_MAX || c->data_n > out_len || c->nrows > out_len)
+	/* the data holds the chunk's literal bytes, and in the interleaved layout its prefix again */
+	if (pos != plen || ctl_n > SP_ROWS_CTL_MAX || c->data_n > (uint64_t) out_len + SP_PREFIX_MAX ||
+		c->nrows > out_len)
 		return sp_fail(ctx, SP_ERR_CORRUPT, "row chunk is malformed: bad lengths");
 	if ((ctl = sp_alloc(ctx, (size_t) ctl_n + 1)) == NULL)
 		return SP_ERR_NOMEM;

@@ -144,7 +144,8 @@ void		sp_rowslay_free(sp_ctx *ctx, sp_rowslay *lay);
 enum
 {
 	SP_LAYOUT_COLUMNS = 0,		/* changed fields column by column, prefix the fields they replace */
-	SP_LAYOUT_ROWS = 1			/* changed fields in row order, prefix the whole reference rows */
+	SP_LAYOUT_ROWS = 1,			/* changed fields in row order, prefix the whole reference rows */
+	SP_LAYOUT_INTERLEAVED = 2	/* as ROWS, each literal's reference row repeated before it */
 };
 
 /* What a pass over a ROWS chunk needs besides the parent. */

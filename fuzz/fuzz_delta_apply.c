@@ -23,11 +23,12 @@
  *
  * Seeds: with SPARSE_FUZZ_SEEDS=DIR set, the binary writes the base's
  * fine-tune variants to DIR/roundtrip/ and the delta of every file in
- * DIR/roundtrip/ against the base to DIR/delta_apply/, plus four dataset
+ * DIR/roundtrip/ against the base to DIR/delta_apply/, plus five dataset
  * deltas (DIR/delta_apply/dataset_*.delta: a CSV with rows edited, removed
  * and added, a JSONL likewise, a JSON array subset in reverse order, a CSV
- * with a column added) made with sp_dataset_compress against the dataset
- * parents, then exits (fuzz/make_seeds.py drives it).
+ * with a column added, question-answer JSONL with every answer rewritten)
+ * made with sp_dataset_compress against the dataset parents, then exits
+ * (fuzz/make_seeds.py drives it).
  */
 #include <dirent.h>
 #include <sys/stat.h>
@@ -37,17 +38,43 @@
 
 /* ---- dataset parents ------------------------------------------------------ */
 
-#define DS_PARENTS 3			/* CSV, JSONL, JSON array */
+#define DS_PARENTS 4			/* CSV, JSONL, JSON array, question-answer JSONL */
 #define DS_ROWS 60				/* rows of each parent */
-#define DS_CAP 16384			/* bytes of a parent or derived text, at most */
+#define DS_CAP 32768			/* bytes of a parent or derived text, at most */
 
-static const char *const ds_ext[DS_PARENTS] = {"csv", "jsonl", "json"};
+static const char *const ds_ext[DS_PARENTS] = {"csv", "jsonl", "json", "jsonl"};
+
+/* Words of the question-answer rows. */
+static const char *const ds_words[8] = {"river", "stone", "light", "paper", "garden", "window",
+"silver", "market"};
 
 /* Edits of a row. */
 enum
 {
-	DS_SAME = 0, DS_VALUE = 1, DS_COLUMN = 2
+	DS_SAME = 0, DS_VALUE = 1, DS_COLUMN = 2, DS_TEXT = 3
 };
+
+/*
+ * Append question-answer row i to buf at len: two answer lines, each after a
+ * sub-question when edit is DS_TEXT (rewritten text keeping the old text,
+ * which the interleaved row layout codes); the new length.
+ */
+static size_t
+ds_qa_row(char *buf, size_t len, int i, int edit)
+{
+	const char *w1 = ds_words[i % 8],
+			   *w2 = ds_words[(i * 5 + 3) % 8],
+			   *sub = edit == DS_TEXT ? "How many are there? ** " : "";
+	int			n = snprintf(buf + len, DS_CAP - len,
+							 "{\"question\": \"How many %s and %s are there in row %d?\", "
+							 "\"answer\": \"%sThe %s count is %d = <<%d*2=%d>>%d\\n"
+							 "%sThe %s count is %d\\n#### %d\"}\n",
+							 w1, w2, i, sub, w1, i * 2, i, i * 2, i * 2, sub, w2, i + 7, i * 3 + 7);
+
+	if (n < 0 || (size_t) n >= DS_CAP - len)
+		abort();				/* the texts are small: cannot happen */
+	return len + (size_t) n;
+}
 
 /* Append row i of format k (edited as edit says) to buf at len; new length. */
 static size_t
@@ -56,6 +83,8 @@ ds_row(char *buf, size_t len, int k, int i, int edit, int last)
 	int			score = edit == DS_VALUE ? i * 7 + 1 : i * 7;
 	int			n;
 
+	if (k == 3)
+		return ds_qa_row(buf, len, i, edit);
 	if (k == 0 && i == 5)		/* a quoted newline and a quoted comma */
 		n = snprintf(buf + len, DS_CAP - len, "5,\"line one\nline, two\",%d.5,x%s\n", score,
 					 edit == DS_COLUMN ? ",extra" : "");
@@ -360,7 +389,7 @@ write_dataset_seed(const char *dir, const char *tmp, const char *tag, int k, con
 	unlink(dpath);
 }
 
-/* The four dataset seeds, made in a temporary directory. */
+/* The five dataset seeds, made in a temporary directory. */
 static void
 write_dataset_seeds(const char *dir)
 {
@@ -398,6 +427,10 @@ write_dataset_seeds(const char *dir)
 		edits[i] = DS_COLUMN;
 	}
 	write_dataset_seed(dir, tmp, "csv_column", 0, ids, edits, DS_ROWS);
+	/* every answer rewritten around its old lines */
+	for (int i = 0; i < DS_ROWS; i++)
+		edits[i] = DS_TEXT;
+	write_dataset_seed(dir, tmp, "jsonl_text", 3, ids, edits, DS_ROWS);
 	rmdir(tmp);
 }
 

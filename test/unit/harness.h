@@ -78,6 +78,10 @@ char	   *t_model(const char *rel);
 #define T_REQUIRE(cond, ...) \
 	do { if (!(cond)) { t_fail(__FILE__, __LINE__, __VA_ARGS__); return; } } while (0)
 
+/* Like T_REQUIRE, in a helper that returns v. */
+#define T_REQUIRE_V(cond, v, ...) \
+	do { if (!(cond)) { t_fail(__FILE__, __LINE__, __VA_ARGS__); return (v); } } while (0)
+
 /* Require a core call to succeed, printing the core's message if not. */
 #define T_OK(ctx, call) \
 	do { sp_status t_st_ = (call); \
