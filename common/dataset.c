@@ -1363,6 +1363,33 @@ code_all(dsenc *e, uint8_t digest[SP_SHA256_LEN])
 
 /* ---- setup ------------------------------------------------------------------------- */
 
+/*
+ * The worker thread's codec allocates with malloc, not with the caller's
+ * hooks: a caller's allocator (PostgreSQL's palloc) may only run on the
+ * caller's thread, and zstd sizes its workspace on first use, which is in
+ * the worker.
+ */
+static sp_status
+worker_codec_init(sp_ctx *ctx, sp_codec *c)
+{
+	sp_ctx		plain;
+
+	sp_ctx_init(&plain);
+	if (sp_codec_init(&plain, c) != SP_OK)
+		return sp_fail(ctx, SP_ERR_NOMEM, "%s", plain.err.msg);
+	return SP_OK;
+}
+
+/* Free what worker_codec_init made. */
+static void
+worker_codec_free(sp_codec *c)
+{
+	sp_ctx		plain;
+
+	sp_ctx_init(&plain);
+	sp_codec_free(&plain, c);
+}
+
 /* Allocate an encoder's buffers. */
 static sp_status
 dsenc_init(sp_ctx *ctx, dsenc *e, sp_fileset *base, sp_fileset *der, int level)
@@ -1389,7 +1416,7 @@ dsenc_init(sp_ctx *ctx, dsenc *e, sp_fileset *base, sp_fileset *der, int level)
 		return SP_ERR_NOMEM;
 	if (sp_codec_init(ctx, &e->codec) != SP_OK)
 		return ctx->err.code;
-	return sp_codec_init(ctx, &e->codec2);
+	return worker_codec_init(ctx, &e->codec2);
 }
 
 /* Free what dsenc_init and the run allocated. */
@@ -1401,7 +1428,7 @@ dsenc_free(dsenc *e)
 	if (ctx == NULL)
 		return;
 	sp_codec_free(ctx, &e->codec);
-	sp_codec_free(ctx, &e->codec2);
+	worker_codec_free(&e->codec2);
 	sp_rowslay_free(ctx, &e->lay);
 	sp_rowslay_free(ctx, &e->lay2);
 	sp_rowslay_free(ctx, &e->lay3);

@@ -1474,7 +1474,17 @@ typedef struct ds_hooks
 	long		live;
 	long		polls;
 	long		cancel_at;		/* -1: never */
+	pthread_t	owner;			/* the thread that made the context */
+	long		foreign;		/* hook calls from any other thread */
 } ds_hooks;
+
+/* Count a hook call made from a thread other than the context's maker. */
+static void
+dh_thread_check(ds_hooks *h)
+{
+	if (!pthread_equal(pthread_self(), h->owner))
+		__atomic_add_fetch(&h->foreign, 1, __ATOMIC_RELAXED);
+}
 
 /* alloc hook: fails every call after fail_after (or only the next one). */
 static void *
@@ -1483,6 +1493,7 @@ dh_alloc(void *user, size_t size)
 	ds_hooks   *h = user;
 	void	   *p;
 
+	dh_thread_check(h);
 	if (h->fail_after >= 0 &&
 		(h->fail_once ? h->allocs == h->fail_after : h->allocs >= h->fail_after))
 	{
@@ -1501,6 +1512,7 @@ dh_free(void *user, void *p)
 {
 	ds_hooks   *h = user;
 
+	dh_thread_check(h);
 	if (p != NULL)
 	{
 		h->live--;
@@ -1514,6 +1526,7 @@ dh_interrupted(void *user)
 {
 	ds_hooks   *h = user;
 
+	dh_thread_check(h);
 	h->polls++;
 	return h->cancel_at >= 0 && h->polls >= h->cancel_at;
 }
@@ -1525,11 +1538,40 @@ dh_ctx(sp_ctx *ctx, ds_hooks *h, long fail_after, long cancel_at)
 	memset(h, 0, sizeof(*h));
 	h->fail_after = fail_after;
 	h->cancel_at = cancel_at;
+	h->owner = pthread_self();
 	rt_ctx(ctx);
 	ctx->hooks.alloc = dh_alloc;
 	ctx->hooks.free = dh_free;
 	ctx->hooks.interrupted = dh_interrupted;
 	ctx->hooks.user = h;
+}
+
+/*
+ * The core's helper threads (variants coded side by side, read-ahead,
+ * hashing and writing) never call the caller's hooks: a caller's allocator
+ * (PostgreSQL's palloc) may only run on the caller's thread.  Rewritten
+ * text makes compress and the estimate code two ways on two threads.
+ */
+static void
+test_dataset_hooks_caller_thread(void)
+{
+	sp_ctx		ctx;
+	ds_hooks	h;
+	sp_compress_result cr;
+	sp_dataset_est est;
+	sp_apply_result ar;
+	const char *base = t_path("hp/qa.jsonl"),
+			   *der = t_path("hd/qa.jsonl");
+
+	write_qa_pair("hp", "hd", 3000);
+	dh_ctx(&ctx, &h, -1, -1);
+	T_OK(&ctx, sp_dataset_compress(&ctx, base, der, t_path("h.delta"), 3, &cr));
+	T_OK(&ctx, sp_dataset_estimate(&ctx, base, der, 1000, &est));
+	T_OK(&ctx, sp_delta_apply(&ctx, base, t_path("h.delta"), t_path("h.out"), &ar));
+	T_CHECK(h.foreign == 0, "%ld hook calls from another thread", h.foreign);
+	T_CHECK(h.live == 0, "%ld blocks not freed", h.live);
+	T_CHECK(h.allocs > 0 && h.polls > 0, "hooks not used: %ld allocations, %ld polls", h.allocs,
+			h.polls);
 }
 
 /* ---- errors ---------------------------------------------------------------------------- */
@@ -2213,6 +2255,7 @@ const t_case t_tests_dataset[] = {
 	{"dataset_err_interleaved_sweep", test_dataset_err_interleaved_sweep},
 	{"dataset_err_rows_chunk_format0", test_dataset_err_rows_chunk_format0},
 	{"dataset_err_truncated", test_dataset_err_truncated},
+	{"dataset_hooks_caller_thread", test_dataset_hooks_caller_thread},
 	{"dataset_alloc_sweep", test_dataset_alloc_sweep},
 	{"dataset_alloc_sweep_dir", test_dataset_alloc_sweep_dir},
 	{"dataset_long_rows", test_dataset_long_rows},
