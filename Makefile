@@ -95,7 +95,7 @@ build/fuzz/%: fuzz/%.c $(wildcard fuzz/*.h) $(CORE_SRCS) $(CORE_HDRS)
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 		-o $@ $< $(CORE_SRCS) $(SP_LIBS)
 
-.PHONY: route-eval bench-route pg-fixtures deps unit unit-san sqlite-test cli-test pg-test fuzz fuzz-build test test-all demo bench bench-datasets install-cli
+.PHONY: route-eval bench-route pg-fixtures deps unit unit-san sqlite-test cli-test pg-test fuzz fuzz-build test test-all demo bench bench-datasets bench-scale install-cli
 
 deps:
 	@bash scripts/deps.sh
@@ -143,6 +143,11 @@ bench: deps
 bench-datasets: deps
 	@$(MAKE) --no-print-directory bin/sparse
 	@SPARSE_DATA=$(DATA_DIR) BENCH_SECTIONS=datasets bash bench/run.sh
+
+# Generated 7B-shaped pairs of 0.5, 2 and 8 GB (BENCH_SCALE_GB) next to zstd --patch-from.
+bench-scale: deps
+	@$(MAKE) --no-print-directory bin/sparse
+	@SPARSE_DATA=$(DATA_DIR) BENCH_SECTIONS=scale bash bench/run.sh
 
 # Routing evaluation on the RouteLLM labels (APGR table and SVG under build/route-eval).
 route-eval: deps

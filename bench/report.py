@@ -3,12 +3,19 @@
 
 Usage: report.py results.csv             (models section)
        report.py --datasets datasets.csv  (datasets section)
+       report.py --scale scale.csv        (scale section)
 
 Models: one row per (pair, tool), then one "ALL real" row per tool that
 totals every real pair (not the synthetic one): sizes summed (so delta/ft is
 the ratio of the totals), times summed (so MB/s is total fine-tune bytes over
 total seconds), peak RSS the largest seen.  sparse-estimate's delta/ft is the
 estimated ratio and its "compress" time and speed are those of the estimate.
+
+Scale: per generated pair and tool, delta/ft, the delta's bits per element
+next to the order-0 entropy of the integer difference (bench/mkpair.py's
+stats.json), compress and apply GB/s, peak RSS; sparse-estimate's row gives
+the estimated ratio and the estimate's time.  Then sparse's compress and
+apply seconds per GB at each size: flat when time grows linearly.
 
 Datasets: the same table with the delta's size as a percentage of the
 derived file and the compress and apply times in ms, without the estimate
@@ -145,14 +152,46 @@ def datasets(path):
     targets(rows)
 
 
+SCALE_HEAD = ["pair", "tool", "delta/ft", "bits/elem", "order-0 bits", "compress s",
+              "compress GB/s", "apply GB/s", "compress RSS MiB", "apply RSS MiB", "roundtrip"]
+
+
+def gbs(size, secs):
+    """GB/s of size bytes in secs seconds, or "-"."""
+    return "%.3f" % (size / 1e9 / secs) if secs else "-"
+
+
+def scale(path):
+    """The scale table, then sparse's seconds per GB at each size."""
+    rows = read(path)
+    out, per_gb = [], []
+    for r, v in rows:
+        ft, delta, cs, as_, crss, arss = v
+        el = num(r.get("elements"))
+        bits = "%.3f" % (8 * delta / el) if delta is not None and el else "-"
+        o0 = r.get("order0_bits") or "-"
+        out.append([r["pair"], r["tool"], "%.3f" % (delta / ft) if delta is not None else "-", bits,
+                    o0, "%.2f" % cs if cs else "-", gbs(ft, cs), gbs(ft, as_), mib(crss), mib(arss),
+                    r["roundtrip"]])
+        if r["tool"] == "sparse-3" and cs and as_:
+            per_gb.append("%s: compress %.2f s/GB, apply %.2f s/GB"
+                          % (r["pair"], cs / (ft / 1e9), as_ / (ft / 1e9)))
+    table(SCALE_HEAD, out)
+    print()
+    for line in per_gb:
+        print(line)
+
+
 def main():
     """Pick the section from the arguments."""
     if len(sys.argv) == 3 and sys.argv[1] == "--datasets":
         datasets(sys.argv[2])
+    elif len(sys.argv) == 3 and sys.argv[1] == "--scale":
+        scale(sys.argv[2])
     elif len(sys.argv) == 2:
         models(sys.argv[1])
     else:
-        sys.exit("usage: report.py [--datasets] FILE.csv")
+        sys.exit("usage: report.py [--datasets | --scale] FILE.csv")
 
 
 if __name__ == "__main__":

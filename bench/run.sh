@@ -5,7 +5,7 @@
 #                                                   dataset section only)
 #    or:  SPARSE_DATA=/path/to/shared/data bash bench/run.sh
 # Environment:
-#   BENCH_SECTIONS="models datasets"   the sections to run, in this order
+#   BENCH_SECTIONS="models datasets scale"   the sections to run, in this order
 #   BENCH_REPS=3     timed repetitions of each command (the median is kept)
 #   BENCH_CHAIN=1    also every consecutive step of the checkpoint chains
 #   BENCH_BIG=1      also a ~200 MB BF16 pair built by bench/mkbig.py from
@@ -14,6 +14,28 @@
 #   BENCH_SYNTH_MB=100   size of the synthetic dataset pair (0: none)
 #   BENCH_SYNTH_FORMATS=csv   its formats: csv, jsonl or "csv jsonl" (each
 #                    costs about 5 minutes, nearly all of it zstd -19)
+#   BENCH_SCALE_GB="0.5 2 8"   sizes of the scale section (add 14 for a
+#                    7B BF16 model); a size is skipped when the disk under
+#                    build/ has less than 4x its size free
+#   BENCH_SCALE_PROFILE=mlp-bf16   its calibration (bench/mkpair.py)
+#   BENCH_SCALE_TOOLS="sparse-3 zstd-3-T0 zstd-19-T0"   its tools
+#   BENCH_SCALE_Z19_MAX_GB=0.5   zstd-19-T0 only up to this size: on the
+#                    0.5 GB pair it took 739 s (0.7 MB/s), so 8 GB would
+#                    take hours
+#   BENCH_SCALE_ZSTD_MAX_GB=2    any zstd only up to this size: zstd 1.5.4's
+#                    --patch-from stops on the 8 GB pair with "Can't handle
+#                    files larger than 2 GB" (exit status 42), and holds base
+#                    and fine-tune in memory (6.3 GB peak RSS on the 2 GB pair)
+#
+# Scale section (BENCH_SECTIONS=scale; `make bench-scale`).  For each size,
+# bench/mkpair.py writes a LLaMA-7B-shaped base/fine-tune pair (one file per
+# side) whose delta statistics are those of a real pair (bench/CALIBRATION.md);
+# then, run once each: sparse compress/apply (sparse-3), zstd -3 and -19
+# with --long=31 -T0 --patch-from (zstd-3-T0, zstd-19-T0), and sparse
+# estimate.  Reported: delta/ft, bits per element next to the order-0
+# entropy of the integer difference (the limit simple coders stop at),
+# compress and apply GB/s, peak RSS, and sparse's seconds per GB at each
+# size (flat when time grows linearly).  Numbers go to build/bench/scale.csv.
 #
 # Models section.  For every base/ft pair under $SPARSE_DATA/models, in one
 # run, each tool stores ft as a delta against base and rebuilds it:
@@ -60,7 +82,7 @@ M="$(realpath "$SPARSE_DATA")/models"
 DS="$(realpath "$SPARSE_DATA")/datasets"
 SPARSE="$ROOT/bin/sparse"
 REPS=${BENCH_REPS:-3}
-SECTIONS=${BENCH_SECTIONS:-models datasets}
+SECTIONS=${BENCH_SECTIONS:-models datasets scale}
 SYNTH_MB=${BENCH_SYNTH_MB:-100}
 SYNTH_FORMATS=${BENCH_SYNTH_FORMATS:-csv}
 OUT="$ROOT/build/bench"
@@ -71,12 +93,17 @@ LOG="$OUT/commands.log"
 TOOLS="sparse-3 sparse-19 zstd-3 zstd-19 xdelta3-9"
 DS_OTHERS="zstd-19-long zstd-3-long xdelta3-9 bsdiff"	# beside sparse-dataset-3
 SYNTH_OTHERS="zstd-19-long zstd-3-long xdelta3-9"
+SCALE_GB=${BENCH_SCALE_GB:-0.5 2 8}
+SCALE_PROFILE=${BENCH_SCALE_PROFILE:-mlp-bf16}
+SCALE_TOOLS=${BENCH_SCALE_TOOLS:-sparse-3 zstd-3-T0 zstd-19-T0}
+SCALE_Z19_MAX_GB=${BENCH_SCALE_Z19_MAX_GB:-0.5}
+SCALE_ZSTD_MAX_GB=${BENCH_SCALE_ZSTD_MAX_GB:-2}
 RESULTS=""
 
 for s in $SECTIONS; do
 	case $s in
-		models | datasets) ;;
-		*) echo "bench: unknown section \"$s\" in BENCH_SECTIONS (models, datasets)" >&2; exit 1 ;;
+		models | datasets | scale) ;;
+		*) echo "bench: unknown section \"$s\" in BENCH_SECTIONS (models, datasets, scale)" >&2; exit 1 ;;
 	esac
 done
 for cmd in zstd xdelta3 bsdiff bspatch /usr/bin/time python3 /usr/bin/python3 cmp; do
@@ -102,6 +129,7 @@ compress_argv() {
 		sparse-dataset-*) ARGV=("$SPARSE" -q dataset-compress "$2" "$3" "$4" --level "${1#sparse-dataset-}") ;;
 		sparse-*) ARGV=("$SPARSE" -q compress "$2" "$3" -o "$4" --level "${1#sparse-}") ;;
 		zstd-*-long) l=${1#zstd-}; ARGV=(zstd -q -f "-${l%-long}" --long=31 --patch-from="$2" "$3" -o "$4") ;;
+		zstd-*-T0) l=${1#zstd-}; ARGV=(zstd -q -f "-${l%-T0}" -T0 --long=31 --patch-from="$2" "$3" -o "$4") ;;
 		zstd-*) ARGV=(zstd -q -f "-${1#zstd-}" --patch-from="$2" "$3" -o "$4") ;;
 		xdelta3-9) ARGV=(xdelta3 -9 -e -f -B "$(xdelta_window "$2")" -s "$2" "$3" "$4") ;;
 		bsdiff) ARGV=(bsdiff "$2" "$3" "$4") ;;
@@ -288,6 +316,55 @@ section_models() {
 	echo
 	echo "Models (delta/ft: the delta's size over the fine-tune's; MB/s of the fine-tune):"
 	python3 bench/report.py "$CSV"
+	RESULTS="$RESULTS$CSV "
+}
+
+# ---- scale ------------------------------------------------------------------------
+
+# section_scale: generated 7B-shaped pairs of each size in SCALE_GB.
+section_scale() {
+	local gb dir base ft free_kb need_kb tool
+	CSV="$OUT/scale.csv"
+	echo "pair,tool,ft_bytes,delta_bytes,compress_s,apply_s,compress_rss_kb,apply_rss_kb,roundtrip,elements,order0_bits" >"$CSV"
+	for gb in $SCALE_GB; do
+		free_kb=$(df -Pk "$WORK" | awk 'NR == 2 { print $4 }')
+		need_kb=$(awk -v g="$gb" 'BEGIN { printf "%d", g * 4 * 1e6 }')
+		if [ "$free_kb" -lt "$need_kb" ]; then
+			echo "bench: scale ${gb} GB skipped: $((free_kb / 1000000)) GB free, $((need_kb / 1000000)) GB needed" >&2
+			continue
+		fi
+		dir="$WORK/scale-$gb"
+		echo "bench: building a ${gb} GB $SCALE_PROFILE pair with bench/mkpair.py" >&2
+		SPARSE_DATA="$SPARSE_DATA" /usr/bin/python3 bench/mkpair.py "$dir" --gb "$gb" \
+			--profile "$SCALE_PROFILE" --shard-gb 1000 2>>"$LOG"
+		base="$dir/base/model-00001-of-00001.safetensors"
+		ft="$dir/ft/model-00001-of-00001.safetensors"
+		echo "bench: scale-${gb}GB ($(stat -c %s "$ft") bytes, 1 run each)" >&2
+		for tool in $SCALE_TOOLS; do
+			if [ "$tool" = zstd-19-T0 ] && awk -v g="$gb" -v m="$SCALE_Z19_MAX_GB" 'BEGIN { exit !(g > m) }'; then
+				echo "bench: zstd-19-T0 skipped on ${gb} GB (BENCH_SCALE_Z19_MAX_GB=$SCALE_Z19_MAX_GB)" >&2
+				continue
+			fi
+			if [ "${tool#zstd}" != "$tool" ] && awk -v g="$gb" -v m="$SCALE_ZSTD_MAX_GB" 'BEGIN { exit !(g > m) }'; then
+				echo "bench: $tool skipped on ${gb} GB (BENCH_SCALE_ZSTD_MAX_GB=$SCALE_ZSTD_MAX_GB)" >&2
+				continue
+			fi
+			bench_tool "scale-${gb}GB" "$tool" "$base" "$ft" 1
+		done
+		bench_estimate "scale-${gb}GB" "$base" "$ft" 1
+		python3 - "$dir/stats.json" "$CSV" "scale-${gb}GB" <<'PY'
+import json, sys
+st = json.load(open(sys.argv[1]))
+rows = open(sys.argv[2]).read().splitlines()
+out = [r + ",%d,%.4f" % (st["elements"], st["order0_bits"]) if r.startswith(sys.argv[3] + ",") else r
+       for r in rows]
+open(sys.argv[2], "w").write("\n".join(out) + "\n")
+PY
+		rm -rf "$dir"
+	done
+	echo
+	echo "Scale ($SCALE_PROFILE calibration; GB = 10^9 bytes of the fine-tune; one run each):"
+	python3 bench/report.py --scale "$CSV"
 	RESULTS="$RESULTS$CSV "
 }
 

@@ -18,7 +18,8 @@
  * reference row repeated before the rest of its row); the first two are
  * ranked at a fast level on two threads, and the winner is coded at the real
  * level beside the interleaved way, which only the high levels' optimal
- * parser can exploit (so no fast probe ranks it).  The encoder decodes every chunk it writes and compares it with the input
+ * parser can exploit (so no fast probe ranks it).  The encoder decodes
+ * every chunk it writes and compares it with the input
  * before writing it, and stores a chunk as plain zstd instead when that is
  * smaller (a translation, an unrelated file).  Files without rows get zstd
  * chunks with their same-named parent file as prefix; in Parquet files,
@@ -53,10 +54,12 @@
 #define DS_ALIGN_SPAN 64			/* estimator: parent rows searched around a guess */
 
 /*
- * A chunk is recorded two ways at once, differing only for rows whose
+ * A chunk is recorded three ways at once, differing only for rows whose
  * changed cells are long text: stored whole (VAR_WHOLE; zstd sees the
- * unchanged cells they often quote) or cell by cell (VAR_CELLS).  When some
- * row is like that, both are coded and the smaller is kept.
+ * unchanged cells they often quote), cell by cell (VAR_CELLS), or with the
+ * reference row repeated before the row's rest from its first changed cell
+ * (VAR_INTER; SP_LAYOUT_INTERLEAVED).  When some row is like that, the
+ * ways are coded and the smallest is kept.
  */
 enum
 {

@@ -13,6 +13,7 @@ PKGS=(
   postgresql-15 postgresql-server-dev-15 postgresql-common libpq-dev
   xdelta3 bsdiff time                          # reference tools for make bench
   python3                                      # test fixtures, bench reports, make route-eval
+  python3-numpy                                # bench/mkpair.py (make bench-scale)
 )
 
 missing=()
