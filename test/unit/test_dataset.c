@@ -1326,6 +1326,34 @@ test_dataset_interleaved_walk(void)
 	sp_fileset_close(&ctx, &fs);
 }
 
+/*
+ * A parent that shrinks after it was opened: the read-ahead thread's read
+ * fails, and its error reaches the caller (I/O error, exact message).
+ */
+static void
+test_dataset_scan_shrunk(void)
+{
+	size_t		n = 5u << 20,
+				idx = 0;
+	char	   *buf = t_track(malloc(n));
+	const char *path = t_path("shrink.jsonl");
+	sp_ctx		ctx;
+	sp_fileset	fs;
+	sp_rowspace rs;
+	sp_status	st;
+
+	for (size_t k = 0; k < n; k += 64)
+		snprintf(buf + k, 65, "{\"row\": %-45zu, \"x\": 1}\n", k / 64);
+	T_REQUIRE(fh_write(path, buf, n), "write");
+	rt_ctx(&ctx);
+	T_REQUIRE(sp_fileset_open(&ctx, path, &fs) == SP_OK, "open: %s", ctx.err.msg);
+	T_REQUIRE(truncate(path, 3u << 20) == 0, "truncate");
+	st = sp_rowspace_build(&ctx, &rs, &fs, SP_ROWS_JSONL, &idx, 1, true, NULL, 0);
+	T_ERR(&ctx, st, SP_ERR_IO, t_fmt("could not read \"%s\": file shrank while being read", path));
+	sp_rowspace_free(&ctx, &rs);
+	sp_fileset_close(&ctx, &fs);
+}
+
 /* Binary files with NUL bytes: bytes against the same-named parent file. */
 static void
 test_dataset_binary(void)
@@ -2261,6 +2289,7 @@ const t_case t_tests_dataset[] = {
 	{"dataset_long_rows", test_dataset_long_rows},
 	{"dataset_interleaved", test_dataset_interleaved},
 	{"dataset_interleaved_walk", test_dataset_interleaved_walk},
+	{"dataset_scan_shrunk", test_dataset_scan_shrunk},
 	{"dataset_alloc_once_sweep", test_dataset_alloc_once_sweep},
 	{"dataset_alloc_once_sweep_dir", test_dataset_alloc_once_sweep_dir},
 	{"dataset_cancel_sweep", test_dataset_cancel_sweep},
