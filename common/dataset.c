@@ -100,6 +100,7 @@ typedef struct dsenc
 	size_t		clen;
 	variant		v[DS_NVAR];			/* VAR_WHOLE, VAR_CELLS, VAR_INTER */
 	uint64_t	text_lits;			/* literals where the variants differ */
+	size_t		first_chg;			/* first changed field of the last put_cols */
 	uint64_t	jumps;				/* scattered literal references (rowindex.h) */
 	int64_t		last_ref;
 	uint64_t	nrows;
@@ -346,6 +347,7 @@ put_cols(dsenc *e, variant *v, const uint8_t *row, size_t nd, const uint8_t *ref
 	sp_buf		lens = {0};
 	sp_status	rc = SP_OK;
 
+	e->first_chg = nd - 1;		/* (a literal has a changed field; else its last) */
 	for (size_t k = 0; k < nd && rc == SP_OK; k++)
 	{
 		size_t		ds = k ? e->dfe[k - 1] : 0,
@@ -355,6 +357,7 @@ put_cols(dsenc *e, variant *v, const uint8_t *row, size_t nd, const uint8_t *ref
 		if (dl != e->rfe[k] - rs || memcmp(row + ds, ref + rs, dl) != 0)
 		{
 			mask[k / 8] |= (uint8_t) (1u << (k % 8));
+			e->first_chg = SP_MIN(e->first_chg, k);
 			rc = sp_buf_varint(e->ctx, &lens, dl);
 			v->data_n += dl;
 			v->chg_fields++;
@@ -393,31 +396,22 @@ put_literal(dsenc *e, variant *v, uint8_t sel, const uint8_t *row, size_t len, s
 /*
  * Record one literal in the interleaved variant (rowindex.h): its reference
  * row goes to the data again, then the row from its first changed field on.
+ * Runs after the cells variant recorded the same literal (sel), whose
+ * put_cols found that field.
  */
 static sp_status
-put_inter(dsenc *e, variant *v, uint8_t sel, const uint8_t *row, size_t len, size_t nd,
-		  size_t la, size_t lb)
+put_inter(dsenc *e, variant *v, uint8_t sel, size_t len, size_t la, size_t lb)
 {
 	bool		next = (sel & SP_REF_MASK) == SP_REF_NEXT;
-	const uint8_t *ref = next ? e->ref : e->ref2;
 	size_t		rlen = (sel & SP_REF_MASK) == SP_REF_NONE ? 0 : next ? la : lb,
-				first = 0,
 				from = 0;
 
 	if (sp_buf_put(e->ctx, &v->lits, &sel, 1) != SP_OK)
 		return SP_ERR_NOMEM;
 	if (sel & SP_LIT_COLS)
 	{
-		sp_row_fields(e->fmt, ref, rlen, e->rfe, SP_FIELDS_MAX);
-		for (; first + 1 < nd; first++)
-		{
-			size_t		s = first ? e->dfe[first - 1] : 0;
-
-			if (e->dfe[first] != e->rfe[first] || memcmp(row + s, ref + s, e->dfe[first] - s))
-				break;
-		}
-		from = first ? e->dfe[first - 1] : 0;
-		if (sp_buf_varint(e->ctx, &v->lits, first) != SP_OK)
+		from = e->first_chg ? e->dfe[e->first_chg - 1] : 0;
+		if (sp_buf_varint(e->ctx, &v->lits, e->first_chg) != SP_OK)
 			return SP_ERR_NOMEM;
 	}
 	v->data_n += rlen + len - from;
@@ -462,7 +456,7 @@ add_literal(dsenc *e, const uint8_t *row, size_t len)
 	e->pbytes += (sel & SP_REF_MASK) == SP_REF_NEXT ? la : (sel & SP_REF_MASK) ? lb : 0;
 	if (put_literal(e, &e->v[VAR_WHOLE], whole, row, len, nd, la, lb) != SP_OK ||
 		put_literal(e, &e->v[VAR_CELLS], sel, row, len, nd, la, lb) != SP_OK ||
-		put_inter(e, &e->v[VAR_INTER], sel, row, len, nd, la, lb) != SP_OK)
+		put_inter(e, &e->v[VAR_INTER], sel, len, la, lb) != SP_OK)
 		return e->ctx->err.code;
 	if (sel & SP_REF_MASK)
 	{

@@ -1250,8 +1250,9 @@ sp_rows_decode(sp_ctx *ctx, sp_codec *codec, sp_rowspace *rs, sp_rowslay *lay,
 		get_stream(ctx, payload, plen, &pos, &c->data_n, &df, &df_len) != SP_OK)
 		return ctx->err.code;
 	/* the data holds the chunk's literal bytes, and in the interleaved layout its prefix again */
-	if (pos != plen || ctl_n > SP_ROWS_CTL_MAX || c->data_n > (uint64_t) out_len + SP_PREFIX_MAX ||
-		c->nrows > out_len)
+	if (pos != plen || ctl_n > SP_ROWS_CTL_MAX || c->nrows > out_len ||
+		c->data_n > (uint64_t) out_len +
+		(c->layout == SP_LAYOUT_INTERLEAVED ? SP_PREFIX_MAX : 0))
 		return sp_fail(ctx, SP_ERR_CORRUPT, "row chunk is malformed: bad lengths");
 	if ((ctl = sp_alloc(ctx, (size_t) ctl_n + 1)) == NULL)
 		return SP_ERR_NOMEM;
