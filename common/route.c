@@ -1,3 +1,7 @@
+/* PREDICT_LANES floats added as one vector in predict_all. */
+#define PREDICT_LANES 8
+typedef float lanes __attribute__((vector_size(PREDICT_LANES * sizeof(float))));
+
 /*
  * route.c -- the routing catalog, quality prediction, decisions and the
  * trainer of the learned predictors (API and rules in route.h).
@@ -172,6 +176,7 @@ drop_learned(sp_ctx *ctx, sp_route_catalog *cat)
 	cat->weights = NULL;
 	cat->bias = NULL;
 	cat->n_learned = 0;
+	cat->stride = 0;
 	for (size_t i = 0; i < cat->n; i++)
 		cat->learned[i] = -1;
 }
@@ -239,10 +244,12 @@ sp_route_catalog_set_learned(sp_ctx *ctx, sp_route_catalog *cat, size_t n,
 	}
 	if (nl == 0)
 		return SP_OK;
-	cat->weights = sp_alloc(ctx, (size_t) SP_ROUTE_DIM * nl * sizeof(float));
+	cat->stride = (nl + PREDICT_LANES - 1) / PREDICT_LANES * PREDICT_LANES;
+	cat->weights = sp_alloc(ctx, (size_t) SP_ROUTE_DIM * cat->stride * sizeof(float));
 	cat->bias = sp_alloc(ctx, nl * sizeof(float));
 	if (cat->weights == NULL || cat->bias == NULL)
 		return drop_learned(ctx, cat), SP_ERR_NOMEM;
+	memset(cat->weights, 0, (size_t) SP_ROUTE_DIM * cat->stride * sizeof(float));
 	cat->n_learned = nl;
 	for (size_t c = 0; c < nl; c++)
 	{
@@ -251,7 +258,7 @@ sp_route_catalog_set_learned(sp_ctx *ctx, sp_route_catalog *cat, size_t n,
 
 		memcpy(&cat->bias[c], &u, 4);
 		for (size_t k = 0; k < SP_ROUTE_DIM; k++)
-			cat->weights[k * nl + c] = blob_weight(b, k);
+			cat->weights[k * cat->stride + c] = blob_weight(b, k);
 	}
 	return SP_OK;
 }
@@ -285,36 +292,90 @@ sigmoid(double z)
 }
 
 /*
- * Predicted quality of every model into q[cat->n]: one pass over the
- * features accumulates every learned model's dot product.
+ * Add up, for the g (1-4) column blocks from block c on, the weights of
+ * every feature into acc[c..c+g-1]: one pass over the features with g
+ * sums kept in registers, each adding its slots in ascending order.
+ */
+static inline __attribute__((always_inline)) void
+sum_blocks(const sp_route_catalog *cat, const sp_route_features *f, size_t c,
+		   const int g, lanes *acc)
+{
+	const float *col = cat->weights + c * PREDICT_LANES;
+	lanes		s0 = {0},
+				s1 = {0},
+				s2 = {0},
+				s3 = {0};
+
+	for (uint32_t j = 0; j < f->n; j++)
+	{
+		const float *w = col + (size_t) f->idx[j] * cat->stride;
+		lanes		x;
+
+		memcpy(&x, w, sizeof(x));
+		s0 += x;
+		if (g > 1)
+			memcpy(&x, w + PREDICT_LANES, sizeof(x)), s1 += x;
+		if (g > 2)
+			memcpy(&x, w + 2 * PREDICT_LANES, sizeof(x)), s2 += x;
+		if (g > 3)
+			memcpy(&x, w + 3 * PREDICT_LANES, sizeof(x)), s3 += x;
+	}
+	acc[c] = s0;
+	if (g > 1)
+		acc[c + 1] = s1;
+	if (g > 2)
+		acc[c + 2] = s2;
+	if (g > 3)
+		acc[c + 3] = s3;
+}
+
+/*
+ * Predicted quality of every model into q[cat->n]: the learned models' dot
+ * products, PREDICT_LANES columns per vector (GCC/Clang vector types: SSE
+ * or NEON, whatever the target has) and up to four vectors per pass over
+ * the features.  Each column adds its weights in ascending slot order, so
+ * the sums are those of a plain loop, bit for bit.
  */
 static void
 predict_all(const sp_route_catalog *cat, const sp_route_class *cls,
 			const sp_route_features *f, double *q)
 {
-	float		acc[SP_ROUTE_MODELS_MAX];	/* float: the inner loop vectorizes */
-	size_t		nl = cat->n_learned;
+	lanes		acc[SP_ROUTE_MODELS_MAX / PREDICT_LANES];
+	float		p[SP_ROUTE_MODELS_MAX];
+	size_t		nl = cat->n_learned,
+				nv = cat->stride / PREDICT_LANES;
 
 	if (nl && f)
 	{
 		double		v = f->n ? 1.0 / sqrt((double) f->n) : 0;
 
-		memset(acc, 0, nl * sizeof(float));
-		for (uint32_t j = 0; j < f->n; j++)
+		for (size_t c = 0; c < nv; c += 4)
 		{
-			const float *w = cat->weights + (size_t) f->idx[j] * nl;
-
-			for (size_t c = 0; c < nl; c++)
-				acc[c] += w[c];
+			switch (nv - c)
+			{
+				case 1:
+					sum_blocks(cat, f, c, 1, acc);
+					break;
+				case 2:
+					sum_blocks(cat, f, c, 2, acc);
+					break;
+				case 3:
+					sum_blocks(cat, f, c, 3, acc);
+					break;
+				default:
+					sum_blocks(cat, f, c, 4, acc);
+					break;
+			}
 		}
+		memcpy(p, acc, nl * sizeof(float));
 		for (size_t c = 0; c < nl; c++)
-			acc[c] = (float) sigmoid(cat->bias[c] + v * acc[c]);
+			p[c] = (float) sigmoid(cat->bias[c] + v * p[c]);
 	}
 	for (size_t i = 0; i < cat->n; i++)
 	{
 		int			c = cat->learned[i];
 
-		q[i] = (c >= 0 && f) ? acc[c] : cat->models[i].quality[cls->complexity];
+		q[i] = (c >= 0 && f) ? p[c] : cat->models[i].quality[cls->complexity];
 	}
 }
 
@@ -496,6 +557,7 @@ sp_route_decide(sp_ctx *ctx, const sp_route_catalog *cat, const sp_route_request
 	sp_route_features local;
 	sp_route_features *f = feats;
 	double		q[SP_ROUTE_MODELS_MAX];
+	sp_route_warm warm;
 	sp_status	st;
 
 	sp_clear_error(ctx);
@@ -504,7 +566,10 @@ sp_route_decide(sp_ctx *ctx, const sp_route_catalog *cat, const sp_route_request
 		return st;
 	if (f == NULL && cat->n_learned)
 		f = &local;
-	if ((st = sp_route_analyze(ctx, r->prompt, r->prompt_len, r->max_tokens, &out->cls, f)) != SP_OK)
+	warm.rows = cat->weights;
+	warm.stride = cat->stride;
+	if ((st = sp_route_analyze(ctx, r->prompt, r->prompt_len, r->max_tokens, &out->cls, f,
+							   &warm)) != SP_OK)
 		return st;
 	out->requested = sp_route_catalog_find(cat, r->requested_model);
 	out->recommended = out->served = out->requested;
@@ -596,7 +661,7 @@ sample_features(sp_ctx *ctx, sp_route_trainer *t, const sp_route_sample *s,
 			  memcmp(s->prompt, t->last, s->prompt_len) == 0))
 		{
 			t->last_valid = false;
-			if ((st = sp_route_analyze(ctx, s->prompt, s->prompt_len, 0, NULL, &t->feats)) != SP_OK ||
+			if ((st = sp_route_analyze(ctx, s->prompt, s->prompt_len, 0, NULL, &t->feats, NULL)) != SP_OK ||
 				(st = sp_reserve(ctx, &t->last, &t->last_cap, s->prompt_len + 1)) != SP_OK)
 				return st;
 			memcpy(t->last, s->prompt, s->prompt_len);

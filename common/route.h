@@ -117,9 +117,11 @@ typedef struct sp_route_catalog
 	sp_route_model *models;			/* strings owned by the catalog */
 	int		   *learned;			/* per model: column in weights, or -1 */
 	size_t		n_learned;
+	size_t		stride;				/* n_learned rounded up to a multiple of 8 */
 	float	   *bias;				/* n_learned */
-	float	   *weights;			/* SP_ROUTE_DIM * n_learned, slot-major:
-									 * weights[slot * n_learned + column] */
+	float	   *weights;			/* SP_ROUTE_DIM * stride, slot-major:
+									 * weights[slot * stride + column]; the
+									 * padding columns are zero */
 } sp_route_catalog;
 
 void		sp_route_catalog_init(sp_route_catalog *cat);

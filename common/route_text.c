@@ -223,9 +223,10 @@ enum
 	B_PUNCT = 0, B_WORD = 1, B_SPACE = 2, B_NEWLINE = 3, B_HIGH = 4
 };
 static uint8_t btab[256];		/* class of each byte */
-static uint8_t ltab[256];		/* ASCII lower-case of each byte */
+static uint8_t wtab[256];		/* lower-case of a word byte; 0: not one */
+static uint64_t byte_hash[128];	/* token_hash of each one-byte (ASCII) token */
 
-/* Fill btab and ltab. */
+/* Fill btab and wtab. */
 static void
 byte_tables_init(void)
 {
@@ -237,7 +238,13 @@ byte_tables_init(void)
 		btab[b] = b >= 0x80 ? B_HIGH : alnum ? B_WORD :
 			b == '\n' ? B_NEWLINE :
 			(b == ' ' || b == '\t' || b == '\r' || b == '\v' || b == '\f') ? B_SPACE : B_PUNCT;
-		ltab[b] = (uint8_t) ((b >= 'A' && b <= 'Z') ? b + 32 : b);
+		wtab[b] = alnum ? (uint8_t) ((b >= 'A' && b <= 'Z') ? b + 32 : b) : 0;
+		if (b < 128)
+		{
+			uint8_t		one = (uint8_t) b;
+
+			byte_hash[b] = token_hash(&one, 1);
+		}
 	}
 }
 
@@ -432,6 +439,7 @@ typedef struct scan
 	uint64_t   *bitmap;			/* SP_ROUTE_DIM bits */
 	uint32_t	distinct;
 	bool		feat_on;
+	sp_route_warm warm;			/* weights to prefetch, or rows NULL */
 } scan;
 
 /* Room kept for the structure features after the token features. */
@@ -450,6 +458,16 @@ feat_add(scan *s, uint64_t h, uint32_t limit)
 		return;
 	s->bitmap[slot >> 6] |= bit;
 	s->distinct++;
+	if (s->warm.rows)
+	{
+		/* the first 64 floats of the row at most (four cache lines) */
+		const float *row = s->warm.rows + (size_t) slot * s->warm.stride;
+		size_t		span = s->warm.stride < 64 ? s->warm.stride : 64;
+
+		for (size_t k = 0; k < span; k += 16)
+			__builtin_prefetch(row + k);
+		__builtin_prefetch(row + span - 1);
+	}
 }
 
 /* Note a keyword match (each keyword counts once). */
@@ -554,7 +572,11 @@ token_done(scan *s, uint64_t h, enum cclass kind, uint8_t first)
 		s->nprev++;
 }
 
-/* Scan a run of word characters starting at p; returns its length. */
+/*
+ * Scan a run of word characters starting at p; returns its length.  ASCII
+ * runs take one table lookup and one hash step per byte; every character
+ * hashes to as many bytes as it has, so the hash's byte count is i.
+ */
 HOT size_t
 scan_word(scan *s, const uint8_t *p, size_t n)
 {
@@ -564,19 +586,18 @@ scan_word(scan *s, const uint8_t *p, size_t n)
 				other = 0;
 
 	th_init(&t);
-	while (i < n)
+	for (;;)
 	{
-		uint8_t		b = p[i];
-		uint8_t		c = btab[b];
+		size_t		start = i;
+		uint8_t		w;
 
-		if (c == B_WORD)
+		while (i < n && (w = wtab[p[i]]) != 0)
 		{
-			th_byte(&t, ltab[b]);
-			ascii++;
+			t.h = ((t.h << 5) | (t.h >> 59)) ^ w;
 			i++;
-			continue;
 		}
-		if (c != B_HIGH)
+		ascii += (int64_t) (i - start);
+		if (i == n || p[i] < 0x80)
 			break;
 
 		uint32_t	cp;
@@ -590,7 +611,10 @@ scan_word(scan *s, const uint8_t *p, size_t n)
 		other++;
 		i += len;
 	}
-	s->tokens += (ascii + 3) / 4 + (other + 2) / 3;
+	t.n = i;
+	s->tokens += (ascii + 3) / 4;
+	if (other)
+		s->tokens += (other + 2) / 3;
 	if (p[0] >= '0' && p[0] <= '9')
 		s->digits += ascii;
 	token_done(s, th_final(&t), C_WORD, p[0]);
@@ -598,7 +622,7 @@ scan_word(scan *s, const uint8_t *p, size_t n)
 }
 
 /* Scan the text, filling s. */
-HOT void
+static void
 scan_text(scan *s, const uint8_t *p, size_t n, const bool want_feats)
 {
 	size_t		i = 0;
@@ -624,7 +648,7 @@ scan_text(scan *s, const uint8_t *p, size_t n, const bool want_feats)
 			{
 				s->tokens++;
 				punct_counts(s, b);
-				token_done(s, token_hash(&b, 1), C_PUNCT, b);
+				token_done(s, byte_hash[b], C_PUNCT, b);
 				i++;
 			}
 			continue;
@@ -1017,7 +1041,7 @@ sp_complexity_name(sp_complexity c)
 
 sp_status
 sp_route_analyze(sp_ctx *ctx, const char *prompt, size_t len, int64_t max_tokens,
-				 sp_route_class *cls, sp_route_features *feats)
+				 sp_route_class *cls, sp_route_features *feats, const sp_route_warm *warm)
 {
 	scan		s;
 	scored		sc;
@@ -1035,15 +1059,14 @@ sp_route_analyze(sp_ctx *ctx, const char *prompt, size_t len, int64_t max_tokens
 		return st;
 	memset(&s, 0, sizeof(s));
 	s.feats = feats;
+	if (feats && warm && warm->rows)
+		s.warm = *warm;
 	if (feats)
 	{
 		memset(bitmap, 0, sizeof(bitmap));
 		s.bitmap = bitmap;
 	}
-	if (feats)
-		scan_text(&s, sc.p, sc.n, true);	/* two copies: one without feature code */
-	else
-		scan_text(&s, sc.p, sc.n, false);
+	scan_text(&s, sc.p, sc.n, feats != NULL);
 	classify_scan(&s, max_tokens, sc.chat, cls ? cls : &local);
 	if (feats)
 	{
@@ -1066,12 +1089,12 @@ sp_route_classify(sp_ctx *ctx, const char *prompt, size_t len, int64_t max_token
 				  sp_route_class *out)
 {
 	sp_clear_error(ctx);
-	return sp_route_analyze(ctx, prompt, len, max_tokens, out, NULL);
+	return sp_route_analyze(ctx, prompt, len, max_tokens, out, NULL, NULL);
 }
 
 sp_status
 sp_route_featurize(sp_ctx *ctx, const char *prompt, size_t len, sp_route_features *out)
 {
 	sp_clear_error(ctx);
-	return sp_route_analyze(ctx, prompt, len, 0, NULL, out);
+	return sp_route_analyze(ctx, prompt, len, 0, NULL, out, NULL);
 }

@@ -1156,6 +1156,90 @@ test_route_predict_weights(void)
 	with_std_catalog(predict_weights_body);
 }
 
+/*
+ * The prediction of learned model k, computed the plain way: its weights
+ * added one by one in ascending slot order in a float, then the sigmoid.
+ */
+static float
+plain_predict(const uint8_t *blob, const sp_route_features *f)
+{
+	float		acc = 0;
+	double		v = f->n ? 1.0 / sqrt((double) f->n) : 0,
+				z;
+
+	for (uint32_t j = 0; j < f->n; j++)
+		acc += get_f32le(blob + 16 + 4 * (size_t) f->idx[j]);
+	z = get_f32le(blob + 12) + v * acc;
+	return (float) (z >= 0 ? 1.0 / (1.0 + exp(-z)) : exp(z) / (1.0 + exp(z)));
+}
+
+/*
+ * Catalogs of 1 to 45 learned models (one to six vectors of eight columns,
+ * so every grouping of the vectorized sum runs) predict exactly what a
+ * plain loop over each model's weights gives, bit for bit, with one model
+ * in three left on its prior.
+ */
+static void
+test_route_predict_many_models(void)
+{
+	static const int sizes[] = {1, 2, 7, 8, 9, 16, 17, 24, 25, 32, 33, 40, 41, 45};
+	sp_route_features *f = new_features();
+	const char *prompt = word_soup(3000, 5, 400);
+	sp_route_class cls;
+	sp_ctx		ctx;
+	uint64_t	seed = 77;
+
+	rt_ctx(&ctx);
+	T_OK(&ctx, sp_route_featurize(&ctx, prompt, strlen(prompt), f));
+	T_OK(&ctx, sp_route_classify(&ctx, prompt, strlen(prompt), 100, &cls));
+	T_REQUIRE(f->n > 100, "only %u features", f->n);
+	for (size_t z = 0; z < sizeof(sizes) / sizeof(sizes[0]); z++)
+	{
+		int			n = sizes[z] + sizes[z] / 2,	/* models; one in three unlearned */
+					nb = 0,
+					bad = 0;
+		sp_route_catalog cat;
+		const char **ids = t_track(calloc((size_t) n, sizeof(char *)));
+		const void **blobs = t_track(calloc((size_t) n, sizeof(void *)));
+		size_t	   *lens = t_track(calloc((size_t) n, sizeof(size_t)));
+		uint8_t   **own = t_track(calloc((size_t) n, sizeof(uint8_t *)));
+
+		T_REQUIRE(ids && blobs && lens && own, "calloc");
+		sp_route_catalog_init(&cat);
+		for (int i = 0; i < n; i++)
+		{
+			sp_route_model m = {t_fmt("m%d", i), NULL, NULL, 1.0 + i, 100000, {0.5, 0.4, 0.3}, true};
+
+			T_OK(&ctx, sp_route_catalog_add(&ctx, &cat, &m));
+			if (i % 3 == 2)
+				continue;
+			own[i] = make_blob((float) ((int) (fh_rand(&seed) % 200) - 100) / 100.0f);
+			for (uint32_t k = 0; k < SP_ROUTE_DIM; k++)
+				blob_set_weight(own[i], k, (float) ((int) (fh_rand(&seed) % 2001) - 1000) / 997.0f);
+			ids[nb] = cat.models[i].model_id;
+			blobs[nb] = own[i];
+			lens[nb++] = SP_ROUTE_BLOB_LEN;
+		}
+		T_OK(&ctx, sp_route_catalog_set_learned(&ctx, &cat, (size_t) nb, ids, blobs, lens));
+		T_CHECK(cat.n_learned == (size_t) nb && cat.stride % 8 == 0 && cat.stride >= cat.n_learned &&
+				cat.stride < cat.n_learned + 8, "%d learned: n_learned %zu, stride %zu", nb,
+				cat.n_learned, cat.stride);
+		for (int i = 0; i < n; i++)
+		{
+			double		got = sp_route_predict(&cat, i, &cls, f);
+			double		want = own[i] ? plain_predict(own[i], f) : 0.5 - 0.1 * cls.complexity;
+
+			if (own[i] ? got != want : fabs(got - want) > 1e-12)
+				bad++;
+			if (bad == 1 && (own[i] ? got != want : fabs(got - want) > 1e-12))
+				t_fail(__FILE__, __LINE__, "%d models: model %d predicts %.9g, plain %.9g",
+					   n, i, got, want);
+		}
+		T_CHECK(bad == 0, "%d models: %d predictions differ from the plain loop", n, bad);
+		sp_route_catalog_free(&ctx, &cat);
+	}
+}
+
 /* Ids past SP_ROUTE_MODELS_MAX that are in the catalog are still installed. */
 static void
 set_learned_many_ids_body(sp_route_catalog *cat)
@@ -2456,6 +2540,7 @@ const t_case t_tests_route[] = {
 	{"route_set_learned", test_route_set_learned},
 	{"route_predict_weights", test_route_predict_weights},
 	{"route_set_learned_many_ids", test_route_set_learned_many_ids},
+	{"route_predict_many_models", test_route_predict_many_models},
 	{"route_decide_rules", test_route_decide_rules},
 	{"route_decide_kept", test_route_decide_kept},
 	{"route_decide_context", test_route_decide_context},
