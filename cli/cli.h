@@ -39,6 +39,7 @@ typedef struct cli_opts
 #define CLI_OPT_SAMPLE 0x4		/* -s, --sample F */
 #define CLI_OPT_SAMPLE_ROWS 0x8	/* --sample-rows N */
 #define CLI_OPT_ROUTE 0x10		/* --model, --prompt, ... (sparse route) */
+#define CLI_OPT_THREADS 0x20	/* --threads N */
 
 /* Arguments of one command after parsing (strings point into argv). */
 typedef struct cli_args
@@ -49,6 +50,7 @@ typedef struct cli_args
 	const char *level;			/* --level, or NULL */
 	const char *sample;			/* --sample, or NULL */
 	const char *sample_rows;	/* --sample-rows, or NULL */
+	const char *threads;		/* --threads, or NULL */
 	/* sparse route (each NULL or false when not given) */
 	const char *model;			/* --model */
 	const char *prompt;			/* --prompt */

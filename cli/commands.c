@@ -55,6 +55,16 @@ parse_level(const cli_command *cmd, const char *text, int *level)
 	return parse_int_option(cmd, "level", text, SP_LEVEL_MIN, SP_LEVEL_MAX, level);
 }
 
+/* Parse --threads: an integer in 1..SP_POOL_THREADS_MAX (0 when absent: one per core). */
+static int
+parse_threads(const cli_command *cmd, const char *text, int *threads)
+{
+	*threads = 0;
+	if (text == NULL)
+		return -1;
+	return parse_int_option(cmd, "threads", text, 1, 16, threads);
+}
+
 /* Parse --sample-rows: an integer in 1..CLI_SAMPLE_ROWS_MAX; -1 or exit status. */
 static int
 parse_sample_rows(const cli_command *cmd, const char *text, int *rows)
@@ -171,7 +181,7 @@ compress_result_json(const sp_compress_result *r, int level)
 	return o;
 }
 
-/* sparse compress BASE FT -o DELTA [--level N] */
+/* sparse compress BASE FT -o DELTA [--level N] [--threads N] */
 int
 cmd_compress(const cli_command *cmd, const cli_opts *opts, const cli_args *args)
 {
@@ -188,14 +198,17 @@ cmd_compress(const cli_command *cmd, const cli_opts *opts, const cli_args *args)
 	};
 	sp_ctx		ctx;
 	sp_compress_result r;
-	int			level;
+	int			level,
+				threads;
 	int			rc;
 
 	if (args->out == NULL)
 		return cli_usage_error(cmd, "missing -o DELTA");
-	if ((rc = parse_level(cmd, args->level, &level)) >= 0)
+	if ((rc = parse_level(cmd, args->level, &level)) >= 0 ||
+		(rc = parse_threads(cmd, args->threads, &threads)) >= 0)
 		return rc;
 	cli_ctx_init(&ctx, opts);
+	ctx.threads = threads;
 	rc = sp_delta_compress(&ctx, args->pos[0], args->pos[1], args->out, level, &r);
 	cli_progress_end();
 	if (rc != SP_OK)

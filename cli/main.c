@@ -35,15 +35,17 @@ static const cli_command cli_commands[] = {
 		"BASE and FT are .safetensors files or model directories.\n"
 		"\n"
 		"  -s, --sample F     fraction of the tensor bytes to encode (default 0.01)\n"},
-	{"compress", cmd_compress, CLI_OPT_OUT | CLI_OPT_LEVEL, 2, 2,
-		"BASE FT -o DELTA [--level N]",
+	{"compress", cmd_compress, CLI_OPT_OUT | CLI_OPT_LEVEL | CLI_OPT_THREADS, 2, 2,
+		"BASE FT -o DELTA [--level N] [--threads N]",
 		"store FT as a delta against BASE",
 		"Writes the delta of FT against BASE to DELTA, which must not exist. The\n"
 		"file is written under a temporary name and renamed into place, so a\n"
 		"failure or Ctrl-C leaves nothing behind.\n"
 		"\n"
 		"  -o, --output DELTA  the delta file to create (required)\n"
-		"  -l, --level N       zstd level 1..19 (default 3; 19 is smallest, slowest)\n"},
+		"  -l, --level N       zstd level 1..19 (default 3; 19 is smallest, slowest)\n"
+		"  --threads N         threads coding tensor chunks, 1..16 (default: one per\n"
+		"                      core; 1 codes on the main thread); same delta either way\n"},
 	{"dataset-estimate", cmd_dataset_estimate, CLI_OPT_SAMPLE_ROWS, 2, 2,
 		"BASE DERIVED [--sample-rows N]",
 		"estimate the delta size of a derived dataset against its parent",
@@ -135,7 +137,7 @@ static const cli_command cli_commands[] = {
 /* Long options: global ones first, then the command-specific ones. */
 enum
 {
-	OPT_JSON = 1000, OPT_QUIET, OPT_ROOT, OPT_HELP, OPT_SAMPLE_ROWS,
+	OPT_JSON = 1000, OPT_QUIET, OPT_ROOT, OPT_HELP, OPT_SAMPLE_ROWS, OPT_THREADS,
 	/* sparse route: OPT_MODEL .. OPT_CLASSIFY */
 	OPT_MODEL, OPT_PROMPT, OPT_PROMPT_FILE, OPT_MAX_TOKENS, OPT_THRESHOLD,
 	OPT_QUALITY_FIRST, OPT_REQUEST_ID, OPT_PERCENTAGE, OPT_CATALOG, OPT_CLASSIFY
@@ -150,6 +152,7 @@ static const struct option cli_longopts[] = {
 	{"level", required_argument, NULL, 'l'},
 	{"sample", required_argument, NULL, 's'},
 	{"sample-rows", required_argument, NULL, OPT_SAMPLE_ROWS},
+	{"threads", required_argument, NULL, OPT_THREADS},
 	{"model", required_argument, NULL, OPT_MODEL},
 	{"prompt", required_argument, NULL, OPT_PROMPT},
 	{"prompt-file", required_argument, NULL, OPT_PROMPT_FILE},
@@ -304,6 +307,7 @@ take_option(const cli_command *cmd, cli_opts *opts, cli_args *args, int c,
 {
 	unsigned	need = c == 'o' ? CLI_OPT_OUT : c == 'l' ? CLI_OPT_LEVEL :
 		c == 's' ? CLI_OPT_SAMPLE : c == OPT_SAMPLE_ROWS ? CLI_OPT_SAMPLE_ROWS :
+		c == OPT_THREADS ? CLI_OPT_THREADS :
 		c >= OPT_MODEL && c <= OPT_CLASSIFY ? CLI_OPT_ROUTE : 0;
 
 	if (need != 0 && (cmd->allowed & need) == 0)
@@ -327,6 +331,7 @@ take_option(const cli_command *cmd, cli_opts *opts, cli_args *args, int c,
 		case 'l': args->level = optarg; return -1;
 		case 's': args->sample = optarg; return -1;
 		case OPT_SAMPLE_ROWS: args->sample_rows = optarg; return -1;
+		case OPT_THREADS: args->threads = optarg; return -1;
 		case ':':
 			return cli_usage_error(cmd, "option \"%s\" needs a value",
 								   bad_option_name(argv));

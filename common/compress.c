@@ -21,6 +21,7 @@
 #include <xxhash.h>
 
 #include "codec.h"
+#include "coderpool.h"
 #include "container.h"
 #include "model.h"
 
@@ -33,6 +34,19 @@ typedef struct copy_run
 	uint64_t	len;
 	XXH3_state_t sum;
 } copy_run;
+
+/* A tensor chunk between its reading and its writing. */
+typedef struct tslot
+{
+	sp_tjob		job;			/* its coding, unless it is a copy */
+	sp_chunk_hdr h;
+	bool		copy;			/* equal to its base bytes: extends the copy run */
+	uint8_t    *fbuf,			/* its fine-tune bytes */
+			   *bbuf,			/* its base bytes */
+			   *cbuf,			/* base bytes converted to the fine-tune's dtype */
+			   *pay;			/* record: header, then the coded payload */
+	size_t		pay_cap;
+} tslot;
 
 /* State of one compression. */
 typedef struct encoder
@@ -57,6 +71,12 @@ typedef struct encoder
 	uint64_t	done,
 				total;
 	uint8_t		base_digest[SP_SHA256_LEN];
+	sp_coderpool pool;			/* workers coding tensor chunks */
+	tslot	   *ring;			/* tensor chunks in flight, in file order */
+	int			nring,			/* pool threads + 1, or 1 without threads */
+				head,			/* oldest chunk in flight */
+				inflight;
+	bool		ring_owns;		/* the ring's buffers are its own (with workers) */
 } encoder;
 
 /* ---- planning ------------------------------------------------------------ */
@@ -155,13 +175,20 @@ write_bases(encoder *e)
 
 /* ---- chunks -------------------------------------------------------------- */
 
-/* Write a chunk record: fixed header, then payload already at e->pay + HDR. */
+/* Write a chunk record from pay: fixed header, then the payload already at pay + HDR. */
+static sp_status
+emit_chunk_from(encoder *e, uint8_t *pay, const sp_chunk_hdr *h, size_t payload_len)
+{
+	sp_chunk_hdr_put(pay, h);
+	e->chunks++;
+	return sp_write_record(e->ctx, e->out, SP_REC_CHUNK, pay, SP_CHUNK_HDR + payload_len);
+}
+
+/* Write a chunk record whose payload is at e->pay + HDR. */
 static sp_status
 emit_chunk(encoder *e, const sp_chunk_hdr *h, size_t payload_len)
 {
-	sp_chunk_hdr_put(e->pay, h);
-	e->chunks++;
-	return sp_write_record(e->ctx, e->out, SP_REC_CHUNK, e->pay, SP_CHUNK_HDR + payload_len);
+	return emit_chunk_from(e, e->pay, h, payload_len);
 }
 
 /* Write the pending copy run, if any. */
@@ -220,14 +247,14 @@ check_slot(encoder *e, size_t fi, long bfile)
 	return SP_ERR_IO;
 }
 
-/* Read n fine-tune bytes of file fi at off into fbuf, hashing them. */
+/* Read n fine-tune bytes of file fi at off into buf, hashing them. */
 static sp_status
-read_ft(encoder *e, size_t fi, uint64_t off, size_t n)
+read_ft(encoder *e, size_t fi, uint64_t off, uint8_t *buf, size_t n)
 {
 	if (sp_check_interrupt(e->ctx) != SP_OK ||
-		sp_fileset_read(e->ctx, &e->ft->fs, fi, off, e->fbuf, n) != SP_OK)
+		sp_fileset_read(e->ctx, &e->ft->fs, fi, off, buf, n) != SP_OK)
 		return e->ctx->err.code;
-	sp_sha256_update(&e->sha, e->fbuf, n);
+	sp_sha256_update(&e->sha, buf, n);
 	e->done += n;
 	sp_progress(e->ctx, e->done, e->total);
 	return SP_OK;
@@ -243,7 +270,7 @@ code_generic(encoder *e, size_t fi, long partner, uint64_t off, uint64_t n)
 		sp_chunk_hdr h = {SP_CHUNK_ZSTD, 0, 0, 0, SP_NO_BASE, len, 0, 0, 0};
 		size_t		used;
 
-		if (read_ft(e, fi, off, len) != SP_OK)
+		if (read_ft(e, fi, off, e->fbuf, len) != SP_OK)
 			return e->ctx->err.code;
 		if (partner >= 0)
 		{
@@ -280,25 +307,90 @@ code_generic(encoder *e, size_t fi, long partner, uint64_t off, uint64_t n)
 
 /*
  * Read the base bytes for a tensor chunk of n fine-tune bytes (dtype dt)
- * from base file bfile at boff, stored as bdt; returns them in dt, converted
- * into cbuf when the dtypes differ.
+ * from base file bfile at boff, stored as bdt, into s->bbuf; returns them
+ * in dt, converted into s->cbuf when the dtypes differ.
  */
 static const uint8_t *
-base_for_chunk(encoder *e, sp_dtype dt, sp_dtype bdt, long bfile, uint64_t boff, size_t n,
-			   uint64_t *blen)
+base_for_chunk(encoder *e, tslot *s, sp_dtype dt, sp_dtype bdt, long bfile, uint64_t boff,
+			   size_t n, uint64_t *blen)
 {
 	size_t		elems = n / (size_t) sp_dtype_size(dt);
 
 	*blen = (uint64_t) elems * (uint64_t) sp_dtype_size(bdt);
-	if (sp_fileset_read(e->ctx, &e->base->fs, bfile, boff, e->bbuf, (size_t) *blen) != SP_OK)
+	if (sp_fileset_read(e->ctx, &e->base->fs, bfile, boff, s->bbuf, (size_t) *blen) != SP_OK)
 		return NULL;
 	if (bdt == dt)
-		return e->bbuf;
-	sp_convert(bdt, dt, e->bbuf, e->cbuf, elems);
-	return e->cbuf;
+		return s->bbuf;
+	sp_convert(bdt, dt, s->bbuf, s->cbuf, elems);
+	return s->cbuf;
 }
 
-/* Code n bytes of a tensor at off against base tensor bytes (dtype bdt) at boff, or none. */
+/*
+ * Read the next tensor chunk (n bytes at off; its base, if any, at boff of
+ * bfile) into slot s, and hand it to the coders unless it equals its base.
+ */
+static sp_status
+fill_slot(encoder *e, tslot *s, size_t fi, sp_dtype dt, uint64_t off, size_t n,
+		  long bfile, sp_dtype bdt, uint64_t boff)
+{
+	sp_chunk_hdr h = {SP_CHUNK_TENSOR, 0, (uint8_t) dt, 0, SP_NO_BASE, n, 0, 0, 0};
+	const uint8_t *bp = NULL;
+
+	if (read_ft(e, fi, off, s->fbuf, n) != SP_OK)
+		return e->ctx->err.code;
+	s->copy = false;
+	if (bfile >= 0)
+	{
+		if (check_slot(e, fi, bfile) != SP_OK)
+			return e->ctx->err.code;
+		h.base = e->slot[bfile];
+		h.base_off = boff;
+		h.base_dtype = bdt == dt ? 0 : (uint8_t) (bdt + 1);
+		if ((bp = base_for_chunk(e, s, dt, bdt, bfile, boff, n, &h.base_len)) == NULL)
+			return e->ctx->err.code;
+		s->copy = bdt == dt && memcmp(bp, s->fbuf, n) == 0;
+	}
+	s->h = h;
+	if (s->copy)
+		return SP_OK;
+	memset(&s->job, 0, sizeof(s->job));
+	s->job.level = e->level;
+	s->job.dt = dt;
+	s->job.ft = s->fbuf;
+	s->job.base = bp;
+	s->job.n = n;
+	s->job.out = s->pay + SP_CHUNK_HDR;
+	s->job.cap = s->pay_cap - SP_CHUNK_HDR;
+	sp_pool_submit(e->ctx, &e->pool, &s->job);
+	return SP_OK;
+}
+
+/* Write the oldest chunk in flight: extend the copy run, or wait for its coding and emit it. */
+static sp_status
+retire_slot(encoder *e)
+{
+	tslot	   *s = &e->ring[e->head];
+	sp_status	rc;
+
+	e->head = (e->head + 1) % e->nring;
+	e->inflight--;
+	if (s->copy)
+		return add_copy(e, s->h.base, s->h.base_off, s->fbuf, (size_t) s->h.out_len);
+	if ((rc = sp_pool_wait(e->ctx, &e->pool, &s->job)) != SP_OK)
+		return rc;
+	s->h.checksum = s->job.checksum;
+	s->h.transform = s->job.transform;
+	if (flush_copy(e) != SP_OK || emit_chunk_from(e, s->pay, &s->h, s->job.used) != SP_OK)
+		return e->ctx->err.code;
+	e->nchanged++;
+	return SP_OK;
+}
+
+/*
+ * Code n bytes of a tensor at off against base tensor bytes (dtype bdt) at
+ * boff, or none: chunks are read in order while up to nring of them are
+ * being coded, and written in order; every chunk is written on return.
+ */
 static sp_status
 code_tensor(encoder *e, size_t fi, sp_dtype dt, uint64_t off, uint64_t n,
 			long bfile, sp_dtype bdt, uint64_t boff)
@@ -306,39 +398,19 @@ code_tensor(encoder *e, size_t fi, sp_dtype dt, uint64_t off, uint64_t n,
 	while (n > 0)
 	{
 		size_t		len = (size_t) SP_MIN(n, (uint64_t) SP_TENSOR_CHUNK);
-		sp_chunk_hdr h = {SP_CHUNK_TENSOR, 0, (uint8_t) dt, 0, SP_NO_BASE, len, 0, 0, 0};
-		const uint8_t *bp = NULL;
-		size_t		used;
+		tslot	   *s;
 
-		if (read_ft(e, fi, off, len) != SP_OK)
+		if (e->inflight == e->nring && retire_slot(e) != SP_OK)
 			return e->ctx->err.code;
-		if (bfile >= 0)
-		{
-			if (check_slot(e, fi, bfile) != SP_OK)
-				return e->ctx->err.code;
-			h.base = e->slot[bfile];
-			h.base_off = boff;
-			h.base_dtype = bdt == dt ? 0 : (uint8_t) (bdt + 1);
-			if ((bp = base_for_chunk(e, dt, bdt, bfile, boff, len, &h.base_len)) == NULL)
-				return e->ctx->err.code;
-			if (bdt == dt && memcmp(bp, e->fbuf, len) == 0)
-			{
-				if (add_copy(e, h.base, boff, e->fbuf, len) != SP_OK)
-					return e->ctx->err.code;
-				off += len, boff += len, n -= len;
-				continue;
-			}
-		}
-		h.checksum = XXH3_64bits(e->fbuf, len);
-		if (flush_copy(e) != SP_OK ||
-			sp_codec_encode_tensor(e->ctx, &e->codec, e->level, dt, e->fbuf, bp, len,
-								   e->pay + SP_CHUNK_HDR, e->pay_cap - SP_CHUNK_HDR,
-								   &used, &h.transform) != SP_OK ||
-			emit_chunk(e, &h, used) != SP_OK)
+		s = &e->ring[(e->head + e->inflight) % e->nring];
+		if (fill_slot(e, s, fi, dt, off, len, bfile, bdt, boff) != SP_OK)
 			return e->ctx->err.code;
-		e->nchanged++;
-		off += len, boff += h.base_len, n -= len;
+		e->inflight++;
+		off += len, boff += s->h.base_len, n -= len;
 	}
+	while (e->inflight > 0)
+		if (retire_slot(e) != SP_OK)
+			return e->ctx->err.code;
 	return SP_OK;
 }
 
@@ -476,6 +548,62 @@ code_all(encoder *e, uint8_t ft_digest[SP_SHA256_LEN])
 	return sp_write_record(ctx, e->out, SP_REC_END, end, sizeof(end));
 }
 
+/*
+ * Start the coding workers (sp_ctx.threads) and give each chunk in flight
+ * its buffers; without workers the one slot uses the encoder's buffers.
+ */
+static sp_status
+ring_init(encoder *e, size_t fcap, size_t bcap)
+{
+	sp_ctx	   *ctx = e->ctx;
+	size_t		tcap = SP_MIN(fcap, (size_t) SP_TENSOR_CHUNK);
+
+	if (sp_pool_start(ctx, &e->pool, sp_pool_threads(ctx->threads), &e->codec) != SP_OK)
+		return ctx->err.code;
+	e->nring = e->pool.nthreads > 0 ? e->pool.nthreads + 1 : 1;
+	if ((e->ring = sp_calloc(ctx, (size_t) e->nring, sizeof(tslot))) == NULL)
+		return SP_ERR_NOMEM;
+	if (e->pool.nthreads == 0)
+	{
+		e->ring[0] = (tslot) {.fbuf = e->fbuf, .bbuf = e->bbuf, .cbuf = e->cbuf, .pay = e->pay,
+		.pay_cap = e->pay_cap};
+		return SP_OK;
+	}
+	/* a base chunk is at most 4 times its fine-tune chunk (F64 against BF16) */
+	bcap = SP_MIN(bcap, 4 * tcap);
+	e->ring_owns = true;
+	for (int k = 0; k < e->nring; k++)
+	{
+		tslot	   *s = &e->ring[k];
+
+		s->pay_cap = SP_CHUNK_HDR + sp_codec_bound(tcap);
+		s->fbuf = sp_alloc(ctx, tcap);
+		s->cbuf = sp_alloc(ctx, tcap);
+		s->bbuf = sp_alloc(ctx, bcap);
+		s->pay = sp_alloc(ctx, s->pay_cap);
+		if (!s->fbuf || !s->cbuf || !s->bbuf || !s->pay)
+			return SP_ERR_NOMEM;
+	}
+	return SP_OK;
+}
+
+/* Free the ring's own buffers (after the workers stopped). */
+static void
+ring_free(encoder *e)
+{
+	if (e->ring == NULL)
+		return;
+	for (int k = 0; k < e->nring && e->ring_owns; k++)
+	{
+		sp_free(e->ctx, e->ring[k].fbuf);
+		sp_free(e->ctx, e->ring[k].cbuf);
+		sp_free(e->ctx, e->ring[k].bbuf);
+		sp_free(e->ctx, e->ring[k].pay);
+	}
+	sp_free(e->ctx, e->ring);
+	e->ring = NULL;
+}
+
 /* Allocate the encoder's buffers and codec. */
 static sp_status
 encoder_init(sp_ctx *ctx, encoder *e, sp_model *base, sp_model *ft, sp_out *out, int level)
@@ -502,15 +630,19 @@ encoder_init(sp_ctx *ctx, encoder *e, sp_model *base, sp_model *ft, sp_out *out,
 		return SP_ERR_NOMEM;
 	for (size_t i = 0; i < base->fs.n; i++)
 		e->slot[i] = SP_NO_BASE;
-	return sp_codec_init(ctx, &e->codec);
+	if (sp_codec_init(ctx, &e->codec) != SP_OK)
+		return ctx->err.code;
+	return ring_init(e, fcap, bcap);
 }
 
-/* Free what encoder_init allocated. */
+/* Free what encoder_init allocated (the workers are stopped first). */
 static void
 encoder_free(encoder *e)
 {
 	if (e->ctx == NULL)
 		return;
+	sp_pool_stop(&e->pool);
+	ring_free(e);
 	sp_codec_free(e->ctx, &e->codec);
 	sp_free(e->ctx, e->slot);
 	sp_free(e->ctx, e->fbuf);

@@ -87,6 +87,7 @@ typedef struct sp_ctx
 {
 	sp_hooks	hooks;
 	const char *root;			/* if non-empty, every path must resolve under it */
+	int			threads;		/* coding threads: 0 one per core, 1 none */
 	sp_error	err;
 } sp_ctx;
 

@@ -61,6 +61,7 @@ PG_MODULE_MAGIC;
 
 /* Value of sparse.root: empty means paths are not confined. */
 static char *sparse_root = NULL;
+static int	sparse_threads = 0;
 
 /* What a file function is about to do, for the privilege check. */
 typedef enum sparse_access
@@ -99,6 +100,19 @@ _PG_init(void)
 							   PGC_SUSET,
 							   0,
 							   NULL, NULL, NULL);
+
+	/*
+	 * PGC_USERSET: the workers only compute (no PostgreSQL call, every
+	 * signal blocked) and are joined before the function returns.
+	 */
+	DefineCustomIntVariable("sparse.threads",
+							"Threads that code tensor chunks in delta_compress.",
+							"0 means one per core; 1 codes in the backend alone. The delta is the same bytes either way.",
+							&sparse_threads,
+							0, 0, 16,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
 	sparse_route_init();
 	MarkGUCPrefixReserved("sparse");
 }
@@ -154,6 +168,7 @@ sparse_call_init(sparse_call *call)
 	call->ctx.hooks.progress = NULL;
 	call->ctx.hooks.user = call;
 	call->ctx.root = sparse_root != NULL ? sparse_root : "";
+	call->ctx.threads = sparse_threads;
 }
 
 /* Release the per-call memory (the core has released everything else). */

@@ -101,3 +101,21 @@ FROM delta_compress('/tmp/sparse_regress/data/gpt2/base.safetensors',
      delta_compress('/tmp/sparse_regress/data/gpt2/base.safetensors',
                     '/tmp/sparse_regress/data/gpt2/ft.safetensors',
                     '/tmp/sparse_regress/out/gpt2_19.delta', 19) d19;
+
+-- sparse.threads: tensor chunks coded by 1 to 16 threads (0, the default:
+-- one per core) give the same delta, byte for byte
+SHOW sparse.threads;
+SET sparse.threads = 1;
+SELECT delta_bytes FROM delta_compress('/tmp/sparse_regress/data/mlp/base.f32.safetensors',
+                                       '/tmp/sparse_regress/data/mlp/ft.bf16.safetensors',
+                                       '/tmp/sparse_regress/out/threads1.delta') \gset t1_
+SET sparse.threads = 4;
+SELECT delta_bytes = :t1_delta_bytes AS same_size
+FROM delta_compress('/tmp/sparse_regress/data/mlp/base.f32.safetensors',
+                    '/tmp/sparse_regress/data/mlp/ft.bf16.safetensors',
+                    '/tmp/sparse_regress/out/threads4.delta');
+SELECT pg_read_binary_file('/tmp/sparse_regress/out/threads1.delta')
+       = pg_read_binary_file('/tmp/sparse_regress/out/threads4.delta') AS same_bytes;
+SET sparse.threads = 17;
+SET sparse.threads = -1;
+RESET sparse.threads;

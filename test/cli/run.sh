@@ -262,6 +262,21 @@ check "--json before the command gives JSON" python3 -c 'import json,sys; json.l
 run info "$D" --json
 check "--json after the command gives JSON" python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$W/.stdout"
 
+# ---- --threads: coding threads change nothing in the delta ---------------------------
+
+run compress "$RB" "$RF" -o "$W/th1.delta" --threads 1
+expect_rc 0 "compress --threads 1 exits 0"
+run compress "$RB" "$RF" -o "$W/th3.delta" --threads 3
+expect_rc 0 "compress --threads 3 exits 0"
+check "--threads 1 and --threads 3 write the same delta (cmp)" cmp -s "$W/th1.delta" "$W/th3.delta"
+run compress "$RB" "$RF" -o "$W/th0.delta" --threads 0
+expect_rc 2 "--threads 0: usage error, exit 2"
+expect_err "sparse: compress: invalid threads \"0\": expected an integer from 1 to 16 (see 'sparse compress --help')" \
+	"--threads 0: exact message"
+check "--threads 0: nothing written" [ ! -e "$W/th0.delta" ]
+run estimate "$RB" "$RF" --threads 2
+expect_rc 2 "estimate does not take --threads (exit 2)"
+
 # ---- failures: exit status 1, exact messages, nothing left behind ----------------
 
 mkdir -p "$W/fail"

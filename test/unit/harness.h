@@ -117,5 +117,6 @@ extern const t_case t_tests_rows[];
 extern const t_case t_tests_dataset[];
 extern const t_case t_tests_bigmem[];
 extern const t_case t_tests_route[];
+extern const t_case t_tests_threads[];
 
 #endif							/* SPARSE_TEST_HARNESS_H */

@@ -34,6 +34,7 @@ static const t_case *const t_tables[] = {
 	t_tests_dataset,
 	t_tests_bigmem,
 	t_tests_route,
+	t_tests_threads,
 };
 
 #define T_MAX_MSGS 32

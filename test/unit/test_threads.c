@@ -1,0 +1,277 @@
+/*
+ * test_threads.c -- model compression with coding worker threads.
+ *
+ * A synthetic pair whose tensors span several 1 MiB chunks (equal chunks
+ * that merge into copy runs, changed chunks, equal and changed chunks
+ * alternating, a base stored in F32 for a BF16 fine-tune, a tensor only the
+ * fine-tune has) is compressed with sp_ctx.threads 1 (no worker: the
+ * reference), 2, 3 and 5.  Every delta must be the same bytes, rebuild the
+ * fine-tune, and come from hooks called only on the caller's thread.
+ * Cancelling at every poll must fail with the cancel error, free every
+ * block and leave no file behind, whatever chunks were being coded (the
+ * number of polls varies: waiting for a worker polls every 20 ms).
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "rt_util.h"
+#include "st_writer.h"
+
+#define MIB (1u << 20)
+
+/* Hook state: counts, a cancel point, and calls from other threads. */
+typedef struct th_hooks
+{
+	long		live;
+	long		polls;
+	long		cancel_at;		/* -1: never */
+	long		foreign;		/* hook calls off the caller's thread */
+	pthread_t	owner;
+} th_hooks;
+
+/* Count a hook call from a thread other than the owner's. */
+static void
+th_check(th_hooks *h)
+{
+	if (!pthread_equal(pthread_self(), h->owner))
+		__atomic_add_fetch(&h->foreign, 1, __ATOMIC_RELAXED);
+}
+
+/* alloc hook. */
+static void *
+th_alloc(void *user, size_t size)
+{
+	th_hooks   *h = user;
+	void	   *p = malloc(size);
+
+	th_check(h);
+	if (p != NULL)
+		h->live++;
+	return p;
+}
+
+/* free hook. */
+static void
+th_free(void *user, void *p)
+{
+	th_hooks   *h = user;
+
+	th_check(h);
+	if (p != NULL)
+		h->live--;
+	free(p);
+}
+
+/* interrupted hook: 1 from poll cancel_at on. */
+static int
+th_interrupted(void *user)
+{
+	th_hooks   *h = user;
+
+	th_check(h);
+	h->polls++;
+	return h->cancel_at >= 0 && h->polls >= h->cancel_at;
+}
+
+/* A context with these hooks and threads coding threads. */
+static void
+th_ctx(sp_ctx *ctx, th_hooks *h, int threads, long cancel_at)
+{
+	memset(h, 0, sizeof(*h));
+	h->cancel_at = cancel_at;
+	h->owner = pthread_self();
+	rt_ctx(ctx);
+	ctx->hooks.alloc = th_alloc;
+	ctx->hooks.free = th_free;
+	ctx->hooks.interrupted = th_interrupted;
+	ctx->hooks.user = h;
+	ctx->threads = threads;
+}
+
+/* Deterministic pseudo-random BF16 weights (tracked). */
+static uint16_t *
+bf16_noise(size_t n, uint64_t seed)
+{
+	uint16_t   *w = t_track(malloc(n * 2));
+
+	if (w == NULL)
+		exit(2);
+	for (size_t i = 0; i < n; i++)
+		w[i] = (uint16_t) (0x3c00 + (fh_rand(&seed) % 0x0800));	/* small positive floats */
+	return w;
+}
+
+/* ft = base with the low bits of every k-th element changed. */
+static uint16_t *
+bf16_tweak(const uint16_t *base, size_t n, size_t every, uint64_t seed)
+{
+	uint16_t   *w = t_track(malloc(n * 2));
+
+	if (w == NULL)
+		exit(2);
+	memcpy(w, base, n * 2);
+	for (size_t i = 0; i < n; i += every)
+		w[i] ^= (uint16_t) (1 + fh_rand(&seed) % 7);
+	return w;
+}
+
+/* Write the pair described in the file comment; false on a write error. */
+static bool
+write_pair(const char *bpath, const char *fpath)
+{
+	size_t		ns = 3 * MIB / 2,	/* "same": 3 MiB */
+				nc = 5 * MIB / 2 + 500, /* "changed": 5 MiB and a bit */
+				nm = 4 * MIB / 2,	/* "mixed": chunks 1 and 3 equal */
+				nv = MIB;			/* "conv": 2 MiB of BF16 */
+	uint16_t   *same = bf16_noise(ns, 1),
+			   *chb = bf16_noise(nc, 2),
+			   *chf = bf16_tweak(chb, nc, 3, 3),
+			   *mxb = bf16_noise(nm, 4),
+			   *mxf = bf16_tweak(mxb, nm, 5, 5),
+			   *cvf = bf16_noise(nv, 6);
+	float	   *cvb = t_track(malloc(nv * 4)),
+			   *nw = t_track(malloc(MIB * 3 / 2));
+
+	if (cvb == NULL || nw == NULL)
+		exit(2);
+	memcpy(mxf + MIB / 2, mxb + MIB / 2, MIB);	/* chunk 1 equal */
+	memcpy(mxf + 3 * MIB / 2, mxb + 3 * MIB / 2, MIB);	/* chunk 3 equal */
+	for (size_t i = 0; i < nv; i++)
+	{
+		uint32_t	u = (uint32_t) cvf[i] << 16 | (uint32_t) (i * 2654435761u >> 20);
+
+		memcpy(&cvb[i], &u, 4);	/* rounds to near cvf[i] */
+	}
+	memset(nw, 0x3f, MIB * 3 / 2);
+	{
+		stw_tensor	b[4] = {
+			{"same", "BF16", 1, {ns}, same, ns * 2},
+			{"changed", "BF16", 1, {nc}, chb, nc * 2},
+			{"mixed", "BF16", 1, {nm}, mxb, nm * 2},
+			{"conv", "F32", 1, {nv}, cvb, nv * 4},
+		};
+		stw_tensor	f[5] = {
+			{"conv", "BF16", 1, {nv}, cvf, nv * 2},
+			{"same", "BF16", 1, {ns}, same, ns * 2},
+			{"changed", "BF16", 1, {nc}, chf, nc * 2},
+			{"mixed", "BF16", 1, {nm}, mxf, nm * 2},
+			{"new", "F32", 1, {MIB * 3 / 8}, nw, MIB * 3 / 2},
+		};
+
+		return stw_write(bpath, b, 4, NULL) && stw_write(fpath, f, 5, NULL);
+	}
+}
+
+/* Entries of directory dir (not . or ..). */
+static int
+entries(const char *dir)
+{
+	DIR		   *d = opendir(dir);
+	struct dirent *e;
+	int			n = 0;
+
+	if (d == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL)
+		n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+	closedir(d);
+	return n;
+}
+
+/* The same delta whatever the thread count, rebuilt exactly, hooks on the caller's thread. */
+static void
+test_compress_threads_same_bytes(void)
+{
+	static const int counts[] = {1, 2, 3, 5};
+	const char *b = t_path("tb.safetensors"),
+			   *f = t_path("tf.safetensors");
+	uint8_t    *ref = NULL;
+	size_t		ref_len = 0;
+	char		want[65];
+
+	T_REQUIRE(write_pair(b, f) && fh_sha256(f, want), "write the pair");
+	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++)
+	{
+		sp_ctx		ctx;
+		th_hooks	h;
+		sp_compress_result cr;
+		sp_apply_result ar;
+		const char *d = t_fmt("%s/t%d.delta", t_path("."), counts[i]),
+				   *o = t_fmt("%s/t%d.out", t_path("."), counts[i]);
+		uint8_t    *got;
+		size_t		len;
+
+		th_ctx(&ctx, &h, counts[i], -1);
+		T_OK(&ctx, sp_delta_compress(&ctx, b, f, d, 3, &cr));
+		T_CHECK(h.foreign == 0, "%d threads: %ld hook calls off the caller's thread",
+				counts[i], h.foreign);
+		T_CHECK(h.live == 0, "%d threads: %ld blocks not freed", counts[i], h.live);
+		T_REQUIRE((got = fh_read(d, &len)) != NULL, "read %s", d);
+		if (ref == NULL)
+		{
+			ref = got, ref_len = len;
+			T_CHECK(cr.savings_pct > 40 && cr.savings_pct < 90, "savings %.1f%%", cr.savings_pct);
+		}
+		else
+			T_CHECK(len == ref_len && memcmp(got, ref, len) == 0,
+					"%d threads: delta of %zu bytes differs from the one-thread delta (%zu bytes)",
+					counts[i], len, ref_len);
+		th_ctx(&ctx, &h, counts[i], -1);
+		T_OK(&ctx, sp_delta_apply(&ctx, b, d, o, &ar));
+		T_CHECK(strcmp(ar.sha256, want) == 0, "%d threads: rebuilt %s, want %s", counts[i],
+				ar.sha256, want);
+	}
+}
+
+/* Cancel at every poll with three coding threads: the cancel error, nothing left. */
+static void
+test_compress_threads_cancel(void)
+{
+	const char *b = t_path("cb.safetensors"),
+			   *f = t_path("cf.safetensors"),
+			   *dir = t_path("cout");
+	sp_ctx		ctx;
+	th_hooks	h;
+	sp_compress_result cr;
+	long		polls;
+
+	T_REQUIRE(write_pair(b, f) && fh_mkdirs(dir), "write the pair");
+	th_ctx(&ctx, &h, 3, -1);
+	T_OK(&ctx, sp_delta_compress(&ctx, b, f, t_fmt("%s/x.delta", dir), 3, &cr));
+	polls = h.polls;
+	T_REQUIRE(polls > 10 && unlink(t_fmt("%s/x.delta", dir)) == 0, "%ld polls", polls);
+	for (long k = 1; k <= polls; k++)
+	{
+		sp_status	st;
+
+		th_ctx(&ctx, &h, 3, k);
+		st = sp_delta_compress(&ctx, b, f, t_fmt("%s/x.delta", dir), 3, &cr);
+		/* waits poll every 20 ms, so a run may end before its k-th poll */
+		if (st == SP_OK && h.polls < k && h.live == 0 && h.foreign == 0)
+		{
+			T_REQUIRE(unlink(t_fmt("%s/x.delta", dir)) == 0, "unlink");
+			continue;
+		}
+		if (st != SP_ERR_CANCELLED ||
+			strcmp(ctx.err.msg, "canceling statement due to user request") != 0 ||
+			h.live != 0 || h.foreign != 0 || entries(dir) != 0)
+		{
+			t_fail(__FILE__, __LINE__, "cancel at poll %ld of %ld: status %d \"%s\", %ld blocks"
+				   " live, %ld foreign hook calls, %d files left", k, polls, st, ctx.err.msg,
+				   h.live, h.foreign, entries(dir));
+			return;
+		}
+	}
+}
+
+const t_case t_tests_threads[] = {
+	{"compress_threads_same_bytes", test_compress_threads_same_bytes},
+	{"compress_threads_cancel", test_compress_threads_cancel},
+	{NULL, NULL}
+};
