@@ -15,7 +15,6 @@
 #include "coderpool.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -95,22 +94,13 @@ pool_main(void *arg)
 	return NULL;
 }
 
-/* Start worker k with every signal blocked; false if it cannot be created. */
+/* Start worker k (every signal blocked in it); false if it cannot be created. */
 static bool
 pool_spawn(sp_coderpool *p, int k)
 {
-	sigset_t	all,
-				old;
-	bool		ok;
-
 	p->args[k].pool = p;
 	p->args[k].k = k;
-	/* the workers block every signal: the caller's handlers run on the caller's thread */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	ok = pthread_create(&p->threads[k], NULL, pool_main, &p->args[k]) == 0;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	return ok;
+	return sp_spawn_blocked(&p->threads[k], pool_main, &p->args[k]);
 }
 
 sp_status

@@ -32,7 +32,6 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
@@ -729,19 +728,13 @@ compress_both(dsenc *e, int level, const sp_rowslay *l0, const sp_rows_chunk *c0
 {
 	job			j = {.codec = &e->codec2, .lay = l1, .c = c1, .level = level, .pay = e->pay2};
 	pthread_t	t;
-	sigset_t	all,
-				old;
 	bool		threaded;
 	sp_status	rc;
 
 	sp_ctx_init(&j.ctx);
 	j.ctx.hooks.interrupted = job_cancelled;
 	j.ctx.hooks.user = &j;
-	/* the worker blocks every signal: the caller's handlers run on the caller's thread */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	threaded = pthread_create(&t, NULL, job_run, &j) == 0;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	threaded = sp_spawn_blocked(&t, job_run, &j);
 	rc = compress_variant(e->ctx, &e->codec, l0, c0, level, e->pay, p0);
 	if (threaded)
 		job_wait(e, t, &j, rc != SP_OK);

@@ -21,7 +21,6 @@
 #include "hashwriter.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <unistd.h>
 
 /* Keep the first error (errno err; flush: it came from fdatasync). */
@@ -143,22 +142,6 @@ sp_hw_init(sp_hashwriter *hw)
 	pthread_cond_init(&hw->cv, NULL);
 }
 
-/* Start a helper thread with every signal blocked; false if it cannot be created. */
-static bool
-hw_spawn(pthread_t *t, void *(*fn) (void *), sp_hashwriter *hw)
-{
-	sigset_t	all,
-				old;
-	bool		ok;
-
-	/* the helpers block every signal: the caller's handlers run on the caller's thread */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	ok = pthread_create(t, NULL, fn, hw) == 0;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	return ok;
-}
-
 /*
  * Hash p[0..n) into sha and write it to fd (-1: do not write).  p, sha and
  * fd must stay untouched until the next sp_hw_wait, sp_hw_drain or
@@ -169,9 +152,9 @@ sp_hw_submit(sp_hashwriter *hw, sp_sha256 *sha, int fd, const uint8_t *p, size_t
 {
 	sp_hw_wait(hw);
 	if (!hw->started)
-		hw->started = hw_spawn(&hw->thread, hw_main, hw);
+		hw->started = sp_spawn_blocked(&hw->thread, hw_main, hw);
 	if (hw->started && fd >= 0 && !hw->flusher_started)
-		hw->flusher_started = hw_spawn(&hw->flusher, hw_flusher, hw);
+		hw->flusher_started = sp_spawn_blocked(&hw->flusher, hw_flusher, hw);
 	pthread_mutex_lock(&hw->mu);
 	hw->sha = sha;
 	hw->fd = fd;

@@ -27,7 +27,6 @@
 
 #include <math.h>
 #include <pthread.h>
-#include <signal.h>
 
 #define RS_BUF (8u << 20)			/* scan buffer: holds any row (SP_ROW_MAX) */
 #define RS_READ (256u << 10)		/* bytes read at a time while scanning */
@@ -370,17 +369,11 @@ reader_main(void *arg)
 static void
 reader_start(rs_reader *r)
 {
-	sigset_t	all,
-				old;
-
 	memset(r, 0, sizeof(*r));
 	sp_ctx_init(&r->ctx);
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_cond_init(&r->cv, NULL);
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	r->running = pthread_create(&r->t, NULL, reader_main, r) == 0;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	r->running = sp_spawn_blocked(&r->t, reader_main, r);
 }
 
 /* Ask for len bytes of file idx at off into dst. */

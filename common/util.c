@@ -9,6 +9,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -286,4 +287,18 @@ sp_hex(const uint8_t *d, size_t n, char *out)
 		out[2 * i + 1] = hex[d[i] & 15];
 	}
 	out[2 * n] = '\0';
+}
+
+bool
+sp_spawn_blocked(pthread_t *t, void *(*fn) (void *), void *arg)
+{
+	sigset_t	all,
+				old;
+	bool		ok;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	ok = pthread_create(t, NULL, fn, arg) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return ok;
 }

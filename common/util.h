@@ -7,6 +7,7 @@
 #ifndef SPARSE_UTIL_H
 #define SPARSE_UTIL_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -105,5 +106,12 @@ sp_put64(uint8_t *p, uint64_t v)
 
 #define SP_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define SP_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/*
+ * Start a helper thread running fn(arg) with every signal blocked in it, so
+ * that the caller's signal handlers (PostgreSQL's, the CLI's) run on the
+ * caller's thread only; false if the thread could not be created.
+ */
+bool		sp_spawn_blocked(pthread_t *t, void *(*fn) (void *), void *arg);
 
 #endif							/* SPARSE_UTIL_H */
