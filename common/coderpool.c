@@ -14,7 +14,6 @@
  */
 #include "coderpool.h"
 
-#include <errno.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -139,7 +138,6 @@ void
 sp_pool_submit(sp_ctx *ctx, sp_coderpool *p, sp_tjob *j)
 {
 	j->done = false;
-	j->queued = true;
 	if (p->nthreads == 0)
 	{
 		run_job(ctx, p->inline_codec, j);
@@ -192,7 +190,6 @@ sp_pool_wait(sp_ctx *ctx, sp_coderpool *p, sp_tjob *j)
 		}
 		pthread_mutex_unlock(&p->mu);
 	}
-	j->queued = false;
 	if (j->err.code != SP_OK)
 	{
 		ctx->err = j->err;

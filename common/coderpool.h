@@ -36,7 +36,6 @@ typedef struct sp_tjob
 	uint64_t	checksum;		/* XXH3 of ft */
 	sp_error	err;			/* code SP_OK when coded */
 	bool		done;
-	bool		queued;
 } sp_tjob;
 
 struct sp_coderpool;
