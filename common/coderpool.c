@@ -102,15 +102,15 @@ pool_spawn(sp_coderpool *p, int k)
 	return sp_spawn_blocked(&p->threads[k], pool_main, &p->args[k]);
 }
 
-sp_status
-sp_pool_start(sp_ctx *ctx, sp_coderpool *p, int nthreads, sp_codec *codec)
+void
+sp_pool_start(sp_coderpool *p, int nthreads, sp_codec *codec)
 {
 	sp_ctx		plain;
 
 	memset(p, 0, sizeof(*p));
 	p->inline_codec = codec;
 	if (nthreads <= 1)
-		return SP_OK;
+		return;
 	if (nthreads > SP_POOL_THREADS_MAX)
 		nthreads = SP_POOL_THREADS_MAX;
 	pthread_mutex_init(&p->mu, NULL);
@@ -130,8 +130,6 @@ sp_pool_start(sp_ctx *ctx, sp_coderpool *p, int nthreads, sp_codec *codec)
 		}
 		p->nthreads = k + 1;
 	}
-	(void) ctx;
-	return SP_OK;
 }
 
 void

@@ -73,7 +73,7 @@ int			sp_pool_threads(int threads);
  * Start nthreads workers (the queue holds at most nthreads + 1 jobs); with
  * nthreads <= 1 or when no thread starts, jobs run inline with codec.
  */
-sp_status	sp_pool_start(sp_ctx *ctx, sp_coderpool *p, int nthreads, sp_codec *codec);
+void		sp_pool_start(sp_coderpool *p, int nthreads, sp_codec *codec);
 
 /* Hand a job over (or run it now, inline).  At most nthreads + 1 may wait. */
 void		sp_pool_submit(sp_ctx *ctx, sp_coderpool *p, sp_tjob *j);

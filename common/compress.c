@@ -558,8 +558,7 @@ ring_init(encoder *e, size_t fcap, size_t bcap)
 	sp_ctx	   *ctx = e->ctx;
 	size_t		tcap = SP_MIN(fcap, (size_t) SP_TENSOR_CHUNK);
 
-	if (sp_pool_start(ctx, &e->pool, sp_pool_threads(ctx->threads), &e->codec) != SP_OK)
-		return ctx->err.code;
+	sp_pool_start(&e->pool, sp_pool_threads(ctx->threads), &e->codec);
 	e->nring = e->pool.nthreads > 0 ? e->pool.nthreads + 1 : 1;
 	if ((e->ring = sp_calloc(ctx, (size_t) e->nring, sizeof(tslot))) == NULL)
 		return SP_ERR_NOMEM;

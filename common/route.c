@@ -1,7 +1,3 @@
-/* PREDICT_LANES floats added as one vector in predict_all. */
-#define PREDICT_LANES 8
-typedef float lanes __attribute__((vector_size(PREDICT_LANES * sizeof(float))));
-
 /*
  * route.c -- the routing catalog, quality prediction, decisions and the
  * trainer of the learned predictors (API and rules in route.h).
@@ -37,6 +33,10 @@ typedef float lanes __attribute__((vector_size(PREDICT_LANES * sizeof(float))));
 #define BLOB_MAGIC "SPRW"
 #define WEIGHT_LIMIT 1e6
 #define ROLLOUT_SCALE 1000000
+
+/* PREDICT_LANES floats added as one vector in predict_all. */
+#define PREDICT_LANES 8
+typedef float lanes __attribute__((vector_size(PREDICT_LANES * sizeof(float))));
 
 uint64_t
 sp_route_hash(const void *p, size_t len)

@@ -6,6 +6,7 @@
  * failures at the caller's file:line given to rt_roundtrip_at.
  */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -295,4 +296,74 @@ rt_roundtrip_at(const char *file, int line, const char *base, const char *ft,
 	rt_info(file, line, ft, r);
 	r->ok = t_fail_count() == fails;
 	return r->ok;
+}
+
+/* ---- counting hooks that note calls off the caller's thread -------------- */
+
+/* Count a hook call made from a thread other than the context's maker. */
+static void
+dh_thread_check(ds_hooks *h)
+{
+	if (!pthread_equal(pthread_self(), h->owner))
+		__atomic_add_fetch(&h->foreign, 1, __ATOMIC_RELAXED);
+}
+
+/* alloc hook: fails every call after fail_after (or only the next one). */
+static void *
+dh_alloc(void *user, size_t size)
+{
+	ds_hooks   *h = user;
+	void	   *p;
+
+	dh_thread_check(h);
+	if (h->fail_after >= 0 &&
+		(h->fail_once ? h->allocs == h->fail_after : h->allocs >= h->fail_after))
+	{
+		h->allocs++;
+		return NULL;
+	}
+	h->allocs++;
+	if ((p = malloc(size)) != NULL)
+		h->live++;
+	return p;
+}
+
+/* free hook. */
+static void
+dh_free(void *user, void *p)
+{
+	ds_hooks   *h = user;
+
+	dh_thread_check(h);
+	if (p != NULL)
+	{
+		h->live--;
+		free(p);
+	}
+}
+
+/* interrupted hook: 1 from the cancel_at-th poll on. */
+static int
+dh_interrupted(void *user)
+{
+	ds_hooks   *h = user;
+
+	dh_thread_check(h);
+	h->polls++;
+	return h->cancel_at >= 0 && h->polls >= h->cancel_at;
+}
+
+/* A context with the hooks above. */
+void
+dh_ctx(sp_ctx *ctx, ds_hooks *h, long fail_after, long cancel_at)
+{
+	memset(h, 0, sizeof(*h));
+	h->fail_after = fail_after;
+	h->cancel_at = cancel_at;
+	h->owner = pthread_self();
+	rt_ctx(ctx);
+	ctx->hooks.alloc = dh_alloc;
+	ctx->hooks.free = dh_free;
+	ctx->hooks.interrupted = dh_interrupted;
+	ctx->hooks.user = h;
 }

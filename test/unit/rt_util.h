@@ -12,6 +12,7 @@
 #ifndef SPARSE_TEST_RT_UTIL_H
 #define SPARSE_TEST_RT_UTIL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -46,5 +47,25 @@ char	   *rt_unique(const char *stem, const char *suffix);
 
 /* True if path is a directory. */
 bool		rt_is_dir(const char *path);
+
+/* Counting allocator and interrupt hook state. */
+typedef struct ds_hooks
+{
+	long		allocs;
+	long		fail_after;		/* -1: never */
+	bool		fail_once;		/* fail only allocation fail_after + 1 */
+	long		live;
+	long		polls;
+	long		cancel_at;		/* -1: never */
+	pthread_t	owner;			/* the thread that made the context */
+	long		foreign;		/* hook calls from any other thread */
+} ds_hooks;
+
+/*
+ * A context whose allocator counts (and fails every call after fail_after,
+ * -1 never), whose interrupt hook answers 1 from poll cancel_at on (-1
+ * never), and whose hooks count calls made off the calling thread.
+ */
+void		dh_ctx(sp_ctx *ctx, ds_hooks *h, long fail_after, long cancel_at);
 
 #endif							/* SPARSE_TEST_RT_UTIL_H */

@@ -1493,87 +1493,6 @@ test_dataset_real_pairs(void)
 
 /* ---- hooks ------------------------------------------------------------------------------ */
 
-/* Counting allocator and interrupt hook state. */
-typedef struct ds_hooks
-{
-	long		allocs;
-	long		fail_after;		/* -1: never */
-	bool		fail_once;		/* fail only allocation fail_after + 1 */
-	long		live;
-	long		polls;
-	long		cancel_at;		/* -1: never */
-	pthread_t	owner;			/* the thread that made the context */
-	long		foreign;		/* hook calls from any other thread */
-} ds_hooks;
-
-/* Count a hook call made from a thread other than the context's maker. */
-static void
-dh_thread_check(ds_hooks *h)
-{
-	if (!pthread_equal(pthread_self(), h->owner))
-		__atomic_add_fetch(&h->foreign, 1, __ATOMIC_RELAXED);
-}
-
-/* alloc hook: fails every call after fail_after (or only the next one). */
-static void *
-dh_alloc(void *user, size_t size)
-{
-	ds_hooks   *h = user;
-	void	   *p;
-
-	dh_thread_check(h);
-	if (h->fail_after >= 0 &&
-		(h->fail_once ? h->allocs == h->fail_after : h->allocs >= h->fail_after))
-	{
-		h->allocs++;
-		return NULL;
-	}
-	h->allocs++;
-	if ((p = malloc(size)) != NULL)
-		h->live++;
-	return p;
-}
-
-/* free hook. */
-static void
-dh_free(void *user, void *p)
-{
-	ds_hooks   *h = user;
-
-	dh_thread_check(h);
-	if (p != NULL)
-	{
-		h->live--;
-		free(p);
-	}
-}
-
-/* interrupted hook: 1 from the cancel_at-th poll on. */
-static int
-dh_interrupted(void *user)
-{
-	ds_hooks   *h = user;
-
-	dh_thread_check(h);
-	h->polls++;
-	return h->cancel_at >= 0 && h->polls >= h->cancel_at;
-}
-
-/* A context with the hooks above. */
-static void
-dh_ctx(sp_ctx *ctx, ds_hooks *h, long fail_after, long cancel_at)
-{
-	memset(h, 0, sizeof(*h));
-	h->fail_after = fail_after;
-	h->cancel_at = cancel_at;
-	h->owner = pthread_self();
-	rt_ctx(ctx);
-	ctx->hooks.alloc = dh_alloc;
-	ctx->hooks.free = dh_free;
-	ctx->hooks.interrupted = dh_interrupted;
-	ctx->hooks.user = h;
-}
-
 /*
  * The core's helper threads (variants coded side by side, read-ahead,
  * hashing and writing) never call the caller's hooks: a caller's allocator
@@ -1857,7 +1776,7 @@ apply_isolated(const uint8_t *b, size_t blen, const uint8_t *m, size_t len,
 		r.st = sp_delta_apply_mem(&ctx, b, blen, m, len, 1 << 20, &out, &out_len);
 		r.same = r.st == SP_OK && out_len == wlen && memcmp(out, want, wlen) == 0;
 		if (r.st == SP_OK)
-			dh_free(&h, out);
+			ctx.hooks.free(ctx.hooks.user, out);	/* dh_free: counts it */
 		r.live = h.live;
 		snprintf(r.msg, sizeof(r.msg), "%s", ctx.err.msg);
 		_exit(write(fd[1], &r, sizeof(r)) == (ssize_t) sizeof(r) ? 0 : 1);

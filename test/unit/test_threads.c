@@ -13,7 +13,6 @@
  */
 #define _GNU_SOURCE
 #include <dirent.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,72 +24,11 @@
 
 #define MIB (1u << 20)
 
-/* Hook state: counts, a cancel point, and calls from other threads. */
-typedef struct th_hooks
-{
-	long		live;
-	long		polls;
-	long		cancel_at;		/* -1: never */
-	long		foreign;		/* hook calls off the caller's thread */
-	pthread_t	owner;
-} th_hooks;
-
-/* Count a hook call from a thread other than the owner's. */
+/* A context with rt_util's counting hooks, cancel_at, and threads coding threads. */
 static void
-th_check(th_hooks *h)
+th_ctx(sp_ctx *ctx, ds_hooks *h, int threads, long cancel_at)
 {
-	if (!pthread_equal(pthread_self(), h->owner))
-		__atomic_add_fetch(&h->foreign, 1, __ATOMIC_RELAXED);
-}
-
-/* alloc hook. */
-static void *
-th_alloc(void *user, size_t size)
-{
-	th_hooks   *h = user;
-	void	   *p = malloc(size);
-
-	th_check(h);
-	if (p != NULL)
-		h->live++;
-	return p;
-}
-
-/* free hook. */
-static void
-th_free(void *user, void *p)
-{
-	th_hooks   *h = user;
-
-	th_check(h);
-	if (p != NULL)
-		h->live--;
-	free(p);
-}
-
-/* interrupted hook: 1 from poll cancel_at on. */
-static int
-th_interrupted(void *user)
-{
-	th_hooks   *h = user;
-
-	th_check(h);
-	h->polls++;
-	return h->cancel_at >= 0 && h->polls >= h->cancel_at;
-}
-
-/* A context with these hooks and threads coding threads. */
-static void
-th_ctx(sp_ctx *ctx, th_hooks *h, int threads, long cancel_at)
-{
-	memset(h, 0, sizeof(*h));
-	h->cancel_at = cancel_at;
-	h->owner = pthread_self();
-	rt_ctx(ctx);
-	ctx->hooks.alloc = th_alloc;
-	ctx->hooks.free = th_free;
-	ctx->hooks.interrupted = th_interrupted;
-	ctx->hooks.user = h;
+	dh_ctx(ctx, h, -1, cancel_at);
 	ctx->threads = threads;
 }
 
@@ -199,7 +137,7 @@ test_compress_threads_same_bytes(void)
 	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++)
 	{
 		sp_ctx		ctx;
-		th_hooks	h;
+		ds_hooks	h;
 		sp_compress_result cr;
 		sp_apply_result ar;
 		const char *d = t_fmt("%s/t%d.delta", t_path("."), counts[i]),
@@ -237,7 +175,7 @@ test_compress_threads_cancel(void)
 			   *f = t_path("cf.safetensors"),
 			   *dir = t_path("cout");
 	sp_ctx		ctx;
-	th_hooks	h;
+	ds_hooks	h;
 	sp_compress_result cr;
 	long		polls;
 
