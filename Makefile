@@ -76,9 +76,11 @@ SQLITE_SRCS = $(sort $(wildcard sqlite/*.c))
 sparse.so: $(CORE_OBJS) $(SQLITE_SRCS) $(wildcard sqlite/*.h) $(CORE_HDRS)
 	$(CC) $(SP_CFLAGS) -shared -o $@ $(SQLITE_SRCS) $(CORE_OBJS) $(SP_LIBS)
 
-bin/sparse: $(CORE_OBJS) $(wildcard cli/*.c) $(CORE_HDRS)
+# The CLI talks to hub databases (worker, migrate, report) through libpq.
+PQ_INC = $(shell $(PG_CONFIG) --includedir 2>/dev/null)
+bin/sparse: $(CORE_OBJS) $(wildcard cli/*.c cli/*.h) $(CORE_HDRS)
 	@mkdir -p bin
-	$(CC) $(SP_CFLAGS) -o $@ $(wildcard cli/*.c) $(CORE_OBJS) $(SP_LIBS)
+	$(CC) $(SP_CFLAGS) -I$(PQ_INC) -o $@ $(sort $(wildcard cli/*.c)) $(CORE_OBJS) $(SP_LIBS) -lpq
 
 build/unit_tests: $(CORE_OBJS) $(wildcard test/unit/*.c test/unit/*.h)
 	$(CC) $(SP_CFLAGS) -Itest/unit -o $@ $(wildcard test/unit/*.c) $(CORE_OBJS) $(SP_LIBS)
@@ -95,7 +97,7 @@ build/fuzz/%: fuzz/%.c $(wildcard fuzz/*.h) $(CORE_SRCS) $(CORE_HDRS)
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 		-o $@ $< $(CORE_SRCS) $(SP_LIBS)
 
-.PHONY: route-eval bench-route pg-fixtures deps unit unit-san sqlite-test cli-test pg-test fuzz fuzz-build test test-all demo bench bench-datasets bench-scale install-cli
+.PHONY: hub-test route-eval bench-route pg-fixtures deps unit unit-san sqlite-test cli-test pg-test fuzz fuzz-build test test-all demo bench bench-datasets bench-scale install-cli
 
 deps:
 	@bash scripts/deps.sh
@@ -113,6 +115,10 @@ cli-test: bin/sparse
 	SPARSE_DATA=$(DATA_DIR) bash test/cli/run.sh
 
 # Files the pg_regress tests read and write (under /tmp/sparse_regress).
+hub-test:
+	@$(MAKE) --no-print-directory sparse_pg.so bin/sparse
+	@SPARSE_DATA=$(DATA_DIR) bash test/hub/run.sh
+
 pg-fixtures:
 	@SPARSE_DATA=$(DATA_DIR) bash scripts/pg-fixtures.sh
 

@@ -1,10 +1,11 @@
 /*
  * cli.h -- shared declarations of the command-line tool bin/sparse.
  *
- * The tool is four files: main.c (global options, the command table,
+ * The tool is five files: main.c (global options, the command table,
  * signals, exit status), commands.c (one function per command: parse its
  * options, call the core, describe the result), route.c (the route
- * command, its catalog and CSV reader) and output.c (human and JSON
+ * command, its catalog and CSV reader), hub.c (worker, migrate and report
+ * over a hub's PostgreSQL database, through libpq) and output.c (human and JSON
  * rendering, sizes, the progress bar, error messages).  A command never
  * prints a result itself: it fills a cJSON object and names the fields to
  * show, and output.c prints either the JSON or aligned "key: value" lines,
@@ -40,6 +41,9 @@ typedef struct cli_opts
 #define CLI_OPT_SAMPLE_ROWS 0x8	/* --sample-rows N */
 #define CLI_OPT_ROUTE 0x10		/* --model, --prompt, ... (sparse route) */
 #define CLI_OPT_THREADS 0x20	/* --threads N */
+#define CLI_OPT_DB 0x40			/* --db CONNSTR */
+#define CLI_OPT_WORKER 0x80		/* --concurrency, --once, --out-root, --lease */
+#define CLI_OPT_MIGRATE 0x100	/* --table, --id-col, --path-col, --base-col, --kind, --batch-size */
 
 /* Arguments of one command after parsing (strings point into argv). */
 typedef struct cli_args
@@ -62,6 +66,18 @@ typedef struct cli_args
 	const char *catalog;		/* --catalog */
 	bool		quality_first;	/* --quality-first */
 	bool		classify;		/* --classify */
+	/* worker, migrate, report */
+	const char *db;				/* --db (libpq connection string) */
+	const char *concurrency;	/* --concurrency */
+	const char *out_root;		/* --out-root */
+	const char *lease;			/* --lease (seconds) */
+	bool		once;			/* --once */
+	const char *table;			/* --table */
+	const char *id_col;			/* --id-col */
+	const char *path_col;		/* --path-col */
+	const char *base_col;		/* --base-col */
+	const char *kind;			/* --kind */
+	const char *batch_size;		/* --batch-size */
 } cli_args;
 
 struct cli_command;
@@ -117,6 +133,11 @@ int			cmd_help(const cli_command *cmd, const cli_opts *opts, const cli_args *arg
 
 /* ---- route.c ---- */
 int			cmd_route(const cli_command *cmd, const cli_opts *opts, const cli_args *args);
+
+/* ---- hub.c ---- */
+int			cmd_worker(const cli_command *cmd, const cli_opts *opts, const cli_args *args);
+int			cmd_migrate(const cli_command *cmd, const cli_opts *opts, const cli_args *args);
+int			cmd_report(const cli_command *cmd, const cli_opts *opts, const cli_args *args);
 
 /* ---- main.c ---- */
 const cli_command *cli_find_command(const char *name);

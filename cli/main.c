@@ -126,6 +126,49 @@ static const cli_command cli_commands[] = {
 		"  llama-3.1-70b-instruct  2x nvidia-h100-80gb 0.90   131072  0.95 0.88 0.74\n"
 		"  gpt-4o                  api                 4.38   128000  0.97 0.93 0.86\n"
 		"  claude-3-5-sonnet       api                 6.00   200000  0.97 0.94 0.88\n"},
+	{"worker", cmd_worker, CLI_OPT_DB | CLI_OPT_WORKER | CLI_OPT_LEVEL, 0, 0,
+		"--db CONNSTR [--concurrency N] [--once] [--out-root DIR] [--lease S] [--level N]",
+		"drain a hub database's storage job queue",
+		"Claims jobs from sparse_jobs in the PostgreSQL database CONNSTR (a libpq\n"
+		"connection string or URI; the extension must be installed there), one\n"
+		"at a time per process: decides pending objects from an estimate, writes\n"
+		"each delta on this machine (the hub's files must be at the same paths),\n"
+		"rebuilds it to check its SHA-256, and records the result in\n"
+		"sparse_storage in the transaction that completes the job. Many workers\n"
+		"on many machines can share one database. Originals are never deleted:\n"
+		"each verified one is printed as one that could go.\n"
+		"\n"
+		"  --db CONNSTR        the hub database (required)\n"
+		"  --concurrency N     worker processes, 1..64 (default 1)\n"
+		"  --once              stop when no job is queued (default: wait for more)\n"
+		"  --out-root DIR      write deltas under DIR (default: the server's\n"
+		"                      sparse.delta_dir, or next to the original)\n"
+		"  --lease S           seconds a claimed job is ours before another worker\n"
+		"                      may take it over, renewed while working (default 600)\n"
+		"  -l, --level N       zstd level 1..19 (default 3)\n"},
+	{"migrate", cmd_migrate, CLI_OPT_DB | CLI_OPT_MIGRATE, 0, 0,
+		"--db CONNSTR --table T --id-col C --path-col C --base-col C --kind K [--batch-size N]",
+		"enqueue a hub table's existing rows for storage decisions",
+		"Adds every row of table T (schema.table allowed) that sparse_storage does\n"
+		"not hold yet as a 'pending' object with a job, N rows per transaction;\n"
+		"workers then estimate, decide and compress. Running it again enqueues\n"
+		"nothing new.\n"
+		"\n"
+		"  --db CONNSTR        the hub database (required)\n"
+		"  --table T           the hub table\n"
+		"  --id-col C          its id column\n"
+		"  --path-col C        the column with the object's path\n"
+		"  --base-col C        the column with the base's path (NULL: no base)\n"
+		"  --kind K            model or dataset\n"
+		"  --batch-size N      rows per transaction, 1..1000000 (default 1000)\n"},
+	{"report", cmd_report, CLI_OPT_DB, 0, 0, "--db CONNSTR",
+		"print a hub database's storage savings",
+		"Prints sparse_savings_report: per kind and overall, objects, objects\n"
+		"stored as a verified delta, open ones, original, stored and saved bytes,\n"
+		"and money saved per month at sparse.storage_cost_per_gb_month. On a\n"
+		"terminal, a bar per row follows the table; --json prints an array.\n"
+		"\n"
+		"  --db CONNSTR        the hub database (required)\n"},
 	{"version", cmd_version, 0, 0, 0, "",
 		"print the version of sparse and of its delta format", ""},
 	{"help", cmd_help, 0, 0, 1, "[COMMAND]",
@@ -140,7 +183,12 @@ enum
 	OPT_JSON = 1000, OPT_QUIET, OPT_ROOT, OPT_HELP, OPT_SAMPLE_ROWS, OPT_THREADS,
 	/* sparse route: OPT_MODEL .. OPT_CLASSIFY */
 	OPT_MODEL, OPT_PROMPT, OPT_PROMPT_FILE, OPT_MAX_TOKENS, OPT_THRESHOLD,
-	OPT_QUALITY_FIRST, OPT_REQUEST_ID, OPT_PERCENTAGE, OPT_CATALOG, OPT_CLASSIFY
+	OPT_QUALITY_FIRST, OPT_REQUEST_ID, OPT_PERCENTAGE, OPT_CATALOG, OPT_CLASSIFY,
+	OPT_DB,
+	/* sparse worker: OPT_CONCURRENCY .. OPT_LEASE */
+	OPT_CONCURRENCY, OPT_ONCE, OPT_OUT_ROOT, OPT_LEASE,
+	/* sparse migrate: OPT_TABLE .. OPT_BATCH_SIZE */
+	OPT_TABLE, OPT_ID_COL, OPT_PATH_COL, OPT_BASE_COL, OPT_KIND, OPT_BATCH_SIZE
 };
 static const struct option cli_longopts[] = {
 	{"json", no_argument, NULL, OPT_JSON},
@@ -163,6 +211,17 @@ static const struct option cli_longopts[] = {
 	{"percentage", required_argument, NULL, OPT_PERCENTAGE},
 	{"catalog", required_argument, NULL, OPT_CATALOG},
 	{"classify", no_argument, NULL, OPT_CLASSIFY},
+	{"db", required_argument, NULL, OPT_DB},
+	{"concurrency", required_argument, NULL, OPT_CONCURRENCY},
+	{"once", no_argument, NULL, OPT_ONCE},
+	{"out-root", required_argument, NULL, OPT_OUT_ROOT},
+	{"lease", required_argument, NULL, OPT_LEASE},
+	{"table", required_argument, NULL, OPT_TABLE},
+	{"id-col", required_argument, NULL, OPT_ID_COL},
+	{"path-col", required_argument, NULL, OPT_PATH_COL},
+	{"base-col", required_argument, NULL, OPT_BASE_COL},
+	{"kind", required_argument, NULL, OPT_KIND},
+	{"batch-size", required_argument, NULL, OPT_BATCH_SIZE},
 	{NULL, 0, NULL, 0}
 };
 
@@ -300,6 +359,26 @@ take_route_option(cli_args *args, int c)
 	}
 }
 
+/* Store one option of worker, migrate or report (c in OPT_DB..OPT_BATCH_SIZE). */
+static void
+take_hub_option(cli_args *args, int c)
+{
+	switch (c)
+	{
+		case OPT_DB: args->db = optarg; break;
+		case OPT_CONCURRENCY: args->concurrency = optarg; break;
+		case OPT_ONCE: args->once = true; break;
+		case OPT_OUT_ROOT: args->out_root = optarg; break;
+		case OPT_LEASE: args->lease = optarg; break;
+		case OPT_TABLE: args->table = optarg; break;
+		case OPT_ID_COL: args->id_col = optarg; break;
+		case OPT_PATH_COL: args->path_col = optarg; break;
+		case OPT_BASE_COL: args->base_col = optarg; break;
+		case OPT_KIND: args->kind = optarg; break;
+		default: args->batch_size = optarg; break;	/* OPT_BATCH_SIZE */
+	}
+}
+
 /* Map one option of a command to its field; returns -1, or an exit status. */
 static int
 take_option(const cli_command *cmd, cli_opts *opts, cli_args *args, int c,
@@ -308,7 +387,10 @@ take_option(const cli_command *cmd, cli_opts *opts, cli_args *args, int c,
 	unsigned	need = c == 'o' ? CLI_OPT_OUT : c == 'l' ? CLI_OPT_LEVEL :
 		c == 's' ? CLI_OPT_SAMPLE : c == OPT_SAMPLE_ROWS ? CLI_OPT_SAMPLE_ROWS :
 		c == OPT_THREADS ? CLI_OPT_THREADS :
-		c >= OPT_MODEL && c <= OPT_CLASSIFY ? CLI_OPT_ROUTE : 0;
+		c >= OPT_MODEL && c <= OPT_CLASSIFY ? CLI_OPT_ROUTE :
+		c == OPT_DB ? CLI_OPT_DB :
+		c >= OPT_CONCURRENCY && c <= OPT_LEASE ? CLI_OPT_WORKER :
+		c >= OPT_TABLE && c <= OPT_BATCH_SIZE ? CLI_OPT_MIGRATE : 0;
 
 	if (need != 0 && (cmd->allowed & need) == 0)
 	{
@@ -319,6 +401,11 @@ take_option(const cli_command *cmd, cli_opts *opts, cli_args *args, int c,
 	if (need == CLI_OPT_ROUTE)
 	{
 		take_route_option(args, c);
+		return -1;
+	}
+	if (need == CLI_OPT_DB || need == CLI_OPT_WORKER || need == CLI_OPT_MIGRATE)
+	{
+		take_hub_option(args, c);
 		return -1;
 	}
 	switch (c)

@@ -240,6 +240,62 @@ sp_status	sp_dataset_estimate(sp_ctx *ctx, const char *base, const char *derived
 sp_status	sp_dataset_compress(sp_ctx *ctx, const char *base, const char *derived,
 								const char *out, int level, sp_compress_result *res);
 
+/* ---- hub storage jobs (common/store.c) ---------------------------------- */
+
+/* Longest path the storage functions build. */
+#define SP_PATH_MAX 4096
+
+/* What a hub row holds. */
+typedef enum sp_kind
+{
+	SP_KIND_MODEL = 0,			/* a safetensors file or model directory */
+	SP_KIND_DATASET = 1			/* a dataset file or directory of shards */
+} sp_kind;
+
+/* The estimate behind a storage decision. */
+typedef struct sp_store_est
+{
+	uint64_t	original_bytes;		/* size of the object's files */
+	uint64_t	est_delta_bytes;	/* original_bytes when there is no base */
+	double		savings_pct;		/* 0 when there is no base */
+	double		elapsed_ms;
+} sp_store_est;
+
+/* Parse "model" or "dataset" (SP_ERR_INVALID_ARG otherwise). */
+sp_status	sp_kind_parse(sp_ctx *ctx, const char *s, sp_kind *kind);
+
+/* "model" or "dataset". */
+const char *sp_kind_name(sp_kind kind);
+
+/* Total size of a file, or of the regular files under a directory. */
+sp_status	sp_path_bytes(sp_ctx *ctx, const char *path, uint64_t *bytes);
+
+/* Estimate the savings of a delta of path against base (NULL: no base, size only). */
+sp_status	sp_store_estimate(sp_ctx *ctx, sp_kind kind, const char *base,
+							  const char *path, sp_store_est *out);
+
+/*
+ * The delta path of an object: "PATH.sdelta" when dir is empty, else
+ * "DIR/KIND-ID.sdelta" with the id percent-encoded (no '/', '.' or NUL).
+ */
+sp_status	sp_store_delta_path(sp_ctx *ctx, const char *dir, sp_kind kind,
+								const char *object_id, const char *path,
+								char out[SP_PATH_MAX]);
+
+/*
+ * Remove an earlier attempt's leftovers at delta_path: its temporary files
+ * and a sparse delta at the path (anything else there is SP_ERR_EXISTS).
+ */
+sp_status	sp_store_clear(sp_ctx *ctx, const char *delta_path, int *removed);
+
+/*
+ * Clear delta_path, compress path against base into it with the kind's
+ * compressor, and rebuild it in memory to check the SHA-256; on failure
+ * nothing is left at delta_path.
+ */
+sp_status	sp_store_run(sp_ctx *ctx, sp_kind kind, const char *base, const char *path,
+						 const char *delta_path, int level, sp_compress_result *res);
+
 /* Valid compression levels (as zstd's). */
 #define SP_LEVEL_MIN 1
 #define SP_LEVEL_MAX 19

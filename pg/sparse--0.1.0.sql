@@ -435,3 +435,476 @@ SELECT requested_model,
 
 COMMENT ON VIEW sparse_routing_report IS
 'routing economics from sparse_route_log: per requested model plus a total row (requested_model NULL): requests, routed share, costs at the requested, recommended and served prices, savings, mean observed quality of routed and not routed requests';
+
+-- ==== hub storage: decisions, jobs, report (pg/store_pg.c, docs/STORAGE.md) ===
+--
+-- The hub keeps its own tables; a trigger it attaches (sparse_decide_storage)
+-- records one sparse_storage row per object and queues a sparse_jobs row for
+-- each 'delta' decision.  Workers (sparse_run_jobs in here, or `sparse
+-- worker` processes on other machines) claim jobs with FOR UPDATE SKIP
+-- LOCKED and a lease, write the delta with sparse_store_run and record the
+-- result in the transaction that completes the job.  Everything runs with
+-- the caller's rights: the inserting role needs pg_read_server_files (the
+-- estimate reads the files) and the worker's role pg_write_server_files as
+-- well, plus the table grants below, as for the routing tables.
+
+CREATE TABLE sparse_storage (
+    object_id        text NOT NULL,
+    kind             text NOT NULL CHECK (kind IN ('model', 'dataset')),
+    path             text NOT NULL,
+    base_object_id   text,
+    base_path        text,
+    decision         text NOT NULL CHECK (decision IN ('delta', 'full', 'pending', 'error')),
+    est_savings_pct  float8,
+    original_bytes   bigint CHECK (original_bytes >= 0),
+    stored_bytes     bigint CHECK (stored_bytes >= 0),
+    delta_path       text,
+    ft_sha256        text,
+    decided_at       timestamptz NOT NULL DEFAULT now(),
+    compressed_at    timestamptz,
+    error            text,
+    PRIMARY KEY (object_id, kind),
+    CHECK (compressed_at IS NULL OR (decision = 'delta' AND delta_path IS NOT NULL
+                                     AND stored_bytes IS NOT NULL AND ft_sha256 IS NOT NULL)));
+
+COMMENT ON TABLE sparse_storage IS
+'one row per hub object (model or dataset): how it is stored (delta, full, pending, error), the estimate behind the decision, and once a job ran the delta''s path, size and the original''s SHA-256';
+COMMENT ON COLUMN sparse_storage.base_object_id IS 'the object whose path is base_path, when the hub registered it too';
+COMMENT ON COLUMN sparse_storage.stored_bytes IS 'bytes stored: the delta once compressed, the original for full';
+COMMENT ON COLUMN sparse_storage.ft_sha256 IS 'SHA-256 of the original (for a directory, of its manifest), checked by rebuilding the delta';
+COMMENT ON COLUMN sparse_storage.compressed_at IS 'when a job wrote and verified the delta; NULL while the delta is only decided';
+
+CREATE TABLE sparse_jobs (
+    job_id         bigserial PRIMARY KEY,
+    object_id      text NOT NULL,
+    kind           text NOT NULL,
+    state          text NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'running', 'done', 'failed')),
+    attempts       int  NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    max_attempts   int  NOT NULL DEFAULT 3 CHECK (max_attempts > 0),
+    lease_holder   text,
+    lease_expires  timestamptz,
+    last_error     text,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    started_at     timestamptz,
+    finished_at    timestamptz,
+    FOREIGN KEY (object_id, kind) REFERENCES sparse_storage ON DELETE CASCADE);
+
+COMMENT ON TABLE sparse_jobs IS
+'the migration queue: one job per object to bring to its decided storage; claimed with FOR UPDATE SKIP LOCKED and a lease (sparse_claim_job), taken over when the lease expires, failed after max_attempts';
+
+-- at most one queued or running job per object
+CREATE UNIQUE INDEX sparse_jobs_active ON sparse_jobs (object_id, kind)
+    WHERE state IN ('queued', 'running');
+CREATE INDEX sparse_jobs_open ON sparse_jobs (job_id) WHERE state IN ('queued', 'running');
+
+COMMENT ON SEQUENCE sparse_jobs_job_id_seq IS 'ids of sparse_jobs rows';
+
+SELECT pg_catalog.pg_extension_config_dump('sparse_storage', '');
+SELECT pg_catalog.pg_extension_config_dump('sparse_jobs', '');
+SELECT pg_catalog.pg_extension_config_dump('sparse_jobs_job_id_seq', '');
+
+CREATE FUNCTION sparse_setting(name text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'sparse_setting'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION sparse_setting(text) IS
+'current value of a sparse.* setting, as current_setting gives it, but defined even before the extension''s library is loaded in this session';
+
+CREATE FUNCTION sparse_store_estimate(
+    kind text,
+    base text,
+    path text,
+    OUT original_bytes bigint,
+    OUT est_delta_bytes bigint,
+    OUT savings_pct float8,
+    OUT elapsed_ms float8)
+RETURNS record
+AS 'MODULE_PATHNAME', 'sparse_store_estimate'
+LANGUAGE C VOLATILE PARALLEL SAFE COST 10000;
+
+COMMENT ON FUNCTION sparse_store_estimate(text, text, text) IS
+'the estimate a storage decision rests on: delta_estimate for a model, dataset_delta_estimate for a dataset; with base NULL the size alone and no savings';
+
+CREATE FUNCTION sparse_delta_path(object_id text, kind text, path text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'sparse_delta_path'
+LANGUAGE C STABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION sparse_delta_path(text, text, text) IS
+'where a job writes the delta of an object: sparse.delta_dir/KIND-ID.sdelta (the id percent-encoded), or PATH.sdelta when sparse.delta_dir is empty';
+
+CREATE FUNCTION sparse_store_run(
+    kind text,
+    base text,
+    path text,
+    "out" text,
+    level int DEFAULT 3,
+    OUT delta_path text,
+    OUT original_bytes bigint,
+    OUT delta_bytes bigint,
+    OUT ft_sha256 text,
+    OUT elapsed_ms float8)
+RETURNS record
+AS 'MODULE_PATHNAME', 'sparse_store_run'
+LANGUAGE C VOLATILE PARALLEL UNSAFE COST 100000;
+
+COMMENT ON FUNCTION sparse_store_run(text, text, text, text, int) IS
+'carry out a delta decision: remove what an interrupted attempt left at out (its temporary files, a sparse delta never recorded), write the delta there and rebuild it to check the SHA-256';
+
+REVOKE EXECUTE ON FUNCTION sparse_store_estimate(text, text, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION sparse_store_run(text, text, text, text, int) FROM PUBLIC;
+
+-- Record the decision for an object from an estimate (or its error), and
+-- queue a job for a 'delta' unless one is already queued or running.
+CREATE FUNCTION sparse_set_decision(
+    object_id text, kind text, path text, base_path text,
+    est_savings_pct float8, original_bytes bigint, error text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+DECLARE
+    dec      text;
+    min_pct  float8;
+BEGIN
+    IF kind IS NULL OR kind NOT IN ('model', 'dataset') THEN
+        RAISE EXCEPTION 'kind must be ''model'' or ''dataset'', not %', coalesce(quote_literal(kind), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    min_pct := CASE kind WHEN 'model' THEN sparse_setting('sparse.model_min_savings_pct')
+                         ELSE sparse_setting('sparse.dataset_min_savings_pct') END::float8;
+    dec := CASE WHEN error IS NOT NULL THEN 'error'
+                WHEN base_path IS NULL THEN 'full'
+                WHEN est_savings_pct >= min_pct THEN 'delta'
+                ELSE 'full' END;
+    INSERT INTO sparse_storage AS s
+           (object_id, kind, path, base_object_id, base_path, decision, est_savings_pct,
+            original_bytes, stored_bytes, error)
+    VALUES ($1, $2, $3,
+            (SELECT b.object_id FROM sparse_storage b
+              WHERE b.kind = $2 AND b.path = $4 ORDER BY b.object_id LIMIT 1),
+            $4, dec, $5, $6, CASE WHEN dec = 'full' THEN $6 END, $7)
+    ON CONFLICT ON CONSTRAINT sparse_storage_pkey DO UPDATE
+       SET path = EXCLUDED.path, base_object_id = EXCLUDED.base_object_id,
+           base_path = EXCLUDED.base_path, decision = EXCLUDED.decision,
+           est_savings_pct = EXCLUDED.est_savings_pct, original_bytes = EXCLUDED.original_bytes,
+           stored_bytes = EXCLUDED.stored_bytes, delta_path = NULL, ft_sha256 = NULL,
+           decided_at = now(), compressed_at = NULL, error = EXCLUDED.error;
+    IF dec = 'delta' THEN
+        INSERT INTO sparse_jobs (object_id, kind) VALUES ($1, $2)
+        ON CONFLICT (object_id, kind) WHERE state IN ('queued', 'running') DO NOTHING;
+    END IF;
+    RETURN dec;
+END $$;
+
+COMMENT ON FUNCTION sparse_set_decision(text, text, text, text, float8, bigint, text) IS
+'record the storage decision of an object from its estimate (error given: ''error''; no base: ''full''; else ''delta'' at or above sparse.model_min_savings_pct / sparse.dataset_min_savings_pct) and queue a job for a delta';
+
+-- Estimate and decide.  A failed estimate is recorded as 'error' (the
+-- insert that triggered it goes on) unless sparse.strict is on.  WHEN
+-- OTHERS does not catch a query cancel: a cancelled insert stays cancelled.
+CREATE FUNCTION sparse_decide(object_id text, kind text, path text, base_path text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+DECLARE
+    pct    float8;
+    bytes  bigint;
+    err    text;
+BEGIN
+    BEGIN
+        SELECT e.savings_pct, e.original_bytes INTO pct, bytes
+          FROM sparse_store_estimate($2, $4, $3) e;
+    EXCEPTION WHEN OTHERS THEN
+        IF sparse_setting('sparse.strict')::bool THEN
+            RAISE;
+        END IF;
+        GET STACKED DIAGNOSTICS err = MESSAGE_TEXT;
+    END;
+    RETURN sparse_set_decision($1, $2, $3, $4, pct, bytes, err);
+END $$;
+
+COMMENT ON FUNCTION sparse_decide(text, text, text, text) IS
+'estimate an object against its base and record the decision (sparse_set_decision); a failed estimate is recorded as ''error'' unless sparse.strict is on';
+
+-- The trigger a hub attaches to its own table, naming its columns:
+--   CREATE TRIGGER models_storage AFTER INSERT OR UPDATE OF path, base_path ON models
+--     FOR EACH ROW EXECUTE FUNCTION sparse_decide_storage('id', 'path', 'base_path', 'model');
+CREATE FUNCTION sparse_decide_storage()
+RETURNS trigger
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    new_row  jsonb;
+    old_row  jsonb;
+    col      text;
+BEGIN
+    IF TG_NARGS <> 4 OR TG_LEVEL <> 'ROW' OR TG_OP NOT IN ('INSERT', 'UPDATE') THEN
+        RAISE EXCEPTION 'sparse_decide_storage must be a row trigger on INSERT or UPDATE with 4 arguments: id column, path column, base path column, kind'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    new_row := to_jsonb(NEW);
+    FOREACH col IN ARRAY TG_ARGV[0:2] LOOP
+        IF NOT new_row ? col THEN
+            RAISE EXCEPTION 'sparse_decide_storage: table %.% has no column "%"',
+                TG_TABLE_SCHEMA, TG_TABLE_NAME, col USING ERRCODE = 'undefined_column';
+        END IF;
+    END LOOP;
+    IF TG_OP = 'UPDATE' THEN
+        old_row := to_jsonb(OLD);
+        IF old_row -> TG_ARGV[1] = new_row -> TG_ARGV[1] AND
+           old_row -> TG_ARGV[2] = new_row -> TG_ARGV[2] AND
+           old_row -> TG_ARGV[0] = new_row -> TG_ARGV[0] THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    IF new_row ->> TG_ARGV[0] IS NULL OR new_row ->> TG_ARGV[1] IS NULL THEN
+        RETURN NULL;  -- nothing stored yet
+    END IF;
+    PERFORM sparse_decide(new_row ->> TG_ARGV[0], TG_ARGV[3], new_row ->> TG_ARGV[1],
+                          new_row ->> TG_ARGV[2]);
+    RETURN NULL;
+END $$;
+
+COMMENT ON FUNCTION sparse_decide_storage() IS
+'row trigger for a hub table: sparse_decide_storage(id column, path column, base path column, ''model'' | ''dataset'') decides the storage of each inserted row (and of a row whose path or base changes) and queues a job for a delta';
+
+-- Claim the oldest open job for worker, for lease_seconds.  A job whose
+-- lease expired is taken over (another attempt); one whose lease expired on
+-- its last attempt becomes 'failed'.  SKIP LOCKED: concurrent workers never
+-- wait on each other or take the same job.
+CREATE FUNCTION sparse_claim_job(worker text, lease_seconds int DEFAULT 600)
+RETURNS TABLE (job_id bigint, object_id text, kind text, path text, base_path text,
+               decision text, attempts int)
+LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+BEGIN
+    IF worker IS NULL OR lease_seconds IS NULL OR lease_seconds < 1 THEN
+        RAISE EXCEPTION 'sparse_claim_job needs a worker name and lease_seconds >= 1'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    WITH dead AS (
+        SELECT j.job_id FROM sparse_jobs j
+         WHERE j.state = 'running' AND j.lease_expires < clock_timestamp()
+           AND j.attempts >= j.max_attempts
+         FOR UPDATE SKIP LOCKED),
+    failed AS (
+        UPDATE sparse_jobs j
+           SET state = 'failed', finished_at = clock_timestamp(),
+               last_error = format('the lease of %s expired on attempt %s of %s', j.lease_holder,
+                                   j.attempts, j.max_attempts)
+          FROM dead WHERE j.job_id = dead.job_id
+        RETURNING j.object_id, j.kind, j.last_error)
+    UPDATE sparse_storage s SET decision = 'error', error = f.last_error
+      FROM failed f WHERE s.object_id = f.object_id AND s.kind = f.kind;
+
+    RETURN QUERY
+    WITH next AS (
+        SELECT j.job_id FROM sparse_jobs j
+         WHERE j.state IN ('queued', 'running') AND j.attempts < j.max_attempts
+           AND (j.state = 'queued' OR j.lease_expires < clock_timestamp())
+         ORDER BY j.job_id
+         LIMIT 1
+         FOR UPDATE SKIP LOCKED),
+    claimed AS (
+        UPDATE sparse_jobs j
+           SET state = 'running', attempts = j.attempts + 1, lease_holder = worker,
+               lease_expires = clock_timestamp() + make_interval(secs => lease_seconds),
+               started_at = clock_timestamp(),
+               last_error = CASE WHEN j.state = 'running'
+                                 THEN format('taken over from %s after its lease expired', j.lease_holder)
+                                 ELSE j.last_error END
+          FROM next WHERE j.job_id = next.job_id
+        RETURNING j.job_id, j.object_id, j.kind, j.attempts)
+    SELECT c.job_id, c.object_id, c.kind, s.path, s.base_path, s.decision, c.attempts
+      FROM claimed c JOIN sparse_storage s ON s.object_id = c.object_id AND s.kind = c.kind;
+END $$;
+
+COMMENT ON FUNCTION sparse_claim_job(text, int) IS
+'claim the oldest queued job (or one whose lease expired) for worker for lease_seconds; no row when there is none';
+
+CREATE FUNCTION sparse_renew_lease(job_id bigint, worker text, lease_seconds int DEFAULT 600)
+RETURNS bool
+LANGUAGE sql VOLATILE AS $$
+    UPDATE sparse_jobs j SET lease_expires = clock_timestamp() + make_interval(secs => $3)
+     WHERE j.job_id = $1 AND j.state = 'running' AND j.lease_holder = $2
+    RETURNING true;
+$$;
+
+COMMENT ON FUNCTION sparse_renew_lease(bigint, text, int) IS
+'extend a running job''s lease; NULL when worker no longer holds it';
+
+-- Finish a job: record its result in sparse_storage in this transaction.
+-- False when worker no longer holds the job (its lease expired and another
+-- worker took it over): the caller's work is then not recorded.  When the
+-- object's path or base changed while the job ran, the job is queued again.
+CREATE FUNCTION sparse_complete_job(
+    job_id bigint, worker text, path text, base_path text,
+    delta_path text DEFAULT NULL, original_bytes bigint DEFAULT NULL,
+    stored_bytes bigint DEFAULT NULL, ft_sha256 text DEFAULT NULL)
+RETURNS bool
+LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+DECLARE
+    j  record;
+BEGIN
+    SELECT * INTO j FROM sparse_jobs x
+     WHERE x.job_id = $1 AND x.state = 'running' AND x.lease_holder = $2
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    UPDATE sparse_storage s
+       SET decision = CASE WHEN $5 IS NOT NULL THEN 'delta' ELSE s.decision END,
+           delta_path = $5,
+           original_bytes = coalesce($6, s.original_bytes),
+           stored_bytes = CASE WHEN $5 IS NOT NULL THEN $7 ELSE s.stored_bytes END,
+           ft_sha256 = $8,
+           compressed_at = CASE WHEN $5 IS NOT NULL THEN clock_timestamp() END,
+           error = NULL
+     WHERE s.object_id = j.object_id AND s.kind = j.kind
+       AND s.path = $3 AND s.base_path IS NOT DISTINCT FROM $4;
+    IF NOT FOUND THEN
+        UPDATE sparse_jobs x SET state = 'queued', lease_holder = NULL, lease_expires = NULL,
+               last_error = 'the object''s path or base changed while the job ran'
+         WHERE x.job_id = $1;
+        RETURN false;
+    END IF;
+    UPDATE sparse_jobs x SET state = 'done', finished_at = clock_timestamp(), lease_expires = NULL
+     WHERE x.job_id = $1;
+    RETURN true;
+END $$;
+
+COMMENT ON FUNCTION sparse_complete_job(bigint, text, text, text, text, bigint, bigint, text) IS
+'mark a job done and record its delta (path, sizes, SHA-256) in sparse_storage, in the caller''s transaction; false if worker lost the job';
+
+-- A failed attempt: queued again, or 'failed' (and the object 'error')
+-- after max_attempts.  Returns the job's new state, NULL if worker lost it.
+CREATE FUNCTION sparse_fail_job(job_id bigint, worker text, error text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+DECLARE
+    j  record;
+BEGIN
+    UPDATE sparse_jobs x
+       SET state = CASE WHEN x.attempts >= x.max_attempts THEN 'failed' ELSE 'queued' END,
+           last_error = $3, lease_holder = NULL, lease_expires = NULL,
+           finished_at = CASE WHEN x.attempts >= x.max_attempts THEN clock_timestamp() END
+     WHERE x.job_id = $1 AND x.state = 'running' AND x.lease_holder = $2
+    RETURNING x.state, x.object_id, x.kind, x.attempts INTO j;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF j.state = 'failed' THEN
+        UPDATE sparse_storage s
+           SET decision = 'error', error = format('job %s failed %s times; last: %s', $1, j.attempts, $3)
+         WHERE s.object_id = j.object_id AND s.kind = j.kind;
+    END IF;
+    RETURN j.state;
+END $$;
+
+COMMENT ON FUNCTION sparse_fail_job(bigint, text, text) IS
+'record a failed attempt: the job is queued again, or failed (and its object''s decision ''error'') after max_attempts';
+
+CREATE FUNCTION sparse_release_job(job_id bigint, worker text)
+RETURNS bool
+LANGUAGE sql VOLATILE AS $$
+    UPDATE sparse_jobs j
+       SET state = 'queued', attempts = greatest(j.attempts - 1, 0), lease_holder = NULL,
+           lease_expires = NULL
+     WHERE j.job_id = $1 AND j.state = 'running' AND j.lease_holder = $2
+    RETURNING true;
+$$;
+
+COMMENT ON FUNCTION sparse_release_job(bigint, text) IS
+'hand a running job back to the queue without counting the attempt (a worker told to stop); NULL when worker does not hold it';
+
+-- Work one claimed job inside the database.
+CREATE FUNCTION sparse_work_job(job_id bigint, worker text, object_id text, kind text,
+                                path text, base_path text, decision text)
+RETURNS bool
+LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+DECLARE
+    dec  text := $7;
+    r    record;
+BEGIN
+    IF dec = 'pending' THEN
+        dec := sparse_decide($3, $4, $5, $6);
+    END IF;
+    IF dec <> 'delta' THEN
+        RETURN sparse_complete_job($1, $2, $5, $6);
+    END IF;
+    SELECT * INTO r FROM sparse_store_run($4, $6, $5, sparse_delta_path($3, $4, $5));
+    RETURN sparse_complete_job($1, $2, $5, $6, r.delta_path, r.original_bytes,
+                               r.delta_bytes, r.ft_sha256);
+END $$;
+
+COMMENT ON FUNCTION sparse_work_job(bigint, text, text, text, text, text, text) IS
+'carry out one claimed job: decide a pending object, write and verify a delta, complete the job';
+
+-- Run up to max_jobs jobs (NULL: until none is left) in this backend, for
+-- small deployments; each failed attempt is recorded and the loop goes on.
+CREATE FUNCTION sparse_run_jobs(max_jobs int DEFAULT NULL)
+RETURNS int
+LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+DECLARE
+    worker  text := format('backend %s on %s', pg_backend_pid(), coalesce(inet_server_addr()::text, 'local'));
+    j       record;
+    tried   int := 0;
+    done    int := 0;
+    err     text;
+BEGIN
+    IF max_jobs < 0 THEN
+        RAISE EXCEPTION 'max_jobs must be at least 0, not %', max_jobs
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    LOOP
+        EXIT WHEN max_jobs IS NOT NULL AND tried >= max_jobs;
+        SELECT * INTO j FROM sparse_claim_job(worker, 86400);
+        EXIT WHEN NOT FOUND;
+        tried := tried + 1;
+        BEGIN
+            IF sparse_work_job(j.job_id, worker, j.object_id, j.kind, j.path, j.base_path, j.decision) THEN
+                done := done + 1;
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS err = MESSAGE_TEXT;
+            RAISE WARNING 'sparse job % (% %) failed: %', j.job_id, j.kind, j.object_id, err;
+            PERFORM sparse_fail_job(j.job_id, worker, err);
+        END;
+    END LOOP;
+    RETURN done;
+END $$;
+
+COMMENT ON FUNCTION sparse_run_jobs(int) IS
+'run up to max_jobs storage jobs (NULL: all) in this session; returns how many completed; failures are recorded in sparse_jobs and sparse_storage';
+
+-- Bytes in GiB at sparse.storage_cost_per_gb_month.  An object counts as
+-- stored in its delta only once a job wrote and verified it; until then,
+-- and for 'full', 'pending' and 'error', it costs its original bytes.
+CREATE VIEW sparse_savings_report AS
+WITH o AS (
+    SELECT kind, decision, coalesce(original_bytes, 0) AS original_bytes,
+           CASE WHEN compressed_at IS NOT NULL THEN stored_bytes
+                ELSE coalesce(original_bytes, 0) END AS stored_bytes,
+           compressed_at IS NOT NULL AS is_delta
+      FROM sparse_storage),
+sums AS (
+    SELECT kind, count(*) AS objects, count(*) FILTER (WHERE is_delta) AS objects_delta,
+           count(*) FILTER (WHERE decision IN ('pending', 'error') OR (decision = 'delta' AND NOT is_delta)) AS objects_open,
+           coalesce(sum(original_bytes), 0)::bigint AS original_bytes,
+           coalesce(sum(stored_bytes), 0)::bigint AS stored_bytes
+      FROM o GROUP BY GROUPING SETS ((kind), ()))
+SELECT coalesce(kind, 'all') AS kind, objects, objects_delta, objects_open,
+       original_bytes, stored_bytes, original_bytes - stored_bytes AS saved_bytes,
+       CASE WHEN original_bytes > 0 THEN 100.0::float8 * (original_bytes - stored_bytes) / original_bytes END AS savings_pct,
+       (original_bytes - stored_bytes) / 1073741824.0::float8
+           * sparse_setting('sparse.storage_cost_per_gb_month')::float8 AS saved_per_month
+  FROM sums
+ ORDER BY kind IS NULL, kind;
+
+COMMENT ON VIEW sparse_savings_report IS
+'storage savings per kind and overall (kind ''all''): objects, objects stored as a verified delta, objects still open (pending, error, delta not yet written), original and stored bytes, saved bytes and percent, money saved per month at sparse.storage_cost_per_gb_month per GiB';

@@ -63,13 +63,6 @@ PG_MODULE_MAGIC;
 static char *sparse_root = NULL;
 static int	sparse_threads = 0;
 
-/* What a file function is about to do, for the privilege check. */
-typedef enum sparse_access
-{
-	SPARSE_READ,				/* reads server files */
-	SPARSE_READ_WRITE			/* reads server files and creates new ones */
-} sparse_access;
-
 void		_PG_init(void);
 
 PG_FUNCTION_INFO_V1(sparse_version);
@@ -114,6 +107,7 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 	sparse_route_init();
+	sparse_store_init();
 	MarkGUCPrefixReserved("sparse");
 }
 
@@ -190,7 +184,7 @@ sparse_call_done(sparse_call *call)
  * still holds if an administrator GRANTs EXECUTE to a role too freely.
  * has_privs_of_role() is true for superusers.
  */
-static void
+void
 sparse_check_access(sparse_access access)
 {
 	Oid			user = GetUserId();

@@ -11,6 +11,8 @@
 #   unit       C unit tests of common/            (test/unit)
 #   unit-san   the same under ASan+UBSan
 #   pg-test    pg_regress in a throwaway cluster  (scripts/pg-test.sh)
+#   hub-test   trigger, migrate, 3 workers with one killed, report, in a
+#              throwaway cluster                  (test/hub/run.sh)
 #   sqlite-test, cli-test                         (test/sqlite, test/cli)
 #   route-eval the routing bars on real labels     (bench/route_eval.sh)
 #   fuzz       every libFuzzer target for FUZZ_SECONDS (scripts/fuzz.sh)
@@ -98,7 +100,7 @@ show_failures() {
   done
 }
 
-for layer in build unit unit-san pg-test sqlite-test cli-test route-eval fuzz; do
+for layer in build unit unit-san pg-test hub-test sqlite-test cli-test route-eval fuzz; do
   run_layer "$layer"
 done
 show_failures
