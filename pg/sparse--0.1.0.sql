@@ -613,8 +613,7 @@ DECLARE
     err    text;
 BEGIN
     BEGIN
-        SELECT e.savings_pct, e.original_bytes INTO pct, bytes
-          FROM sparse_store_estimate($2, $4, $3) e;
+        SELECT e.savings_pct, e.original_bytes FROM sparse_store_estimate($2, $4, $3) e INTO pct, bytes;
     EXCEPTION WHEN OTHERS THEN
         IF sparse_setting('sparse.strict')::bool THEN
             RAISE;
@@ -765,7 +764,9 @@ BEGIN
      WHERE s.object_id = j.object_id AND s.kind = j.kind
        AND s.path = $3 AND s.base_path IS NOT DISTINCT FROM $4;
     IF NOT FOUND THEN
-        UPDATE sparse_jobs x SET state = 'queued', lease_holder = NULL, lease_expires = NULL,
+        -- not a failure of the attempt: it does not count
+        UPDATE sparse_jobs x SET state = 'queued', attempts = greatest(x.attempts - 1, 0),
+               lease_holder = NULL, lease_expires = NULL,
                last_error = 'the object''s path or base changed while the job ran'
          WHERE x.job_id = $1;
         RETURN false;

@@ -22,7 +22,7 @@ REG=/tmp/sparse_regress
 # copy_models: lay out the fixtures the tests name by absolute path.
 copy_models() {
   rm -rf "$REG" || return 1
-  mkdir -p "$REG"/data/{gpt2,roberta,mlp,dirpair/base,dirpair/ft} "$REG"/out/cancel || return 1
+  mkdir -p "$REG"/data/{gpt2,roberta,mlp,dirpair/base,dirpair/ft} "$REG"/out/cancel "$REG"/out/hub || return 1
   cp "$MODELS"/gpt2-lora-r8/{base,ft}.safetensors "$REG/data/gpt2/" || return 1
   cp "$MODELS"/roberta-lora-r4-biasall/{base,ft}.safetensors "$REG/data/roberta/" || return 1
   cp "$MODELS"/mlp-trained/*.safetensors "$REG/data/mlp/" || return 1
@@ -41,7 +41,7 @@ copy_models() {
   # a real JSONL pair (1.7 MB), slow enough at level 19 to be cancelled
   mkdir -p "$REG/data/ds/gsm8k" || return 1
   cp "$DATA"/datasets/gsm8k_socratic/{base,derived}.jsonl "$REG/data/ds/gsm8k/" || return 1
-  chmod -R a+rX "$REG/data" && chmod 0755 "$REG" && chmod 0777 "$REG/out" "$REG/out/cancel"
+  chmod -R a+rX "$REG/data" && chmod 0755 "$REG" && chmod 0777 "$REG/out" "$REG/out/cancel" "$REG/out/hub"
 }
 
 copy_models || { echo "pg-fixtures: could not prepare $REG" >&2; exit 1; }
