@@ -25,7 +25,8 @@
  * statements of rt_install_sql: the four tables, sparse_settings,
  * sparse_route_version (one row), the triggers that change
  * sparse_route_version.v whenever the catalog, the predictors or the
- * settings change, and the sparse_routing_report view.
+ * settings change, and the sparse_routing_report view; then the storage
+ * objects of sq_store_install_sql (store_sqlite.c).
  *
  * Caching: each connection keeps one rt_conn (the user data of every
  * routing function) holding the catalog, the learned predictors and the
@@ -467,6 +468,8 @@ rt_install_fn(sqlite3_context *out, int argc, sqlite3_value **argv)
 	}
 	for (size_t i = 0; rc == SP_OK && i < sizeof(rt_install_sql) / sizeof(rt_install_sql[0]); i++)
 		rc = rt_exec(&c, rt_install_sql[i], "sparse_install()");
+	for (int i = 0; rc == SP_OK && i < sq_store_install_n; i++)
+		rc = rt_exec(&c, sq_store_install_sql[i], "sparse_install()");
 	if (rc == SP_OK)
 		rc = rt_exec(&c, "RELEASE sparse_install", "sparse_install()");
 	if (rc != SP_OK)

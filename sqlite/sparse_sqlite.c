@@ -69,8 +69,6 @@ SQLITE_EXTENSION_INIT1
 /* The core's message for a sample_rows out of range, for values beyond int. */
 #define SQ_SAMPLE_ROWS_RANGE_MSG "sample_rows %lld is out of range (1 to 10000000)"
 
-/* State shared by everything one load registers on one connection. */
-typedef struct sq_conn sq_conn;
 
 /* Module client data: the connection state plus which function this is. */
 typedef struct sq_modaux
@@ -185,7 +183,7 @@ sq_interrupted(void *user)
 }
 
 /* Set up a core context for one call on a connection. */
-static void
+void
 sq_ctx_init(sp_ctx *ctx, sq_call *call, const sq_conn *conn)
 {
 	sp_ctx_init(ctx);
@@ -1042,7 +1040,7 @@ static const struct
 /* ---- registration -------------------------------------------------------- */
 
 /* Drop one reference to the connection state (the destructor SQLite calls). */
-static void
+void
 sq_conn_release(void *p)
 {
 	sq_conn    *conn = p;
@@ -1052,6 +1050,13 @@ sq_conn_release(void *p)
 		sqlite3_free(conn->root);
 		sqlite3_free(conn);
 	}
+}
+
+/* Take one more reference to the connection state. */
+void
+sq_conn_ref(sq_conn *conn)
+{
+	conn->refs++;
 }
 
 /* The destructor of a module's client data. */
@@ -1155,6 +1160,8 @@ sqlite3_sparse_init(sqlite3 *db, char **errmsg, const sqlite3_api_routines *api)
 	if ((rc = sq_conn_new(&conn, errmsg)) != SQLITE_OK)
 		return rc;
 	rc = sq_register_all(db, conn, errmsg);
+	if (rc == SQLITE_OK)
+		rc = sq_store_register(db, conn, errmsg);	/* store_sqlite.c */
 	sq_conn_release(conn);
 	if (rc == SQLITE_OK)
 		rc = sq_route_register(db, errmsg);	/* route_sqlite.c */

@@ -1,7 +1,8 @@
 /*
  * sparse_sqlite.h -- declarations shared by the files of the SQLite
  * extension (./sparse.so): sparse_sqlite.c (entry point, file functions,
- * interrupt hook, error translator) and route_sqlite.c (smart routing).
+ * interrupt hook, error translator), route_sqlite.c (smart routing) and
+ * store_sqlite.c (hub storage decisions and jobs).
  *
  * The shared functions are hidden from the shared object's symbol table:
  * only sqlite3_sparse_init is meant to be found by the loader.
@@ -22,6 +23,25 @@ typedef struct sq_call
 	sqlite3    *db;
 	bool		native_interrupt;	/* sqlite3_is_interrupted() is usable */
 } sq_call;
+
+/* State shared by everything one load registers on one connection. */
+typedef struct sq_conn sq_conn;
+
+/* Core context for one call: SQLite's allocator, interrupts, SPARSE_ROOT. */
+SQ_HIDDEN void sq_ctx_init(sp_ctx *ctx, sq_call *call, const sq_conn *conn);
+
+/* Drop one reference to the connection state (a function's destructor). */
+SQ_HIDDEN void sq_conn_release(void *p);
+
+/* Take one more reference to the connection state. */
+SQ_HIDDEN void sq_conn_ref(sq_conn *conn);
+
+/* Register the storage functions (store_sqlite.c) on a connection. */
+SQ_HIDDEN int sq_store_register(sqlite3 *db, sq_conn *conn, char **errmsg);
+
+/* What sparse_install() adds for storage (store_sqlite.c), in order. */
+extern SQ_HIDDEN const char *const sq_store_install_sql[];
+extern SQ_HIDDEN const int sq_store_install_n;
 
 /* Interrupt hook (user is an sq_call): has sqlite3_interrupt() been called? */
 SQ_HIDDEN int sq_interrupted(void *user);

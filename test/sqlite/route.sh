@@ -117,10 +117,10 @@ is "sparse_install() creates the objects and says so" "$(rt_sql "$DB" "SELECT sp
 	"sparse $VERSION installed"
 is "sparse_install() is idempotent" "$(rt_sql "$DB" "SELECT sparse_install(); SELECT sparse_install();")" \
 	"$(printf 'sparse %s installed\nsparse %s installed' "$VERSION" "$VERSION")"
-is "the tables, the view and sparse_route_version's single row" \
+is "the tables, the views and sparse_route_version's single row" \
 	"$(rt_sql "$DB" "SELECT group_concat(type || ':' || name, ' ') FROM (SELECT type, name FROM sqlite_schema
   WHERE type IN ('table', 'view') ORDER BY name); SELECT count(*) FROM sparse_route_version;")" \
-	"$(printf '%s\n1' 'table:sparse_route_catalog table:sparse_route_feedback table:sparse_route_log table:sparse_route_model table:sparse_route_version view:sparse_routing_report table:sparse_settings')"
+	"$(printf '%s\n1' 'table:sparse_jobs table:sparse_route_catalog table:sparse_route_feedback table:sparse_route_log table:sparse_route_model table:sparse_route_version view:sparse_routing_report view:sparse_savings_report table:sparse_settings table:sparse_storage')"
 is "nine triggers: insert, update, delete on catalog, model and settings" \
 	"$(rt_sql "$DB" "SELECT count(*), count(DISTINCT tbl_name) FROM sqlite_schema WHERE type = 'trigger';")" "9|3"
 cols() { rt_sql "$DB" "SELECT group_concat(name, ' ') FROM pragma_table_info('$1');"; }

@@ -25,8 +25,9 @@
 # synthetic pairs of scripts/dataset-fixtures.sh (CSV, JSONL, 2 -> 3 shards,
 # a malformed CSV) through dataset_delta_estimate / dataset_delta_compress
 # and back through delta_apply (sha256sum of the rebuilt file = that of the
-# derived one), their argument errors, DIRECTONLY and SPARSE_ROOT.  Smart
-# routing: test/sqlite/route.sh, sourced at the end.  All files go to a temporary
+# derived one), their argument errors, DIRECTONLY and SPARSE_ROOT.  Hub
+# storage: test/sqlite/store.sh; smart routing: test/sqlite/route.sh, both
+# sourced at the end.  All files go to a temporary
 # directory under build/, removed on exit.
 set -u
 
@@ -715,6 +716,9 @@ interrupt_after "sqlite3_interrupt stops dataset_delta_compress" \
 	"SELECT * FROM dataset_delta_compress($(q "$T/slow_base.csv"), $(q "$T/slow_derived.csv"), $(q "$T/gsm8k-int.delta"), 19);"
 check "an interrupted dataset_delta_compress leaves no output or temporary file" \
 	test -z "$(ls -A "$T" | grep -i 'gsm8k-int')"
+
+# ---- hub storage: test/sqlite/store.sh, sourced so its checks count here ----
+. test/sqlite/store.sh
 
 # ---- smart routing: test/sqlite/route.sh, sourced so its checks count here --
 . test/sqlite/route.sh
