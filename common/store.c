@@ -42,6 +42,7 @@
 sp_status
 sp_kind_parse(sp_ctx *ctx, const char *s, sp_kind *kind)
 {
+	sp_clear_error(ctx);
 	if (s && strcmp(s, "model") == 0)
 		*kind = SP_KIND_MODEL;
 	else if (s && strcmp(s, "dataset") == 0)

@@ -118,5 +118,6 @@ extern const t_case t_tests_dataset[];
 extern const t_case t_tests_bigmem[];
 extern const t_case t_tests_route[];
 extern const t_case t_tests_threads[];
+extern const t_case t_tests_store[];
 
 #endif							/* SPARSE_TEST_HARNESS_H */

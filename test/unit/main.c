@@ -35,6 +35,7 @@ static const t_case *const t_tables[] = {
 	t_tests_bigmem,
 	t_tests_route,
 	t_tests_threads,
+	t_tests_store,
 };
 
 #define T_MAX_MSGS 32
