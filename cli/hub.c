@@ -142,7 +142,7 @@ hub_fail(hub_worker *w, const char *msg)
 	fprintf(stderr, "sparse: worker %s: job %s failed: %s\n", w->name, w->job_id, msg);
 }
 
-/* Decide a 'pending' object here; its new decision (static), or NULL. */
+/* Decide a 'pending' object here; its new decision (static), or NULL (stopped, or a database error). */
 static const char *
 hub_decide(hub_worker *w, sp_kind kind, PGresult *job)
 {
@@ -157,7 +157,10 @@ hub_decide(hub_worker *w, sp_kind kind, PGresult *job)
 
 	sp_ctx_init(&ctx);
 	ctx.hooks.interrupted = hub_interrupted;
-	if (sp_store_estimate(&ctx, kind, base, PQgetvalue(job, 0, 3), &est) == SP_OK)
+	if (sp_store_estimate(&ctx, kind, base, PQgetvalue(job, 0, 3), &est) != SP_OK &&
+		ctx.err.code == SP_ERR_CANCELLED)
+		return NULL;			/* stopped: the caller hands the job back */
+	if (ctx.err.code == SP_OK)
 	{
 		snprintf(pct, sizeof(pct), "%.17g", est.savings_pct);
 		snprintf(bytes, sizeof(bytes), "%llu", (unsigned long long) est.original_bytes);
@@ -276,7 +279,8 @@ hub_work(hub_worker *w, PGresult *job)
 	}
 	if (strcmp(dec, "pending") == 0 && (dec = hub_decide(w, kind, job)) == NULL)
 	{
-		hub_fail(w, PQerrorMessage(w->conn));
+		if (!cli_was_interrupted())
+			hub_fail(w, PQerrorMessage(w->conn));
 		return;
 	}
 	if (strcmp(dec, "delta") == 0)
