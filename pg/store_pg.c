@@ -189,7 +189,14 @@ sparse_store_run(PG_FUNCTION_ARGS)
 	Datum		values[5];
 	bool		nulls[5] = {false};
 
-	/* it reads both sides and creates (and may remove) files under out */
+	/*
+	 * Security: it reads both sides and creates a file at out, so it needs
+	 * what delta_compress needs.  It may also remove a sparse delta and
+	 * sparse temporaries at out (an interrupted attempt's leftovers): a
+	 * role that may write server files can overwrite those with COPY ... TO
+	 * anyway, so removing them grants nothing new, and a file that is not
+	 * a sparse delta (or a symlink) is never removed.
+	 */
 	sparse_check_access(SPARSE_READ_WRITE);
 	sparse_call_init(&call);
 	if ((rc = sp_store_run(&call.ctx, kind, base, path, out, level, &res)) != SP_OK)

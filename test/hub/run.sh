@@ -114,6 +114,7 @@ is "$(q "SELECT count(*) FROM sparse_jobs WHERE state = 'queued'")" "50" "50 job
 
 # ---- three workers, one killed mid-job -----------------------------------------------
 pids=()
+t0=$(date +%s.%N)
 for i in 1 2 3; do
   "$SPARSE" worker --db "$CONN" --once --out-root "$H/out" --lease 3 >"$H/worker$i.log" 2>&1 &
   pids+=($!)
@@ -138,6 +139,7 @@ for p in "${pids[@]}"; do
   wait "$p"; rcs="$rcs$?"
 done
 is "$rcs" "00" "the two other workers drained the queue and exited 0"
+echo "# 50 jobs drained in $(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN { printf "%.1f", a - b }') s (one worker killed, a 3 s lease to expire)"
 
 is "$(q "SELECT count(*) FILTER (WHERE state = 'done') || '/' || count(*) FROM sparse_jobs")" "50/50" "every job is done"
 is "$(q "SELECT count(*) FROM (SELECT 1 FROM sparse_jobs GROUP BY object_id, kind HAVING count(*) <> 1) x")" \
@@ -147,6 +149,9 @@ is "$(q "SELECT attempts || ' ' || (last_error LIKE 'taken over from %:$victim a
 is "$(q "SELECT string_agg(decision || ':' || n, ' ' ORDER BY decision)
          FROM (SELECT decision, count(*) n FROM sparse_storage GROUP BY 1) x")" \
    "delta:49 full:3" "legacy rows were decided by the workers (one without a base kept full)"
+is "$(q "SELECT count(*) || ' ' || bool_and(delta_path = '$H/out/model-big.sdelta' AND compressed_at IS NOT NULL
+                              AND stored_bytes = (pg_stat_file(delta_path)).size AND error IS NULL)
+         FROM sparse_storage WHERE object_id = 'big'")" "1 true" "the big object has one consistent row: its delta, its size"
 is "$(q "SELECT count(*) FROM sparse_storage WHERE decision = 'delta' AND compressed_at IS NULL")" "0" \
    "every delta decision has its delta"
 is "$(ls "$H"/out/*.sdelta | wc -l)" "49" "exactly one delta file per delta object"
@@ -172,7 +177,12 @@ is "$(echo "$json" | /usr/bin/python3 -c 'import json,sys; print(int([x for x in
    "$(q "SELECT sum(CASE WHEN compressed_at IS NOT NULL THEN stored_bytes ELSE original_bytes END) FROM sparse_storage")" \
    "stored bytes are the deltas' sizes plus the full objects' sizes"
 text=$("$SPARSE" report --db "$CONN")
-ok "echo \"\$text\" | grep -q '^all ' && echo \"\$text\" | grep -q 'saved \\\$/month'" "sparse report prints the table"
+has_table=$(echo "$text" | grep -c -e '^all ' -e 'saved \$/month')
+has_bar=$(echo "$text" | grep -c '█')
+is "$has_table $has_bar" "2 0" "sparse report prints the table, and no bars when stdout is not a terminal"
+tty=$(script -qec "$SPARSE report --db '$CONN'" /dev/null | tr -d '\r')
+is "$(echo "$tty" | grep -Ec '^(all|model|dataset) +█+░* +[0-9.]+% saved \(.* stored of .*\)$')" "3" \
+   "on a terminal, a bar per row"
 
 # ---- concurrency, failures, usage ------------------------------------------------------
 q "INSERT INTO models SELECT format('c%s', i), '$H/mlp/ft.bf16.safetensors', '$H/mlp/base.bf16.safetensors' FROM generate_series(1, 4) i" >/dev/null
