@@ -325,7 +325,7 @@ sparse_result_desc(FunctionCallInfo fcinfo)
 }
 
 /* Form the composite result from values[] and nulls[]. */
-static Datum
+Datum
 sparse_result(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
 {
 	TupleDesc	tupdesc = sparse_result_desc(fcinfo);

@@ -11,6 +11,8 @@
 #ifndef SPARSE_PG_H
 #define SPARSE_PG_H
 
+#include "fmgr.h"
+
 #include "sparse.h"
 
 /* The core context plus the memory context its allocations go to. */
@@ -35,6 +37,9 @@ extern void sparse_call_done(sparse_call *call);
 
 /* Raise the one error a failed core call stands for. */
 extern void sparse_raise(sparse_call *call, sp_status st) pg_attribute_noreturn();
+
+/* The function's composite result (its OUT columns) from values[] and nulls[]. */
+extern Datum sparse_result(FunctionCallInfo fcinfo, Datum *values, bool *nulls);
 
 /* Refuse callers without pg_read_server_files (and pg_write_server_files). */
 extern void sparse_check_access(sparse_access access);

@@ -19,7 +19,6 @@
 #include "postgres.h"
 
 #include "fmgr.h"
-#include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 
@@ -111,18 +110,6 @@ arg_kind(FunctionCallInfo fcinfo, int n)
 	return kind;
 }
 
-/* Composite result of values[] for the function's OUT columns. */
-static Datum
-store_row(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
-{
-	TupleDesc	tupdesc;
-
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	tupdesc = BlessTupleDesc(tupdesc);
-	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
-}
-
 /*
  * sparse_store_estimate(kind, base, path): original bytes, estimated delta
  * bytes and savings; with base NULL, the size and no savings.  Not STRICT
@@ -149,7 +136,7 @@ sparse_store_estimate(PG_FUNCTION_ARGS)
 	values[1] = Int64GetDatum((int64) est.est_delta_bytes);
 	values[2] = Float8GetDatum(est.savings_pct);
 	values[3] = Float8GetDatum(est.elapsed_ms);
-	PG_RETURN_DATUM(store_row(fcinfo, values, nulls));
+	PG_RETURN_DATUM(sparse_result(fcinfo, values, nulls));
 }
 
 /* sparse_delta_path(object_id, kind, path): where the object's delta goes. */
@@ -207,7 +194,7 @@ sparse_store_run(PG_FUNCTION_ARGS)
 	values[2] = Int64GetDatum((int64) res.delta_bytes);
 	values[3] = CStringGetTextDatum(res.ft_sha256);
 	values[4] = Float8GetDatum(res.elapsed_ms);
-	PG_RETURN_DATUM(store_row(fcinfo, values, nulls));
+	PG_RETURN_DATUM(sparse_result(fcinfo, values, nulls));
 }
 
 /*

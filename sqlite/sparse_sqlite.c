@@ -59,8 +59,6 @@ SQLITE_EXTENSION_INIT1
 
 /* SQLITE_DIRECTONLY and SQLITE_VTAB_DIRECTONLY appeared in SQLite 3.31.0. */
 #define SQ_MIN_SQLITE 3031000
-/* sqlite3_is_interrupted() appeared in SQLite 3.41.0. */
-#define SQ_IS_INTERRUPTED_SQLITE 3041000
 
 #define SQ_MAX_ARGS 4
 
@@ -68,7 +66,6 @@ SQLITE_EXTENSION_INIT1
 #define SQ_SAMPLE_ROWS_DEFAULT 1000
 /* The core's message for a sample_rows out of range, for values beyond int. */
 #define SQ_SAMPLE_ROWS_RANGE_MSG "sample_rows %lld is out of range (1 to 10000000)"
-
 
 /* Module client data: the connection state plus which function this is. */
 typedef struct sq_modaux

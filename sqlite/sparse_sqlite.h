@@ -17,6 +17,9 @@
 
 #define SQ_HIDDEN __attribute__((visibility("hidden")))
 
+/* sqlite3_is_interrupted() appeared in SQLite 3.41.0. */
+#define SQ_IS_INTERRUPTED_SQLITE 3041000
+
 /* What a hook call needs: the connection and how to ask it for interrupts. */
 typedef struct sq_call
 {

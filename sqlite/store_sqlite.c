@@ -133,7 +133,7 @@ st_call_init(st_call *c, sqlite3_context *fn)
 	memset(c, 0, sizeof(*c));
 	c->db = sqlite3_context_db_handle(fn);
 	c->hook.db = c->db;
-	c->hook.native_interrupt = sqlite3_libversion_number() >= 3041000;
+	c->hook.native_interrupt = sqlite3_libversion_number() >= SQ_IS_INTERRUPTED_SQLITE;
 	sq_ctx_init(&c->ctx, &c->hook, sqlite3_user_data(fn));
 }
 
