@@ -4,8 +4,9 @@
  * delta paths (the encoding of object ids, long ids, directories, limits),
  * clearing an earlier attempt's leftovers (temporary files and an
  * unrecorded delta go; a file that is not a delta, a symlink, another
- * object's temporaries stay), and sp_store_run (a verified delta at the
- * path; nothing left after a failure, a cancel or a wrong base path).
+ * object's temporaries stay), sp_store_run (a verified delta at the path;
+ * nothing left after a failure, a cancel or a wrong base path), and the
+ * abort of a large output (name gone at once, descriptor closed soon).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -14,6 +15,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
+#include "files.h"
 #include "harness.h"
 #include "rt_util.h"
 
@@ -245,11 +249,62 @@ store_run(void)
 	}
 }
 
+/* Open descriptors of this process. */
+static int
+open_fds(void)
+{
+	DIR		   *d = opendir("/proc/self/fd");
+	int			n = 0;
+
+	if (d == NULL)
+		return -1;
+	while (readdir(d) != NULL)
+		n++;
+	closedir(d);
+	return n;
+}
+
+/*
+ * Aborting a large output: the temporary name is gone when sp_out_abort
+ * returns (its descriptor is closed on a detached thread, so a cancel does
+ * not wait for the kernel to free the pages), and the descriptor is closed
+ * soon after.
+ */
+static void
+store_abort_large_output(void)
+{
+	const char *final = t_path("big.out");
+	char	   *chunk = t_track(calloc(1, 1 << 20));
+	int			fds_before = open_fds();
+	int			fds_after = -1;
+	sp_ctx		ctx;
+	sp_out		o;
+	DIR		   *d;
+	struct dirent *e;
+	int			names = 0;
+
+	rt_ctx(&ctx);
+	T_REQUIRE(chunk != NULL, "calloc");
+	T_OK(&ctx, sp_out_file(&ctx, &o, final));
+	for (int i = 0; i < 80; i++)
+		T_OK(&ctx, sp_out_write(&ctx, &o, chunk, 1 << 20));
+	sp_out_abort(&ctx, &o);
+	T_REQUIRE((d = opendir(t_dir())) != NULL, "opendir");
+	while ((e = readdir(d)) != NULL)
+		names += e->d_name[0] != '.' || strstr(e->d_name, "sparse-tmp") != NULL;
+	closedir(d);
+	T_CHECK(names == 0, "%d names left in the output directory", names);
+	for (int i = 0; i < 200 && (fds_after = open_fds()) != fds_before; i++)
+		usleep(10 * 1000);
+	T_CHECK(fds_after == fds_before, "descriptors: %d before, %d two seconds after", fds_before, fds_after);
+}
+
 const t_case t_tests_store[] = {
 	{"store_kind_names", store_kind_names},
 	{"store_delta_paths", store_delta_paths},
 	{"store_sizes_and_estimate", store_sizes_and_estimate},
 	{"store_clear_leftovers", store_clear_leftovers},
 	{"store_run", store_run},
+	{"store_abort_large_output", store_abort_large_output},
 	{NULL, NULL}
 };
