@@ -97,7 +97,7 @@ build/fuzz/%: fuzz/%.c $(wildcard fuzz/*.h) $(CORE_SRCS) $(CORE_HDRS)
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 		-o $@ $< $(CORE_SRCS) $(SP_LIBS)
 
-.PHONY: hub-test route-eval bench-route pg-fixtures deps unit unit-san sqlite-test cli-test pg-test fuzz fuzz-build test test-all demo bench bench-datasets bench-scale install-cli
+.PHONY: demo-test hub-test route-eval bench-route pg-fixtures deps unit unit-san sqlite-test cli-test pg-test fuzz fuzz-build test test-all demo bench bench-datasets bench-scale install-cli
 
 deps:
 	@bash scripts/deps.sh
@@ -115,6 +115,10 @@ cli-test: bin/sparse
 	SPARSE_DATA=$(DATA_DIR) bash test/cli/run.sh
 
 # Files the pg_regress tests read and write (under /tmp/sparse_regress).
+demo-test: deps
+	@$(MAKE) --no-print-directory sparse.so bin/sparse
+	@SPARSE_DATA=$(DATA_DIR) bash test/demo/run.sh
+
 hub-test:
 	@$(MAKE) --no-print-directory sparse_pg.so bin/sparse
 	@SPARSE_DATA=$(DATA_DIR) bash test/hub/run.sh

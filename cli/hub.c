@@ -23,7 +23,9 @@
  * report: prints sparse_savings_report, with bars on a terminal, or --json.
  */
 #include <errno.h>
+#include <langinfo.h>
 #include <libpq-fe.h>
+#include <locale.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -565,16 +567,17 @@ cmd_migrate(const cli_command *cmd, const cli_opts *opts, const cli_args *args)
 
 /* ---- report --------------------------------------------------------------- */
 
-/* A bar of width cells, filled in proportion to pct (0..100). */
+/* A bar of width cells, filled in proportion to pct (0..100); blocks in UTF-8, else '#'. */
 static void
-hub_bar(char *out, size_t cap, double pct, int width)
+hub_bar(char *out, size_t cap, double pct, int width, bool utf8)
 {
 	int			fill = (int) (pct / 100.0 * width + 0.5);
 	size_t		n = 0;
 
 	fill = fill < 0 ? 0 : fill > width ? width : fill;
 	for (int i = 0; i < width && n + 4 < cap; i++)
-		n += (size_t) snprintf(out + n, cap - n, "%s", i < fill ? "\u2588" : "\u2591");
+		n += (size_t) snprintf(out + n, cap - n, "%s",
+							   i < fill ? (utf8 ? "\u2588" : "#") : (utf8 ? "\u2591" : "."));
 	out[n] = '\0';
 }
 
@@ -582,6 +585,11 @@ hub_bar(char *out, size_t cap, double pct, int width)
 static void
 hub_bars(PGresult *r)
 {
+	bool		utf8;
+
+	/* the terminal's character set, from the environment's locale */
+	setlocale(LC_CTYPE, "");
+	utf8 = strcmp(nl_langinfo(CODESET), "UTF-8") == 0;
 	for (int i = 0; i < PQntuples(r); i++)
 	{
 		char		bar[256],
@@ -589,7 +597,7 @@ hub_bars(PGresult *r)
 					stored[64];
 		double		pct = PQgetisnull(r, i, 7) ? 0 : atof(PQgetvalue(r, i, 7));
 
-		hub_bar(bar, sizeof(bar), pct, 40);
+		hub_bar(bar, sizeof(bar), pct, 40, utf8);
 		cli_format_bytes(orig, sizeof(orig), strtoull(PQgetvalue(r, i, 4), NULL, 10));
 		cli_format_bytes(stored, sizeof(stored), strtoull(PQgetvalue(r, i, 5), NULL, 10));
 		printf("%-8s %s %5.1f%% saved (%s stored of %s)\n", PQgetvalue(r, i, 0), bar, pct,

@@ -14,6 +14,7 @@
 #   hub-test   trigger, migrate, 3 workers with one killed, report, in a
 #              throwaway cluster                  (test/hub/run.sh)
 #   sqlite-test, cli-test                         (test/sqlite, test/cli)
+#   demo-test  the README's first command, make demo (test/demo/run.sh)
 #   route-eval the routing bars on real labels     (bench/route_eval.sh)
 #   fuzz       every libFuzzer target for FUZZ_SECONDS (scripts/fuzz.sh)
 # Every line of a log that starts with "ok" or "not ok" is one result ("ok
@@ -100,7 +101,7 @@ show_failures() {
   done
 }
 
-for layer in build unit unit-san pg-test hub-test sqlite-test cli-test route-eval fuzz; do
+for layer in build unit unit-san pg-test hub-test sqlite-test cli-test demo-test route-eval fuzz; do
   run_layer "$layer"
 done
 show_failures

@@ -180,8 +180,9 @@ text=$("$SPARSE" report --db "$CONN")
 has_table=$(echo "$text" | grep -c -e '^all ' -e 'saved \$/month')
 has_bar=$(echo "$text" | grep -c '█')
 is "$has_table $has_bar" "2 0" "sparse report prints the table, and no bars when stdout is not a terminal"
+# (blocks in a UTF-8 locale, '#' otherwise; the groups repeat a block whole in any locale)
 tty=$(script -qec "$SPARSE report --db '$CONN'" /dev/null | tr -d '\r')
-is "$(echo "$tty" | grep -Ec '^(all|model|dataset) +█+░* +[0-9.]+% saved \(.* stored of .*\)$')" "3" \
+is "$(echo "$tty" | grep -Ec '^(all|model|dataset) +((█)+(░)*|#+\.*) +[0-9.]+% saved \(.* stored of .*\)$')" "3" \
    "on a terminal, a bar per row"
 
 # ---- concurrency, failures, usage ------------------------------------------------------
