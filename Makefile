@@ -5,8 +5,9 @@
 #   make install       install the PostgreSQL extension (PGXS) and bin/sparse
 #   make installcheck  pg_regress against a running server (use pg_virtualenv)
 #   make test          every test: unit (plain and ASan+UBSan), pg_regress in a
-#                      throwaway cluster, SQLite scripts, CLI, short fuzz runs
-#   make demo          the SQLite demo over ../shared/data/models
+#                      throwaway cluster, the hub workers (hub-test), SQLite
+#                      scripts, CLI, the demo (demo-test), routing eval, fuzzing
+#   make demo          the SQLite hub demo over ../shared/data
 #   make bench         sparse next to zstd --patch-from, xdelta3 (and bsdiff
 #                      on datasets): models, then datasets
 #   make bench-datasets  the dataset section of make bench only

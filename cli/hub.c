@@ -200,7 +200,7 @@ hub_delta_path(hub_worker *w, sp_kind kind, PGresult *job, char out[SP_PATH_MAX]
 	return true;
 }
 
-/* Complete the job, with the delta's facts when res is given. */
+/* Complete the job, with the delta's facts when res is given; say why not. */
 static bool
 hub_complete(hub_worker *w, PGresult *job, const sp_compress_result *res)
 {
@@ -222,6 +222,12 @@ hub_complete(hub_worker *w, PGresult *job, const sp_compress_result *res)
 	}
 	r = hub_exec(w->conn, "SELECT sparse_complete_job($1, $2, $3, $4, $5, $6, $7, $8)", 8, p);
 	ok = r != NULL && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+	if (r == NULL)
+		fprintf(stderr, "sparse: worker %s: job %s: could not record the result: %.*s\n", w->name,
+				w->job_id, (int) strcspn(PQerrorMessage(w->conn), "\n"), PQerrorMessage(w->conn));
+	else if (!ok)
+		fprintf(stderr, "sparse: worker %s: job %s is no longer ours (its lease expired, or the object"
+				" changed); the result is not recorded\n", w->name, w->job_id);
 	PQclear(r);
 	return ok;
 }
@@ -253,11 +259,7 @@ hub_store(hub_worker *w, sp_kind kind, PGresult *job)
 		return;
 	}
 	if (!hub_complete(w, job, &res))
-	{
-		fprintf(stderr, "sparse: worker %s: job %s was taken over; its result is not recorded\n",
-				w->name, w->job_id);
 		return;
-	}
 	w->done++;
 	printf("job %s: %s %s stored as %s (%.1f%% saved, verified); the original %s could go\n",
 		   w->job_id, sp_kind_name(kind), PQgetvalue(job, 0, 1), res.delta_path,

@@ -190,17 +190,23 @@ sp_store_delta_path(sp_ctx *ctx, const char *dir, sp_kind kind, const char *obje
 	return SP_OK;
 }
 
-/* Is the file name of dirfd a sparse delta (its magic)? Refuses symlinks. */
+/*
+ * Is the file name of dirfd a regular file that starts with the delta
+ * magic?  Symlinks are refused (O_NOFOLLOW), and O_NONBLOCK keeps a FIFO
+ * planted there from blocking the open.
+ */
 static bool
 is_delta_file(int dirfd, const char *name)
 {
 	char		magic[8];
-	int			fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	int			fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	struct stat st;
 	bool		ok;
 
 	if (fd < 0)
 		return false;
-	ok = read(fd, magic, 8) == 8 && memcmp(magic, "SPRSDLT", 8) == 0;
+	ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+		read(fd, magic, 8) == 8 && memcmp(magic, "SPRSDLT", 8) == 0;
 	close(fd);
 	return ok;
 }

@@ -183,6 +183,10 @@ store_clear_leftovers(void)
 			  symlink(t_path("real.sdelta"), delta) == 0, "symlink");
 	st = sp_store_clear(&ctx, delta, &removed);
 	T_CHECK(st == SP_ERR_EXISTS && exists(delta) && exists(t_path("real.sdelta")), "symlink kept");
+	/* a FIFO there: refused at once, not waited on */
+	T_REQUIRE(unlink(delta) == 0 && mkfifo(delta, 0600) == 0, "mkfifo");
+	st = sp_store_clear(&ctx, delta, &removed);
+	T_CHECK(st == SP_ERR_EXISTS && exists(delta), "a FIFO is refused");
 	/* the directory must exist and lie under the root */
 	st = sp_store_clear(&ctx, t_path("nodir/x.sdelta"), &removed);
 	T_ERR(&ctx, st, SP_ERR_IO, t_fmt("could not open \"%s\": No such file or directory", t_path("nodir")));
