@@ -638,8 +638,9 @@ DECLARE
     old_row  jsonb;
     col      text;
 BEGIN
-    IF TG_NARGS <> 4 OR TG_LEVEL <> 'ROW' OR TG_OP NOT IN ('INSERT', 'UPDATE') THEN
-        RAISE EXCEPTION 'sparse_decide_storage must be a row trigger on INSERT or UPDATE with 4 arguments: id column, path column, base path column, kind'
+    -- AFTER only: as a BEFORE trigger its NULL result would drop the row
+    IF TG_NARGS <> 4 OR TG_LEVEL <> 'ROW' OR TG_WHEN <> 'AFTER' OR TG_OP NOT IN ('INSERT', 'UPDATE') THEN
+        RAISE EXCEPTION 'sparse_decide_storage must be an AFTER row trigger on INSERT or UPDATE with 4 arguments: id column, path column, base path column, kind'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     new_row := to_jsonb(NEW);

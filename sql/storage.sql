@@ -72,6 +72,11 @@ CREATE TRIGGER hub_bad_args AFTER INSERT ON hub_bad
 INSERT INTO hub_bad VALUES (1, 'x');
 \echo :SQLSTATE
 DROP TRIGGER hub_bad_args ON hub_bad;
+CREATE TRIGGER hub_bad_before BEFORE INSERT ON hub_bad
+  FOR EACH ROW EXECUTE FUNCTION sparse_decide_storage('id', 'p', 'p', 'model');
+INSERT INTO hub_bad VALUES (1, 'x');
+\echo :SQLSTATE
+DROP TRIGGER hub_bad_before ON hub_bad;
 CREATE TRIGGER hub_bad_col AFTER INSERT ON hub_bad
   FOR EACH ROW EXECUTE FUNCTION sparse_decide_storage('id', 'p', 'base', 'model');
 INSERT INTO hub_bad VALUES (1, 'x');
