@@ -466,8 +466,12 @@ hub_quote_table(PGconn *conn, const char *table, char *out, size_t cap)
 	char		part[256];
 	char	   *a,
 			   *b = NULL;
+	size_t		plen = dot ? (size_t) (dot - table) : strlen(table);
 
-	snprintf(part, sizeof(part), "%.*s", dot ? (int) (dot - table) : (int) strlen(table), table);
+	/* PostgreSQL names are at most 63 bytes: a longer one is refused, never cut */
+	if (plen >= sizeof(part) || strlen(table) >= 256)
+		return false;
+	snprintf(part, sizeof(part), "%.*s", (int) plen, table);
 	if ((a = PQescapeIdentifier(conn, part, strlen(part))) == NULL ||
 		(dot && (b = PQescapeIdentifier(conn, dot + 1, strlen(dot + 1))) == NULL))
 	{
@@ -490,9 +494,9 @@ hub_migrate_sql(PGconn *conn, const cli_args *args, char *sql, size_t cap)
 	char	   *base = PQescapeIdentifier(conn, args->base_col, strlen(args->base_col));
 	bool		ok = id && path && base && hub_quote_table(conn, args->table, table, sizeof(table));
 
-	/* every name from the command line is a quoted identifier, never SQL */
+	/* every name from the command line is a quoted identifier, never SQL; a cut statement is refused */
 	if (ok)
-		snprintf(sql, cap,
+		ok = (size_t) snprintf(sql, cap,
 				 "WITH src AS ("
 				 " SELECT t.%s::text AS object_id, t.%s::text AS path, t.%s::text AS base_path"
 				 " FROM %s t"
@@ -504,7 +508,7 @@ hub_migrate_sql(PGconn *conn, const cli_args *args, char *sql, size_t cap)
 				 " ON CONFLICT DO NOTHING RETURNING object_id)"
 				 " INSERT INTO sparse_jobs (object_id, kind) SELECT object_id, $1 FROM ins"
 				 " ON CONFLICT DO NOTHING",
-				 id, path, base, table, id, path, id);
+				 id, path, base, table, id, path, id) < cap;
 	PQfreemem(id);
 	PQfreemem(path);
 	PQfreemem(base);
@@ -538,9 +542,8 @@ cmd_migrate(const cli_command *cmd, const cli_opts *opts, const cli_args *args)
 		return CLI_EXIT_FAIL;
 	if (!hub_migrate_sql(conn, args, sql, sizeof(sql)))
 	{
-		rc = hub_db_error(cmd, conn, "quoting names");
 		PQfinish(conn);
-		return rc;
+		return cli_usage_error(cmd, "a table or column name is too long");
 	}
 	for (;;)
 	{

@@ -270,6 +270,9 @@ sp_store_clear(sp_ctx *ctx, const char *delta_path, int *removed)
 
 	sp_clear_error(ctx);
 	*removed = 0;
+	/* a cut path would name another directory: refuse it whole */
+	if (strlen(delta_path) >= SP_PATH_MAX)
+		return sp_fail(ctx, SP_ERR_INVALID_ARG, "delta path is longer than %d bytes", SP_PATH_MAX - 1);
 	if (name[0] == '\0' || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
 		return sp_fail(ctx, SP_ERR_INVALID_ARG, "\"%s\" does not name a file", delta_path);
 	if (slash == NULL)

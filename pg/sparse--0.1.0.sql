@@ -667,7 +667,7 @@ BEGIN
 END $$;
 
 COMMENT ON FUNCTION sparse_decide_storage() IS
-'row trigger for a hub table: sparse_decide_storage(id column, path column, base path column, ''model'' | ''dataset'') decides the storage of each inserted row (and of a row whose path or base changes) and queues a job for a delta';
+'AFTER row trigger for a hub table: sparse_decide_storage(id column, path column, base path column, ''model'' | ''dataset'') decides the storage of each inserted row (and of a row whose path or base changes) and queues a job for a delta';
 
 -- Claim the oldest open job for worker, for lease_seconds.  A job whose
 -- lease expired is taken over (another attempt); one whose lease expired on

@@ -430,17 +430,30 @@ st_watch_fn(sqlite3_context *fn, int argc, sqlite3_value **argv)
 
 /* ---- jobs ----------------------------------------------------------------------- */
 
-/* The job being run and its object. */
+/*
+ * The job being run and its object.  The id and paths are copied whole
+ * (sqlite3_mprintf), never cut to a buffer: a cut path would name another
+ * file.  kind and decision are short words the tables' CHECKs allow.
+ */
 typedef struct st_job
 {
 	char		id[32];
-	char		object_id[1024];
+	char	   *object_id;
 	char		kind[16];
-	char		path[SP_PATH_MAX];
-	char		base[SP_PATH_MAX];
-	bool		has_base;
+	char	   *path;
+	char	   *base;			/* NULL: no base */
 	char		decision[16];
 } st_job;
+
+/* Free the copies a claim made. */
+static void
+st_job_free(st_job *j)
+{
+	sqlite3_free(j->object_id);
+	sqlite3_free(j->path);
+	sqlite3_free(j->base);
+	j->object_id = j->path = j->base = NULL;
+}
 
 /* Claim the oldest queued job; false with no error when there is none. */
 static bool
@@ -464,18 +477,22 @@ st_claim(st_call *c, st_job *j)
 		rc = sqlite3_bind_text(st, 1, j->id, -1, SQLITE_STATIC);
 	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
 	{
-		snprintf(j->object_id, sizeof(j->object_id), "%s", (const char *) sqlite3_column_text(st, 0));
+		j->object_id = sqlite3_mprintf("%s", (const char *) sqlite3_column_text(st, 0));
 		snprintf(j->kind, sizeof(j->kind), "%s", (const char *) sqlite3_column_text(st, 1));
-		snprintf(j->path, sizeof(j->path), "%s", (const char *) sqlite3_column_text(st, 2));
-		j->has_base = sqlite3_column_type(st, 3) != SQLITE_NULL;
-		snprintf(j->base, sizeof(j->base), "%s", j->has_base ? (const char *) sqlite3_column_text(st, 3) : "");
+		j->path = sqlite3_mprintf("%s", (const char *) sqlite3_column_text(st, 2));
+		if (sqlite3_column_type(st, 3) != SQLITE_NULL)
+			j->base = sqlite3_mprintf("%s", (const char *) sqlite3_column_text(st, 3));
 		snprintf(j->decision, sizeof(j->decision), "%s", (const char *) sqlite3_column_text(st, 4));
-		rc = SQLITE_OK;
+		rc = !j->object_id || !j->path || (sqlite3_column_type(st, 3) != SQLITE_NULL && !j->base)
+			? SQLITE_NOMEM : SQLITE_OK;
 	}
 	else if (rc == SQLITE_DONE)
 		rc = SQLITE_CORRUPT;	/* the foreign key guarantees the object */
 	sqlite3_finalize(st);
-	return rc == SQLITE_OK || st_sql_fail(c, rc, "reading the job's object");
+	if (rc == SQLITE_OK)
+		return true;
+	st_job_free(j);
+	return rc == SQLITE_NOMEM ? st_fail(c, rc, "out of memory") : st_sql_fail(c, rc, "reading the job's object");
 }
 
 /* Mark the job done, recording the delta when res is given. */
@@ -536,7 +553,7 @@ static bool
 st_run_one(st_call *c, const st_settings *s, int level, const st_job *j, bool *done)
 {
 	const char *dec = j->decision;
-	const char *base = j->has_base ? j->base : NULL;
+	const char *base = j->base;
 	char		delta[SP_PATH_MAX];
 	sp_compress_result res;
 	sp_kind		kind;
@@ -577,12 +594,15 @@ st_run_jobs_fn(sqlite3_context *fn, int argc, sqlite3_value **argv)
 	{
 		while ((max < 0 || tried < max) && st_claim(&c, &j))
 		{
-			bool		ok;
+			bool		ran,
+						completed;
 
 			tried++;
-			if (!st_run_one(&c, &s, SP_LEVEL_DEFAULT, &j, &ok))
+			ran = st_run_one(&c, &s, SP_LEVEL_DEFAULT, &j, &completed);
+			st_job_free(&j);
+			if (!ran)
 				break;
-			done += ok;
+			done += completed;
 		}
 	}
 	if (c.rc != SQLITE_OK)

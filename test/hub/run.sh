@@ -209,6 +209,8 @@ out=$("$SPARSE" migrate --db "$CONN" --table nope --id-col a --path-col b --base
 is "$rc $out" '1 sparse: migrate: enqueuing: relation "nope" does not exist' "migrate: a missing table is the server's error"
 out=$("$SPARSE" migrate --db "$CONN" --table legacy --id-col model_id --path-col file --base-col base_file --kind weights 2>&1); rc=$?
 is "$rc $out" "2 sparse: migrate: --kind must be model or dataset, not \"weights\" (see 'sparse migrate --help')" "migrate: a bad --kind is a usage error"
+out=$("$SPARSE" migrate --db "$CONN" --table "$(printf 'x%.0s' $(seq 300))" --id-col a --path-col b --base-col c --kind model 2>&1); rc=$?
+is "$rc $out" "2 sparse: migrate: a table or column name is too long (see 'sparse migrate --help')" "migrate: a name too long is refused, not cut"
 out=$("$SPARSE" worker --db "$CONN" --concurrency 0 2>&1); rc=$?
 is "$rc" "2" "worker: --concurrency 0 is a usage error"
 out=$("$SPARSE" report 2>&1); rc=$?

@@ -195,6 +195,16 @@ store_clear_leftovers(void)
 	T_CHECK(st == SP_ERR_OUTSIDE_ROOT, "outside the root: %s", sp_status_name(st));
 	st = sp_store_clear(&ctx, t_fmt("%s/", t_dir()), &removed);
 	T_CHECK(st == SP_ERR_INVALID_ARG, "a path ending in / names no file");
+	{
+		char	   *longp = t_track(malloc(SP_PATH_MAX + 16));
+
+		memset(longp, 'a', SP_PATH_MAX + 15);
+		longp[0] = '/';
+		longp[SP_PATH_MAX + 15] = '\0';
+		ctx.root = "";
+		st = sp_store_clear(&ctx, longp, &removed);
+		T_ERR(&ctx, st, SP_ERR_INVALID_ARG, "delta path is longer than 4095 bytes");
+	}
 }
 
 /* A run leaves a verified delta; failures and cancels leave nothing. */
