@@ -3,9 +3,12 @@
  *
  * How it works: the reader walks the records in order.  BASES names the base
  * files the delta reads; each is found in the given base (by relative name,
- * or the only file when both sides are single files), and its size and
- * SHA-256 are checked before anything is written, so a wrong base is an
- * error, never a wrong file.  Each FILE opens an output (a temporary file,
+ * or the only file when both sides are single files) and its size checked
+ * at once, while its SHA-256 is computed on a helper thread beside the
+ * decoding (bghash.c) and compared before anything is renamed into place:
+ * a wrong base is an error, never a wrong file, and when decoding fails
+ * on a base whose digest differs, the error says "wrong base" rather than
+ * naming the chunk that first came out wrong.  Each FILE opens an output (a temporary file,
  * or a file inside a temporary directory), each CHUNK is decoded (reading
  * the base bytes it names, after bounds checks) and its XXH3 checksum is
  * compared, and FILE_END compares the SHA-256 of everything written.  The
@@ -18,6 +21,7 @@
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
 
+#include "bghash.h"
 #include "codec.h"
 #include "container.h"
 #include "hashwriter.h"
@@ -29,6 +33,7 @@ typedef struct base_ref
 {
 	size_t		idx;			/* index in the base file set */
 	uint64_t	size;
+	uint8_t		sha[SP_SHA256_LEN];	/* the digest the delta was made against */
 } base_ref;
 
 /* State of one apply / verify / info run. */
@@ -40,12 +45,14 @@ typedef struct decoder
 	base_ref   *bases;
 	uint32_t	nbases;
 	uint8_t    *seen;			/* base files already listed in BASES */
+	sp_bghash	bh;				/* SHA-256 of the listed base files, on a helper */
 	sp_codec	codec;
 	bool		have_codec;
 	uint8_t    *obuf;			/* decoded chunk */
 	uint8_t    *obuf2;			/* the previous one, hashed and written meanwhile */
 	size_t		ocap2;
 	sp_hashwriter hw;			/* SHA-256 and write of the previous chunk */
+	uint8_t    *stages;			/* its direct-I/O stages, unaligned allocation */
 	uint8_t    *bbuf;			/* base bytes of a chunk or prefix */
 	uint8_t    *cbuf;			/* base bytes converted to the chunk's dtype */
 	size_t		ocap,
@@ -93,9 +100,10 @@ corrupt(decoder *d, const char *what)
 }
 
 /*
- * Find base file named rel (or the single base file) and check size and
- * digest.  seen marks files already listed: each may be listed once, else a
- * tiny delta could make us hash a large base over and over.
+ * Find base file named rel (or the single base file) and check its size;
+ * its digest is checked by settle_bases.  seen marks files already listed:
+ * each may be listed once, else a tiny delta could make us hash a large
+ * base over and over.
  */
 static sp_status
 check_base(decoder *d, const char *rel, uint64_t size, const uint8_t *sha, base_ref *ref,
@@ -121,16 +129,83 @@ check_base(decoder *d, const char *rel, uint64_t size, const uint8_t *sha, base_
 					   "wrong base: \"%s\" has %llu bytes, the delta was made against %llu bytes (sha256 %s)",
 					   d->base->f[idx].path ? d->base->f[idx].path : rel,
 					   (unsigned long long) d->base->f[idx].size, (unsigned long long) size, want_hex);
+	ref->idx = (size_t) idx;
+	ref->size = size;
+	memcpy(ref->sha, sha, SP_SHA256_LEN);
+	if (d->base->f[idx].mem == NULL)
+		return SP_OK;			/* hashed beside the decoding */
+	/* a base in memory is hashed here: it is quick, and the name is the delta's */
 	if (sp_fileset_sha256(ctx, d->base, (size_t) idx, got) != SP_OK)
 		return ctx->err.code;
 	sp_hex(got, SP_SHA256_LEN, got_hex);
 	if (memcmp(got, sha, SP_SHA256_LEN) != 0)
 		return sp_fail(ctx, SP_ERR_WRONG_BASE,
 					   "wrong base: \"%s\" has sha256 %s, the delta was made against %s",
-					   d->base->f[idx].path ? d->base->f[idx].path : rel, got_hex, want_hex);
-	ref->idx = (size_t) idx;
-	ref->size = size;
+					   rel, got_hex, want_hex);
 	return SP_OK;
+}
+
+/* Start hashing the listed base files on a helper thread. */
+static sp_status
+start_base_hash(decoder *d)
+{
+	size_t	   *idx = sp_calloc(d->ctx, d->nbases ? d->nbases : 1, sizeof(size_t));
+	size_t		n = 0;
+	sp_status	rc;
+
+	if (idx == NULL)
+		return SP_ERR_NOMEM;
+	for (uint32_t i = 0; i < d->nbases; i++)
+		if (d->base->f[d->bases[i].idx].mem == NULL)
+			idx[n++] = d->bases[i].idx;
+	rc = n ? sp_bghash_start(d->ctx, &d->bh, d->base, idx, n) : SP_OK;
+	sp_free(d->ctx, idx);
+	return rc;
+}
+
+/*
+ * After decoding ended with rc: wait for the base digests and compare them.
+ * A differing digest is the error to report, even if decoding failed first
+ * (a wrong base makes chunks come out wrong); otherwise decoding's own
+ * error stands.  A cancel does not wait.
+ */
+static sp_status
+settle_bases(decoder *d, sp_status rc)
+{
+	sp_ctx	   *ctx = d->ctx;
+	sp_error	saved = ctx->err;
+	sp_status	hrc;
+
+	if (d->bh.fs == NULL || rc == SP_ERR_CANCELLED || rc == SP_ERR_NOMEM)
+		return rc;
+	sp_clear_error(ctx);		/* the first error recorded wins: make room */
+	if ((hrc = sp_bghash_finish(ctx, &d->bh)) != SP_OK)
+	{
+		if (rc == SP_OK || hrc == SP_ERR_CANCELLED)
+			return hrc;
+		ctx->err = saved;
+		return rc;
+	}
+	for (uint32_t i = 0, j = 0; i < d->nbases; i++)
+	{
+		const sp_file *f = &d->base->f[d->bases[i].idx];
+		const uint8_t *got;
+		char		want_hex[65],
+					got_hex[65];
+
+		if (f->mem)
+			continue;			/* checked in check_base */
+		got = d->bh.digests + (size_t) j++ * SP_SHA256_LEN;
+		if (memcmp(got, d->bases[i].sha, SP_SHA256_LEN) == 0)
+			continue;
+		sp_hex(d->bases[i].sha, SP_SHA256_LEN, want_hex);
+		sp_hex(got, SP_SHA256_LEN, got_hex);
+		return sp_fail(ctx, SP_ERR_WRONG_BASE,
+					   "wrong base: \"%s\" has sha256 %s, the delta was made against %s",
+					   f->path ? f->path : f->rel, got_hex, want_hex);
+	}
+	ctx->err = saved;
+	return rc;
 }
 
 /* Parse the BASES record; check each base file unless listing only. */
@@ -167,7 +242,25 @@ read_bases(decoder *d)
 			return d->ctx->err.code;
 		pos += 42 + nl;
 	}
-	return pos == len ? SP_OK : corrupt(d, "BASES record has trailing bytes");
+	if (pos != len)
+		return corrupt(d, "BASES record has trailing bytes");
+	return d->base ? start_base_hash(d) : SP_OK;
+}
+
+/*
+ * Write a large output with direct I/O (hashwriter.h): lend the hash
+ * writer two aligned stages, allocated here once.  Where the file system
+ * refuses, the file is written buffered as before.
+ */
+static sp_status
+go_direct(decoder *d)
+{
+	if (d->stages == NULL &&
+		(d->stages = sp_alloc(d->ctx, 2 * SP_HW_STAGE + SP_HW_ALIGN)) == NULL)
+		return SP_ERR_NOMEM;
+	(void) sp_hw_direct(&d->hw, d->out.fd,
+						d->stages + (SP_HW_ALIGN - (uintptr_t) d->stages % SP_HW_ALIGN) % SP_HW_ALIGN);
+	return SP_OK;
 }
 
 /* Open the output for the file the FILE record names. */
@@ -189,10 +282,15 @@ open_output(decoder *d)
 		return SP_OK;
 	}
 	if (d->to_dir)
-		return sp_outdir_file(d->ctx, d->tmp_dir, d->name, &d->out);
-	if (d->nfiles > 1)
+	{
+		if (sp_outdir_file(d->ctx, d->tmp_dir, d->name, &d->out) != SP_OK)
+			return d->ctx->err.code;
+	}
+	else if (d->nfiles > 1)
 		return corrupt(d, "a single-file delta holds more than one file");
-	return sp_out_file(d->ctx, &d->out, d->final_path);
+	else if (sp_out_file(d->ctx, &d->out, d->final_path) != SP_OK)
+		return d->ctx->err.code;
+	return d->size >= SP_HW_DIRECT_MIN ? go_direct(d) : SP_OK;
 }
 
 /* Handle a FILE record. */
@@ -661,6 +759,13 @@ decode_records(decoder *d, uint8_t digest[SP_SHA256_LEN])
 	}
 }
 
+/* Decode every record, then settle the base digests (before any commit). */
+static sp_status
+decode_all(decoder *d, uint8_t digest[SP_SHA256_LEN])
+{
+	return settle_bases(d, decode_records(d, digest));
+}
+
 /* Set up a decoder over a delta file set and a base file set. */
 static sp_status
 decoder_init(sp_ctx *ctx, decoder *d, sp_fileset *delta, sp_fileset *base)
@@ -691,6 +796,7 @@ decoder_free(decoder *d)
 		return;
 	/* the worker may still read obuf2 and write to the output: end it first */
 	sp_hw_stop(&d->hw);
+	sp_bghash_free(ctx, &d->bh);
 	sp_out_abort(ctx, &d->out);
 	if (d->tmp_dir)
 		sp_outdir_abort(ctx, d->tmp_dir);
@@ -710,6 +816,7 @@ decoder_free(decoder *d)
 	sp_free(ctx, d->pq_page);
 	sp_free(ctx, d->obuf);
 	sp_free(ctx, d->obuf2);
+	sp_free(ctx, d->stages);
 	sp_free(ctx, d->bbuf);
 	sp_free(ctx, d->cbuf);
 	sp_free(ctx, d->name);
@@ -742,7 +849,7 @@ apply_paths(sp_ctx *ctx, const char *base, const char *delta, const char *out,
 		if (d.to_dir)
 			rc = sp_outdir_begin(ctx, out_path, &d.tmp_dir);
 		if (rc == SP_OK)
-			rc = decode_records(&d, digest);
+			rc = decode_all(&d, digest);
 		if (rc == SP_OK && out && !d.to_dir)
 			rc = sp_out_commit(ctx, &d.out);
 		if (rc == SP_OK && d.to_dir && (rc = sp_outdir_commit(ctx, d.tmp_dir, out_path)) == SP_OK)
@@ -811,7 +918,7 @@ sp_delta_apply_mem(sp_ctx *ctx, const void *base, size_t base_len,
 		if (d.rd.flags & SP_FLAG_DIR)
 			rc = sp_fail(ctx, SP_ERR_INVALID_ARG, "a delta of a model directory cannot be applied in memory");
 		if (rc == SP_OK)
-			rc = decode_records(&d, digest);
+			rc = decode_all(&d, digest);
 		if (rc == SP_OK && d.nfiles != 1)
 			rc = corrupt(&d, "an in-memory delta must hold exactly one file");
 		if (rc == SP_OK)

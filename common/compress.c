@@ -71,6 +71,7 @@ typedef struct encoder
 	uint64_t	done,
 				total;
 	uint8_t		base_digest[SP_SHA256_LEN];
+	sp_bases	bases;			/* the BASES record, sealed before END */
 	sp_coderpool pool;			/* workers coding tensor chunks */
 	tslot	   *ring;			/* tensor chunks in flight, in file order */
 	int			nring,			/* pool threads + 1, or 1 without threads */
@@ -117,59 +118,28 @@ plan_bases(encoder *e)
 	return SP_OK;
 }
 
-/* Write the BASES record: name, size and SHA-256 of every base file read. */
+/*
+ * Write the BASES record: name, size and SHA-256 of every base file read,
+ * in slot order.  The digests are computed beside the coding and written
+ * in by code_all (sp_bases_seal).
+ */
 static sp_status
 write_bases(encoder *e)
 {
 	sp_ctx	   *ctx = e->ctx;
-	size_t		len = 4;
-	uint8_t    *p,
-			   *q;
-	sp_sha256	man;
-	sp_status	rc = SP_OK;
+	size_t	   *idx = sp_calloc(ctx, e->nslots ? e->nslots : 1, sizeof(size_t));
+	size_t		n = 0;
+	sp_status	rc;
 
-	for (size_t i = 0; i < e->base->fs.n; i++)
-		if (e->slot[i] != SP_NO_BASE)
-			len += 8 + 32 + 2 + strlen(e->base->fs.f[i].rel);
-	if (len > SP_REC_MAX)
-		return sp_fail(ctx, SP_ERR_INVALID_ARG, "base model has too many files");
-	if ((p = sp_alloc(ctx, len)) == NULL)
+	if (idx == NULL)
 		return SP_ERR_NOMEM;
-	if (sp_sha256_init(ctx, &man) != SP_OK)
-	{
-		sp_free(ctx, p);
-		return ctx->err.code;
-	}
-	sp_put32(p, e->nslots);
-	q = p + 4;
-	for (uint32_t s = 0; s < e->nslots && rc == SP_OK; s++)
-		for (size_t i = 0; i < e->base->fs.n && rc == SP_OK; i++)
-		{
-			const sp_file *f = &e->base->fs.f[i];
-			size_t		nl = strlen(f->rel);
-			char		hex[65];
-
-			if (e->slot[i] != s)
-				continue;
-			sp_put64(q, f->size);
-			rc = sp_fileset_sha256(ctx, &e->base->fs, i, q + 8);
-			sp_put16(q + 40, (uint16_t) nl);
-			memcpy(q + 42, f->rel, nl);
-			sp_hex(q + 8, 32, hex);
-			sp_sha256_update(&man, hex, 64);
-			sp_sha256_update(&man, "  ", 2);
-			sp_sha256_update(&man, f->rel, nl);
-			sp_sha256_update(&man, "\n", 1);
-			if (!e->base->fs.is_dir)
-				memcpy(e->base_digest, q + 8, 32);
-			q += 42 + nl;
-		}
-	if (e->base->fs.is_dir)
-		sp_sha256_final(&man, e->base_digest);
-	sp_sha256_free(&man);
-	if (rc == SP_OK)
-		rc = sp_write_record(ctx, e->out, SP_REC_BASES, p, len);
-	sp_free(ctx, p);
+	for (uint32_t s = 0; s < e->nslots; s++)
+		for (size_t i = 0; i < e->base->fs.n; i++)
+			if (e->slot[i] == s)
+				idx[n++] = i;
+	rc = sp_bases_write(ctx, e->out, &e->base->fs, idx, n, "base model has too many files",
+						&e->bases);
+	sp_free(ctx, idx);
 	return rc;
 }
 
@@ -539,7 +509,7 @@ code_all(encoder *e, uint8_t ft_digest[SP_SHA256_LEN])
 	if (e->ft->fs.is_dir)
 		sp_sha256_final(&man, ft_digest);
 	sp_sha256_free(&man);
-	if (rc != SP_OK)
+	if (rc != SP_OK || (rc = sp_bases_seal(ctx, e->out, &e->bases, e->base_digest)) != SP_OK)
 		return rc;
 	sp_put32(end, (uint32_t) e->ft->fs.n);
 	sp_put64(end + 8, e->total);
@@ -641,6 +611,7 @@ encoder_free(encoder *e)
 	if (e->ctx == NULL)
 		return;
 	sp_pool_stop(&e->pool);
+	sp_bases_free(e->ctx, &e->bases);
 	ring_free(e);
 	sp_codec_free(e->ctx, &e->codec);
 	sp_free(e->ctx, e->slot);

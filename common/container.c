@@ -86,20 +86,31 @@ sp_write_header(sp_ctx *ctx, sp_out *o, uint32_t flags)
 }
 
 /* Write one record and its checksum. */
+/* The header and checksum framing a record's payload. */
+static void
+record_frame(int type, const uint8_t *payload, size_t len, uint8_t h[SP_REC_HDR],
+			 uint8_t sum[SP_REC_SUM])
+{
+	XXH3_state_t st;
+
+	memset(h, 0, SP_REC_HDR);
+	h[0] = (uint8_t) type;
+	sp_put32(h + 4, (uint32_t) len);
+	XXH3_64bits_reset(&st);
+	XXH3_64bits_update(&st, h, SP_REC_HDR);
+	XXH3_64bits_update(&st, payload, len);
+	sp_put64(sum, XXH3_64bits_digest(&st));
+}
+
 sp_status
 sp_write_record(sp_ctx *ctx, sp_out *o, int type, const uint8_t *payload, size_t len)
 {
-	uint8_t		h[SP_REC_HDR] = {(uint8_t) type, 0, 0, 0};
+	uint8_t		h[SP_REC_HDR];
 	uint8_t		sum[SP_REC_SUM];
-	XXH3_state_t st;
 
 	if (len > SP_REC_MAX)
 		return sp_fail(ctx, SP_ERR_INTERNAL, "record of %zu bytes is too large", len);
-	sp_put32(h + 4, (uint32_t) len);
-	XXH3_64bits_reset(&st);
-	XXH3_64bits_update(&st, h, sizeof(h));
-	XXH3_64bits_update(&st, payload, len);
-	sp_put64(sum, XXH3_64bits_digest(&st));
+	record_frame(type, payload, len, h, sum);
 	if (sp_out_write(ctx, o, h, sizeof(h)) != SP_OK ||
 		sp_out_write(ctx, o, payload, len) != SP_OK ||
 		sp_out_write(ctx, o, sum, sizeof(sum)) != SP_OK)
@@ -229,4 +240,91 @@ sp_reader_close(sp_ctx *ctx, sp_reader *r)
 	sp_free(ctx, r->buf);
 	r->buf = NULL;
 	r->cap = 0;
+}
+
+/* ---- BASES with digests computed beside the coding ---------------------- */
+
+/*
+ * Write BASES for files idx[0..n) of fs (size, zero digest, name each) and
+ * start hashing them; too_many is the error when the record would be too
+ * large.
+ */
+sp_status
+sp_bases_write(sp_ctx *ctx, sp_out *o, sp_fileset *fs, const size_t *idx, size_t n,
+			   const char *too_many, sp_bases *b)
+{
+	size_t		len = 4;
+	uint8_t    *q;
+
+	memset(b, 0, sizeof(*b));
+	for (size_t i = 0; i < n; i++)
+		len += 42 + strlen(fs->f[idx[i]].rel);
+	if (len > SP_REC_MAX)
+		return sp_fail(ctx, SP_ERR_INVALID_ARG, "%s", too_many);
+	if ((b->rec = sp_calloc(ctx, len, 1)) == NULL)
+		return SP_ERR_NOMEM;
+	b->len = len;
+	b->fs = fs;
+	b->n = n;
+	sp_put32(b->rec, (uint32_t) n);
+	q = b->rec + 4;
+	for (size_t i = 0; i < n; i++)
+	{
+		const sp_file *f = &fs->f[idx[i]];
+		size_t		nl = strlen(f->rel);
+
+		sp_put64(q, f->size);
+		sp_put16(q + 40, (uint16_t) nl);
+		memcpy(q + 42, f->rel, nl);
+		q += 42 + nl;
+	}
+	b->off = o->written;
+	if (sp_write_record(ctx, o, SP_REC_BASES, b->rec, b->len) != SP_OK)
+		return ctx->err.code;
+	return sp_bghash_start(ctx, &b->bh, fs, idx, n);
+}
+
+/*
+ * Wait for the base digests, put them into the record, write it again at
+ * its place, and give the base's digest (the one file's, or the manifest
+ * of a directory).
+ */
+sp_status
+sp_bases_seal(sp_ctx *ctx, sp_out *o, sp_bases *b, uint8_t digest[SP_SHA256_LEN])
+{
+	uint8_t		h[SP_REC_HDR],
+				sum[SP_REC_SUM];
+	uint8_t    *q = b->rec + 4;
+	sp_sha256	man;
+
+	if (sp_bghash_finish(ctx, &b->bh) != SP_OK || sp_sha256_init(ctx, &man) != SP_OK)
+		return ctx->err.code;
+	for (size_t i = 0; i < b->n; i++)
+	{
+		const uint8_t *d = b->bh.digests + i * SP_SHA256_LEN;
+
+		memcpy(q + 8, d, SP_SHA256_LEN);
+		sp_manifest_add(&man, d, b->fs->f[b->bh.idx[i]].rel);
+		if (!b->fs->is_dir)
+			memcpy(digest, d, SP_SHA256_LEN);
+		q += 42 + sp_get16(q + 40);
+	}
+	if (b->fs->is_dir)
+		sp_sha256_final(&man, digest);
+	sp_sha256_free(&man);
+	record_frame(SP_REC_BASES, b->rec, b->len, h, sum);
+	if (sp_out_pwrite(ctx, o, b->off, h, SP_REC_HDR) != SP_OK ||
+		sp_out_pwrite(ctx, o, b->off + SP_REC_HDR, b->rec, b->len) != SP_OK ||
+		sp_out_pwrite(ctx, o, b->off + SP_REC_HDR + b->len, sum, SP_REC_SUM) != SP_OK)
+		return ctx->err.code;
+	return SP_OK;
+}
+
+/* Stop the hashing and release the record. */
+void
+sp_bases_free(sp_ctx *ctx, sp_bases *b)
+{
+	sp_bghash_free(ctx, &b->bh);
+	sp_free(ctx, b->rec);
+	b->rec = NULL;
 }

@@ -11,6 +11,7 @@
 #ifndef SPARSE_CONTAINER_H
 #define SPARSE_CONTAINER_H
 
+#include "bghash.h"
 #include "files.h"
 #include "util.h"
 
@@ -96,6 +97,27 @@ sp_status	sp_reader_next(sp_ctx *ctx, sp_reader *r, bool skip_chunks);
 void		sp_reader_close(sp_ctx *ctx, sp_reader *r);
 
 /* Add "HEX  NAME\n" (sha256sum's format) to a directory manifest digest. */
+/*
+ * The BASES record of a delta being written.  sp_bases_write writes it with
+ * the digests left zero and starts hashing the base files on a helper
+ * thread (bghash.h), so the encoder codes meanwhile; sp_bases_seal, before
+ * END, waits for the digests and writes the record again in place.
+ */
+typedef struct sp_bases
+{
+	uint8_t    *rec;			/* the payload */
+	size_t		len;
+	uint64_t	off;			/* where the record starts in the output */
+	sp_fileset *fs;
+	size_t		n;
+	sp_bghash	bh;
+} sp_bases;
+
+sp_status	sp_bases_write(sp_ctx *ctx, sp_out *o, sp_fileset *fs, const size_t *idx, size_t n,
+						   const char *too_many, sp_bases *b);
+sp_status	sp_bases_seal(sp_ctx *ctx, sp_out *o, sp_bases *b, uint8_t digest[SP_SHA256_LEN]);
+void		sp_bases_free(sp_ctx *ctx, sp_bases *b);
+
 void		sp_manifest_add(sp_sha256 *man, const uint8_t digest[SP_SHA256_LEN],
 							const char *rel);
 

@@ -145,6 +145,7 @@ typedef struct dsenc
 	int64_t		rows_total,
 				rows_shared;
 	uint8_t		base_digest[SP_SHA256_LEN];
+	sp_bases	bases;			/* the BASES record, sealed before END */
 } dsenc;
 
 /*
@@ -1252,45 +1253,26 @@ plan_bases(dsenc *e)
 			e->slot[i] = e->nslots++;
 }
 
-/* Write BASES (name, size, SHA-256 of each parent file read); digest them. */
+/*
+ * Write BASES (name, size, SHA-256 of each parent file read); the digests
+ * are computed beside the coding and written in before END (sp_bases_seal).
+ */
 static sp_status
 write_bases(dsenc *e)
 {
 	sp_ctx	   *ctx = e->ctx;
-	sp_buf		b = {0};
-	sp_sha256	man;
-	uint8_t		t[42];
+	size_t	   *idx = sp_calloc(ctx, e->base->n ? e->base->n : 1, sizeof(size_t));
+	size_t		n = 0;
 	sp_status	rc;
 
-	if ((rc = sp_sha256_init(ctx, &man)) != SP_OK)
-		return rc;
-	sp_put32(t, e->nslots);
-	rc = sp_buf_put(ctx, &b, t, 4);
-	for (size_t i = 0; i < e->base->n && rc == SP_OK; i++)
-	{
-		const sp_file *f = &e->base->f[i];
-		size_t		nl = strlen(f->rel);
-
-		if (e->slot[i] == SP_NO_BASE)
-			continue;
-		sp_put64(t, f->size);
-		sp_put16(t + 40, (uint16_t) nl);
-		if ((rc = sp_fileset_sha256(ctx, e->base, i, t + 8)) == SP_OK &&
-			(rc = sp_buf_put(ctx, &b, t, 42)) == SP_OK)
-			rc = sp_buf_put(ctx, &b, f->rel, nl);
-		if (rc == SP_OK)
-			sp_manifest_add(&man, t + 8, f->rel);
-		if (rc == SP_OK && !e->base->is_dir)
-			memcpy(e->base_digest, t + 8, SP_SHA256_LEN);
-	}
-	if (rc == SP_OK && b.n > SP_REC_MAX)
-		rc = sp_fail(ctx, SP_ERR_INVALID_ARG, "parent dataset has too many files");
-	if (rc == SP_OK)
-		rc = sp_write_record(ctx, e->out, SP_REC_BASES, b.p, b.n);
-	if (e->base->is_dir)
-		sp_sha256_final(&man, e->base_digest);
-	sp_sha256_free(&man);
-	sp_buf_free(ctx, &b);
+	if (idx == NULL)
+		return SP_ERR_NOMEM;
+	for (size_t i = 0; i < e->base->n; i++)
+		if (e->slot[i] != SP_NO_BASE)
+			idx[n++] = i;
+	rc = sp_bases_write(ctx, e->out, e->base, idx, n, "parent dataset has too many files",
+						&e->bases);
+	sp_free(ctx, idx);
 	return rc;
 }
 
@@ -1342,7 +1324,7 @@ code_all(dsenc *e, uint8_t digest[SP_SHA256_LEN])
 	if (e->der->is_dir)
 		sp_sha256_final(&man, digest);
 	sp_sha256_free(&man);
-	if (rc != SP_OK)
+	if (rc != SP_OK || (rc = sp_bases_seal(ctx, e->out, &e->bases, e->base_digest)) != SP_OK)
 		return rc;
 	sp_put32(end, (uint32_t) e->der->n);
 	sp_put64(end + 8, e->total);
@@ -1417,6 +1399,7 @@ dsenc_free(dsenc *e)
 
 	if (ctx == NULL)
 		return;
+	sp_bases_free(ctx, &e->bases);
 	sp_codec_free(ctx, &e->codec);
 	worker_codec_free(&e->codec2);
 	sp_rowslay_free(ctx, &e->lay);

@@ -764,6 +764,38 @@ rename_noreplace(sp_ctx *ctx, const char *from, const char *to)
 	return SP_OK;
 }
 
+/*
+ * Overwrite n bytes at off, inside what was written already (a record
+ * completed after the bytes behind it were written).
+ */
+sp_status
+sp_out_pwrite(sp_ctx *ctx, sp_out *o, uint64_t off, const void *p, size_t n)
+{
+	const uint8_t *q = p;
+
+	if (off > o->written || n > o->written - off)
+		return sp_fail(ctx, SP_ERR_INTERNAL, "rewrite past the end of the output");
+	if (o->kind == SP_OUT_MEM)
+	{
+		memcpy(o->mem + off, p, n);
+		return SP_OK;
+	}
+	while (o->kind == SP_OUT_FILE && n > 0)
+	{
+		ssize_t		w = pwrite(o->fd, q, n, (off_t) off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return sp_fail_io(ctx, errno, "could not write \"%s\"",
+							  o->tmp_path ? o->tmp_path : o->final_path);
+		q += w;
+		n -= (size_t) w;
+		off += (uint64_t) w;
+	}
+	return SP_OK;
+}
+
 /* fsync, close and rename a file output into place. */
 sp_status
 sp_out_commit(sp_ctx *ctx, sp_out *o)

@@ -103,6 +103,8 @@ void		sp_out_mem(sp_out *o, size_t max);
 sp_status	sp_out_write(sp_ctx *ctx, sp_out *o, const void *p, size_t n);
 
 /* fsync, close and rename a file output into place (no replace). */
+sp_status	sp_out_pwrite(sp_ctx *ctx, sp_out *o, uint64_t off, const void *p, size_t n);
+
 sp_status	sp_out_commit(sp_ctx *ctx, sp_out *o);
 
 /* Drop an output: close and unlink the temporary file; free memory. */

@@ -12,6 +12,18 @@
  * state and the file descriptor they are given: no hook, no allocation, no
  * database call, every signal blocked.  Without threads (pthread_create
  * failed) the hashing and writing run inline and nothing is flushed early.
+ *
+ * Direct I/O (sp_hw_direct, for large files): the file is switched to
+ * O_DIRECT, the worker hashes each buffer and copies it into one of two
+ * aligned stage buffers the caller lent, and the second thread writes each
+ * full stage straight to the device instead of flushing.  The kernel then
+ * copies nothing into its page cache and has nothing to write back at the
+ * fsync (on this project's VM, writing 0.5 GB and fsyncing took 1.7 s of
+ * system time buffered, 0.4 s with O_DIRECT).  The last partial stage is
+ * written by sp_hw_drain, its unaligned end without O_DIRECT.  A file
+ * system that refuses O_DIRECT (tmpfs, some network file systems) keeps
+ * buffered writes; a direct write that fails with EINVAL is retried
+ * buffered and the file stays buffered.
  */
 #ifndef SPARSE_HASHWRITER_H
 #define SPARSE_HASHWRITER_H
@@ -21,6 +33,9 @@
 #include "util.h"
 
 #define SP_HW_SYNC_EVERY ((uint64_t) 16 << 20)
+#define SP_HW_STAGE ((size_t) 4 << 20)	/* bytes per direct write */
+#define SP_HW_ALIGN ((size_t) 4096)	/* buffer, offset and length alignment for O_DIRECT */
+#define SP_HW_DIRECT_MIN ((uint64_t) 64 << 20)	/* smaller files stay buffered */
 
 /* The helpers and the one job they may hold. */
 typedef struct sp_hashwriter
@@ -45,6 +60,14 @@ typedef struct sp_hashwriter
 	uint64_t	synced;			/* of which flushed */
 	int			err;			/* errno of the first failed write or flush, or 0 */
 	bool		err_flush;		/* it was a flush */
+	/* direct I/O of the current file (see above) */
+	bool		direct;
+	uint8_t    *stage[2];		/* SP_HW_STAGE bytes each, SP_HW_ALIGN-aligned */
+	size_t		stage_len[2];
+	bool		stage_full[2];	/* handed to the second thread for writing */
+	int			cur;			/* the stage the worker fills */
+	int			wcur;			/* the stage written next */
+	int			dfd;			/* the file being written directly */
 } sp_hashwriter;
 
 void		sp_hw_init(sp_hashwriter *hw);
@@ -52,6 +75,7 @@ void		sp_hw_submit(sp_hashwriter *hw, sp_sha256 *sha, int fd, const uint8_t *p, 
 int			sp_hw_wait(sp_hashwriter *hw);
 int			sp_hw_drain(sp_hashwriter *hw);
 void		sp_hw_new_file(sp_hashwriter *hw);
+bool		sp_hw_direct(sp_hashwriter *hw, int fd, uint8_t *stages);
 void		sp_hw_stop(sp_hashwriter *hw);
 
 #endif

@@ -250,6 +250,13 @@ sp_sha256_init(sp_ctx *ctx, sp_sha256 *s)
 	return SP_OK;
 }
 
+/* Start over on an existing SHA-256 context (no ctx: usable on a helper thread). */
+bool
+sp_sha256_restart(sp_sha256 *s)
+{
+	return EVP_DigestInit_ex((EVP_MD_CTX *) s->md, EVP_sha256(), NULL) == 1;
+}
+
 /* Add bytes to a SHA-256. */
 void
 sp_sha256_update(sp_sha256 *s, const void *p, size_t n)

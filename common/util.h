@@ -62,6 +62,7 @@ typedef struct sp_sha256
 } sp_sha256;
 
 sp_status	sp_sha256_init(sp_ctx *ctx, sp_sha256 *s);
+bool		sp_sha256_restart(sp_sha256 *s);
 void		sp_sha256_update(sp_sha256 *s, const void *p, size_t n);
 void		sp_sha256_final(sp_sha256 *s, uint8_t out[SP_SHA256_LEN]);
 void		sp_sha256_free(sp_sha256 *s);

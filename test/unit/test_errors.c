@@ -589,6 +589,48 @@ test_err_wrong_base(void)
 						   bigger, (long long) fh_size(bigger), (long long) fh_size(base), hb), true);
 }
 
+/*
+ * A base that differs only in bytes the delta never reads (a tensor the
+ * fine-tune does not have): every chunk decodes and the rebuilt file
+ * matches its digest, so only the base digest, hashed beside the decoding,
+ * can refuse it, and it must do so before the output is renamed into place.
+ */
+static void
+test_err_wrong_base_unread(void)
+{
+	float		a[256],
+				z[64];
+	stw_tensor	bt[2] = {{"a", "F32", 1, {256}, a, sizeof(a)}, {"z", "F32", 1, {64}, z, sizeof(z)}};
+	stw_tensor	ft = {"a", "F32", 1, {256}, NULL, sizeof(a)};
+	float		fa[256];
+	char	   *base = t_path("unread_base.safetensors"),
+			   *other = t_path("unread_other.safetensors"),
+			   *ftp = t_path("unread_ft.safetensors"),
+			   *delta = t_path("unread.delta");
+	char		hb[65],
+				ho[65];
+	sp_ctx		ctx;
+	sp_compress_result cr;
+
+	for (int i = 0; i < 256; i++)
+		a[i] = fa[i] = (float) i * 0.25f;
+	for (int i = 0; i < 64; i++)
+		z[i] = (float) i;
+	fa[7] += 1.0f;
+	ft.data = fa;
+	T_REQUIRE(stw_write(base, bt, 2, NULL) && stw_write(ftp, &ft, 1, NULL), "write");
+	rt_ctx(&ctx);
+	T_REQUIRE(sp_delta_compress(&ctx, base, ftp, delta, SP_LEVEL_DEFAULT, &cr) == SP_OK,
+			  "compress: %s", ctx.err.msg);
+	/* the last byte of the file is the last byte of z, which the delta never reads */
+	T_REQUIRE(fh_copy(base, other) && fh_flip(other, (uint64_t) fh_size(other) - 1, 0x01) &&
+			  fh_sha256(base, hb) && fh_sha256(other, ho), "copy");
+	EXPECT_APPLY_ERR(other, delta, SP_ERR_WRONG_BASE,
+					 t_fmt("wrong base: \"%s\" has sha256 %s, the delta was made against %s",
+						   other, ho, hb), true);
+	no_temp_files(__FILE__, __LINE__);
+}
+
 /* Missing inputs, a path through a file, an output in a missing directory. */
 static void
 test_err_io(void)
@@ -901,6 +943,7 @@ const t_case t_tests_errors[] = {
 	{"err_corrupt_delta", test_err_corrupt_delta},
 	{"err_corrupt_resealed", test_err_corrupt_resealed},
 	{"err_wrong_base", test_err_wrong_base},
+	{"err_wrong_base_unread", test_err_wrong_base_unread},
 	{"err_hostile_names", test_err_hostile_names},
 	{"err_io", test_err_io},
 	{"err_io_unreadable_dir", test_err_io_unreadable_dir},

@@ -1,0 +1,239 @@
+/*
+ * bghash.c -- SHA-256 of base files on a helper thread (see bghash.h).
+ *
+ * How it works: sp_bghash_start copies the file indexes, allocates one read
+ * buffer, one digest state and the digest array on the caller's thread,
+ * then starts the helper.  The helper opens each file by its canonical
+ * path, reads it front to back with pread into the buffer and hashes it,
+ * checking the stop flag between reads; the first failure (errno, or -1
+ * when the file ends early) ends the job.  It sets `done` under the mutex
+ * and signals.  sp_bghash_finish waits in 20 ms slices, polling the
+ * caller's interrupt hook between them, so a cancel stops the helper
+ * within one read and returns at once.
+ */
+#include "bghash.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BGHASH_STEP ((size_t) 256 << 10)	/* stays in cache between read and hash */
+
+/* The state the helper uses besides the job: one digest. */
+typedef struct bghash_job
+{
+	sp_bghash  *bh;
+	sp_sha256	sha;
+} bghash_job;
+
+/* Has the caller asked the helper to stop? */
+static bool
+stopped(sp_bghash *bh)
+{
+	return __atomic_load_n(&bh->stop, __ATOMIC_RELAXED) != 0;
+}
+
+/* Hash one open file of size bytes into out; 0, errno, or -1 if it ended early. */
+static int
+hash_fd(sp_bghash *bh, sp_sha256 *sha, int fd, uint64_t size, uint8_t *out)
+{
+	uint64_t	off = 0;
+
+	if (!sp_sha256_restart(sha))
+		return ENOMEM;
+	(void) posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	while (off < size && !stopped(bh))
+	{
+		size_t		want = (size_t) SP_MIN((uint64_t) BGHASH_STEP, size - off);
+		ssize_t		r = pread(fd, bh->buf, want, (off_t) off);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return errno;
+		if (r == 0)
+			return -1;
+		sp_sha256_update(sha, bh->buf, (size_t) r);
+		off += (uint64_t) r;
+	}
+	sp_sha256_final(sha, out);
+	return 0;
+}
+
+/* Hash n bytes in memory into out; 0 or ENOMEM. */
+static int
+hash_mem(sp_sha256 *sha, const uint8_t *p, uint64_t n, uint8_t *out)
+{
+	if (!sp_sha256_restart(sha))
+		return ENOMEM;
+	sp_sha256_update(sha, p, (size_t) n);
+	sp_sha256_final(sha, out);
+	return 0;
+}
+
+/* Hash every file of the job, stopping at the first failure or when asked. */
+static void
+hash_all(sp_bghash *bh, sp_sha256 *sha)
+{
+	for (size_t i = 0; i < bh->n && !stopped(bh); i++)
+	{
+		const sp_file *f = &bh->fs->f[bh->idx[i]];
+		uint8_t    *out = bh->digests + i * SP_SHA256_LEN;
+		int			fd,
+					err;
+
+		if (f->mem)				/* a file set in memory (the *_mem entry points) */
+			err = hash_mem(sha, f->mem, f->size, out);
+		else if ((fd = open(f->path, O_RDONLY | O_CLOEXEC)) < 0)
+			err = errno;
+		else
+		{
+			err = hash_fd(bh, sha, fd, f->size, out);
+			close(fd);
+		}
+		if (err)
+		{
+			bh->err = err;
+			bh->err_file = i;
+			return;
+		}
+	}
+}
+
+/* The helper thread: hash, then say so. */
+static void *
+bghash_main(void *arg)
+{
+	bghash_job *job = arg;
+	sp_bghash  *bh = job->bh;
+
+	hash_all(bh, &job->sha);
+	pthread_mutex_lock(&bh->mu);
+	bh->done = true;
+	pthread_cond_broadcast(&bh->cv);
+	pthread_mutex_unlock(&bh->mu);
+	return NULL;
+}
+
+/* Start hashing files idx[0..n) of fs on a helper thread. */
+sp_status
+sp_bghash_start(sp_ctx *ctx, sp_bghash *bh, sp_fileset *fs, const size_t *idx, size_t n)
+{
+	bghash_job *job;
+
+	memset(bh, 0, sizeof(*bh));
+	pthread_mutex_init(&bh->mu, NULL);
+	pthread_cond_init(&bh->cv, NULL);
+	bh->fs = fs;
+	bh->n = n;
+	if ((bh->idx = sp_calloc(ctx, n ? n : 1, sizeof(size_t))) == NULL ||
+		(bh->digests = sp_calloc(ctx, n ? n : 1, SP_SHA256_LEN)) == NULL ||
+		(bh->buf = sp_alloc(ctx, BGHASH_STEP)) == NULL ||
+		(job = sp_calloc(ctx, 1, sizeof(*job))) == NULL)
+		return SP_ERR_NOMEM;
+	if (n)
+		memcpy(bh->idx, idx, n * sizeof(size_t));
+	job->bh = bh;
+	bh->job = job;
+	if (sp_sha256_init(ctx, &job->sha) != SP_OK)
+		return ctx->err.code;
+	bh->started = sp_spawn_blocked(&bh->thread, bghash_main, job);
+	return SP_OK;
+}
+
+/* Turn the helper's failure into a status. */
+static sp_status
+bghash_error(sp_ctx *ctx, sp_bghash *bh)
+{
+	const sp_file *f = &bh->fs->f[bh->idx[bh->err_file]];
+
+	if (bh->err == -1)
+	{
+		sp_fail(ctx, SP_ERR_IO, "could not read \"%s\": file shrank while being read", f->path);
+		ctx->err.sys_errno = EIO;
+		return SP_ERR_IO;
+	}
+	if (bh->err == ENOMEM)
+		return sp_fail(ctx, SP_ERR_NOMEM, "could not initialize SHA-256");
+	return sp_fail_io(ctx, bh->err, "could not read \"%s\"", f->path ? f->path : f->rel);
+}
+
+/* Stop the helper (if running) and wait for it. */
+static void
+bghash_join(sp_bghash *bh)
+{
+	if (!bh->started)
+		return;
+	__atomic_store_n(&bh->stop, 1, __ATOMIC_RELAXED);
+	pthread_join(bh->thread, NULL);
+	bh->started = false;
+}
+
+/* Wait up to 20 ms for the helper; true when it is done. */
+static bool
+wait_slice(sp_bghash *bh)
+{
+	struct timespec until;
+	bool		done;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += 20 * 1000 * 1000;
+	if (until.tv_nsec >= 1000000000L)
+	{
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&bh->mu);
+	if (!bh->done)
+		pthread_cond_timedwait(&bh->cv, &bh->mu, &until);
+	done = bh->done;
+	pthread_mutex_unlock(&bh->mu);
+	return done;
+}
+
+/*
+ * Wait for the digests (polling the interrupt hook every 20 ms), or hash
+ * here if no thread could be started; a read error or cancel as a status.
+ */
+sp_status
+sp_bghash_finish(sp_ctx *ctx, sp_bghash *bh)
+{
+	sp_status	rc;
+
+	if (!bh->started)
+	{
+		for (size_t i = 0; i < bh->n; i++)
+			if ((rc = sp_fileset_sha256(ctx, bh->fs, bh->idx[i],
+										bh->digests + i * SP_SHA256_LEN)) != SP_OK)
+				return rc;
+		return SP_OK;
+	}
+	while (!wait_slice(bh))
+		if ((rc = sp_check_interrupt(ctx)) != SP_OK)
+		{
+			bghash_join(bh);
+			return rc;
+		}
+	bghash_join(bh);
+	return bh->err ? bghash_error(ctx, bh) : SP_OK;
+}
+
+/* Stop the helper and release everything (safe on a zeroed or half-started job). */
+void
+sp_bghash_free(sp_ctx *ctx, sp_bghash *bh)
+{
+	if (bh->fs == NULL)
+		return;
+	bghash_join(bh);
+	if (bh->job)
+		sp_sha256_free(&bh->job->sha);
+	sp_free(ctx, bh->job);
+	sp_free(ctx, bh->idx);
+	sp_free(ctx, bh->digests);
+	sp_free(ctx, bh->buf);
+	pthread_mutex_destroy(&bh->mu);
+	pthread_cond_destroy(&bh->cv);
+	memset(bh, 0, sizeof(*bh));
+}
