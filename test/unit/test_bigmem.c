@@ -183,6 +183,56 @@ big_run(const char *base, const char *ft, const char *delta, const char *out,
 	return true;
 }
 
+/* No file in the test directory may start with prefix (temporary outputs start with "."). */
+static bool
+big_no_file(const char *prefix)
+{
+	size_t		n;
+	char	  **names = fh_list(t_dir(), &n);
+
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(names[i], prefix, strlen(prefix)) == 0 || names[i][0] == '.')
+			return false;
+	return true;
+}
+
+/*
+ * Cancel an apply (output written with direct I/O, base hashed on a helper)
+ * and a compress (base hashed beside the coding) halfway, by poll count:
+ * each reports the cancel, leaves no output or temporary file, frees
+ * everything and calls no hook from another thread.
+ */
+static void
+big_cancel_midway(const char *base, const char *ft, const char *delta)
+{
+	for (int apply = 1; apply >= 0; apply--)
+	{
+		ds_hooks	h;
+		sp_ctx		ctx;
+		sp_apply_result ar;
+		sp_compress_result cr;
+		char	   *out = t_path(apply ? "cancelled.safetensors" : "cancelled.delta");
+		long		polls;
+		sp_status	st;
+
+		char	   *full = t_path(apply ? "counted.safetensors" : "counted.delta");
+
+		dh_ctx(&ctx, &h, -1, -1);
+		st = apply ? sp_delta_apply(&ctx, base, delta, full, &ar)
+			: sp_delta_compress(&ctx, base, ft, full, SP_LEVEL_DEFAULT, &cr);
+		T_REQUIRE(st == SP_OK && unlink(full) == 0, "counting run: %s", ctx.err.msg);
+		polls = h.polls;
+		dh_ctx(&ctx, &h, -1, polls / 2);
+		st = apply ? sp_delta_apply(&ctx, base, delta, out, &ar)
+			: sp_delta_compress(&ctx, base, ft, out, SP_LEVEL_DEFAULT, &cr);
+		T_CHECK(st == SP_ERR_CANCELLED, "%s cancelled at poll %ld of about %ld: %s",
+				apply ? "apply" : "compress", polls / 2, polls, sp_status_name(st));
+		T_CHECK(big_no_file("cancelled"), "%s left a file behind", apply ? "apply" : "compress");
+		T_CHECK(h.live == 0, "%ld allocations not freed", h.live);
+		T_CHECK(h.foreign == 0, "%ld hook calls from another thread", h.foreign);
+	}
+}
+
 /* Compress and apply a ~300 MB pair with bounded memory. */
 static void
 test_big_bounded_memory(void)
@@ -223,6 +273,7 @@ test_big_bounded_memory(void)
 			a.after_kb - a.before_kb);
 	T_CHECK(strcmp(a.sha, sha) == 0, "apply sha256 %s, ft %s", a.sha, sha);
 	T_CHECK(fh_sha256(out, sha) && strcmp(a.sha, sha) == 0, "rebuilt file hashes to %s", sha);
+	big_cancel_midway(base, ft, delta);
 }
 
 const t_case t_tests_bigmem[] = {
