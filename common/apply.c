@@ -8,13 +8,15 @@
  * decoding (bghash.c) and compared before anything is renamed into place:
  * a wrong base is an error, never a wrong file, and when decoding fails
  * on a base whose digest differs, the error says "wrong base" rather than
- * naming the chunk that first came out wrong.  Each FILE opens an output (a temporary file,
- * or a file inside a temporary directory), each CHUNK is decoded (reading
- * the base bytes it names, after bounds checks) and its XXH3 checksum is
- * compared, and FILE_END compares the SHA-256 of everything written.  The
- * SHA-256 and the write of each decoded chunk run on a second thread, and
- * a file output is flushed every 16 MiB on a third (hashwriter.c), while
- * the next chunk is decoded into a second buffer.
+ * naming the chunk that first came out wrong.  Each FILE opens an output
+ * (a temporary file, or a file inside a temporary directory), each CHUNK
+ * is decoded (reading the base bytes it names, after bounds checks) and its
+ * XXH3 checksum is compared, and FILE_END compares the SHA-256 of
+ * everything written.  The SHA-256 and the write of each decoded chunk run
+ * on a second thread, and a file output is flushed every 16 MiB on a third
+ * (hashwriter.c), while the next chunk is decoded into a second buffer; an
+ * output of 64 MiB or more is written with O_DIRECT by that third thread
+ * instead (hashwriter.h).
  * Only after END is the output fsynced and renamed into place.  Verify runs
  * the same path with no output.
  */

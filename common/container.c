@@ -4,7 +4,10 @@
  * The reader never trusts a length: a record's payload length is checked
  * against SP_REC_MAX and against the bytes left in the delta before any
  * buffer is sized or any byte is read, and the checksum is verified before
- * the payload is handed to a decoder.
+ * the payload is handed to a decoder.  The writer can rewrite a record in
+ * place: BASES is written first with zero digests and sealed with the real
+ * ones (sp_bases_seal) once the helper thread that hashes the base while
+ * the encoder codes has finished.
  */
 #include "container.h"
 #include "rows.h"
@@ -85,7 +88,6 @@ sp_write_header(sp_ctx *ctx, sp_out *o, uint32_t flags)
 	return sp_out_write(ctx, o, h, sizeof(h));
 }
 
-/* Write one record and its checksum. */
 /* The header and checksum framing a record's payload. */
 static void
 record_frame(int type, const uint8_t *payload, size_t len, uint8_t h[SP_REC_HDR],
@@ -102,6 +104,7 @@ record_frame(int type, const uint8_t *payload, size_t len, uint8_t h[SP_REC_HDR]
 	sp_put64(sum, XXH3_64bits_digest(&st));
 }
 
+/* Write one record and its checksum. */
 sp_status
 sp_write_record(sp_ctx *ctx, sp_out *o, int type, const uint8_t *payload, size_t len)
 {

@@ -19,8 +19,8 @@
  * threads start on the first submit (the flusher on the first with a
  * file) and sp_hw_stop joins them.
  * Threads: the helpers compute the digest, copy into the stages, and call
- * write(2), pwrite(2), fcntl(2) and fdatasync(2) only; the caller's hooks and allocator stay on the caller's
- * thread.
+ * write(2), pwrite(2), fcntl(2) and fdatasync(2) only; the caller's hooks
+ * and allocator stay on the caller's thread.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE				/* O_DIRECT */
@@ -72,6 +72,15 @@ hw_set_direct(int fd, bool on)
 	return fcntl(fd, F_SETFL, fl) == 0;
 }
 
+/* Turn O_DIRECT off if it is on; true if it was on and now is off. */
+static bool
+hw_drop_direct(int fd)
+{
+	int			fl = fcntl(fd, F_GETFL);
+
+	return fl >= 0 && (fl & O_DIRECT) && hw_set_direct(fd, false);
+}
+
 /*
  * Write p[0..n) at off; 0 or errno.  A direct write the file system
  * refuses (EINVAL) turns O_DIRECT off and goes on buffered from where it
@@ -86,8 +95,8 @@ hw_pwrite(int fd, const uint8_t *p, size_t n, uint64_t off)
 
 		if (w < 0 && errno == EINTR)
 			continue;
-		if (w < 0 && errno == EINVAL && hw_set_direct(fd, false))
-			continue;
+		if (w < 0 && errno == EINVAL && hw_drop_direct(fd))
+			continue;			/* once: a buffered EINVAL is an error */
 		if (w < 0)
 			return errno;
 		p += w;
