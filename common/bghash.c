@@ -10,6 +10,9 @@
  * and signals.  sp_bghash_finish waits in 20 ms slices, polling the
  * caller's interrupt hook between them, so a cancel stops the helper
  * within one read and returns at once.
+ * Security: the helper opens only the canonical paths of a file set the
+ * caller opened (resolved and checked against the root in files.c), and
+ * reads only the size recorded there, as sp_fileset_sha256 does.
  */
 #include "bghash.h"
 

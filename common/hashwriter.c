@@ -336,9 +336,12 @@ static void
 hw_write_tail(sp_hashwriter *hw)
 {
 	int			c = hw->cur,
-				rc;
+				rc = errno = 0;
 
-	rc = hw_set_direct(hw->dfd, false) ? hw_pwrite(hw->dfd, hw->stage[c], hw->stage_len[c], hw->written) : errno;
+	if (hw_set_direct(hw->dfd, false))
+		rc = hw_pwrite(hw->dfd, hw->stage[c], hw->stage_len[c], hw->written);
+	else
+		rc = errno ? errno : EINVAL;
 	if (rc)
 		hw_fail(hw, rc, false);
 	else
