@@ -9,9 +9,10 @@
  *
  * The caller allocates everything (buffer, digest states, the list of
  * files) and starts the helper; the helper only opens, reads and hashes
- * the files it was given (no hook, no allocation, no database call, every
- * signal blocked) and stops between reads when asked.  If the thread cannot
- * be started, sp_bghash_finish hashes the files on the caller's thread.
+ * the files it was given (no hook, not the caller's allocator, no database
+ * call, every signal blocked) and stops between reads when asked.  If the
+ * thread cannot be started, sp_bghash_finish hashes the files on the
+ * caller's thread.
  */
 #ifndef SPARSE_BGHASH_H
 #define SPARSE_BGHASH_H
