@@ -160,7 +160,7 @@ start_base_hash(decoder *d)
 	for (uint32_t i = 0; i < d->nbases; i++)
 		if (d->base->f[d->bases[i].idx].mem == NULL)
 			idx[n++] = d->bases[i].idx;
-	rc = n ? sp_bghash_start(d->ctx, &d->bh, d->base, idx, n) : SP_OK;
+	rc = n ? sp_bghash_start(d->ctx, &d->bh, d->base, idx, n, true) : SP_OK;
 	sp_free(d->ctx, idx);
 	return rc;
 }

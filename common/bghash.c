@@ -120,9 +120,10 @@ bghash_main(void *arg)
 	return NULL;
 }
 
-/* Start hashing files idx[0..n) of fs on a helper thread. */
+/* Start hashing files idx[0..n) of fs on a helper thread (helper false: later, in finish). */
 sp_status
-sp_bghash_start(sp_ctx *ctx, sp_bghash *bh, sp_fileset *fs, const size_t *idx, size_t n)
+sp_bghash_start(sp_ctx *ctx, sp_bghash *bh, sp_fileset *fs, const size_t *idx, size_t n,
+				bool helper)
 {
 	bghash_job *job;
 
@@ -142,7 +143,7 @@ sp_bghash_start(sp_ctx *ctx, sp_bghash *bh, sp_fileset *fs, const size_t *idx, s
 	bh->job = job;
 	if (sp_sha256_init(ctx, &job->sha) != SP_OK)
 		return ctx->err.code;
-	bh->started = sp_spawn_blocked(&bh->thread, bghash_main, job);
+	bh->started = helper && sp_spawn_blocked(&bh->thread, bghash_main, job);
 	return SP_OK;
 }
 

@@ -11,6 +11,7 @@
  * files) and starts the helper; the helper only opens, reads and hashes
  * the files it was given (no hook, not the caller's allocator, no database
  * call, every signal blocked) and stops between reads when asked.  If the
+ * caller asks for no helper (compress with sparse.threads = 1), or the
  * thread cannot be started, sp_bghash_finish hashes the files on the
  * caller's thread.
  */
@@ -42,7 +43,8 @@ typedef struct sp_bghash
 	size_t		err_file;		/* which of the n */
 } sp_bghash;
 
-sp_status	sp_bghash_start(sp_ctx *ctx, sp_bghash *bh, sp_fileset *fs, const size_t *idx, size_t n);
+sp_status	sp_bghash_start(sp_ctx *ctx, sp_bghash *bh, sp_fileset *fs, const size_t *idx, size_t n,
+							bool helper);
 sp_status	sp_bghash_finish(sp_ctx *ctx, sp_bghash *bh);
 void		sp_bghash_free(sp_ctx *ctx, sp_bghash *bh);
 

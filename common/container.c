@@ -284,7 +284,8 @@ sp_bases_write(sp_ctx *ctx, sp_out *o, sp_fileset *fs, const size_t *idx, size_t
 	b->off = o->written;
 	if (sp_write_record(ctx, o, SP_REC_BASES, b->rec, b->len) != SP_OK)
 		return ctx->err.code;
-	return sp_bghash_start(ctx, &b->bh, fs, idx, n);
+	/* sparse.threads = 1 / --threads 1: no thread beside the caller's */
+	return sp_bghash_start(ctx, &b->bh, fs, idx, n, ctx->threads != 1);
 }
 
 /*

@@ -9,7 +9,9 @@
  * fine-tune, and come from hooks called only on the caller's thread.
  * Cancelling at every poll must fail with the cancel error, free every
  * block and leave no file behind, whatever chunks were being coded (the
- * number of polls varies: waiting for a worker polls every 20 ms).
+ * number of polls varies: waiting for a worker polls every 20 ms).  With
+ * threads 1 the process must have no thread but the caller's at any poll
+ * (the base is then hashed on the caller's thread too).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -208,8 +210,55 @@ test_compress_threads_cancel(void)
 	}
 }
 
+/* Interrupt hook that records the most threads the process had at any poll. */
+static int
+max_tasks_hook(void *user)
+{
+	int		   *most = user;
+	int			n = entries("/proc/self/task");
+
+	if (n > *most)
+		*most = n;
+	return 0;
+}
+
+/*
+ * threads = 1 (sparse.threads = 1, --threads 1): compress runs on the
+ * caller's thread alone, base hashing included (no helper beside it), and
+ * the delta is the same bytes as with helpers.
+ */
+static void
+test_compress_one_thread_alone(void)
+{
+	const char *b = t_path("ob.safetensors"),
+			   *f = t_path("of.safetensors");
+	sp_ctx		ctx;
+	sp_compress_result cr;
+	int			most = 0;
+	uint8_t    *one,
+			   *many;
+	size_t		n1,
+				n2;
+
+	T_REQUIRE(write_pair(b, f), "write the pair");
+	T_REQUIRE(entries("/proc/self/task") == 1, "the test runs with %d threads already",
+			  entries("/proc/self/task"));
+	sp_ctx_init(&ctx);
+	ctx.threads = 1;
+	ctx.hooks.interrupted = max_tasks_hook;
+	ctx.hooks.user = &most;
+	T_OK(&ctx, sp_delta_compress(&ctx, b, f, t_path("one.delta"), 3, &cr));
+	T_CHECK(most == 1, "threads = 1: the process had %d threads during compress", most);
+	sp_ctx_init(&ctx);
+	T_OK(&ctx, sp_delta_compress(&ctx, b, f, t_path("many.delta"), 3, &cr));
+	T_REQUIRE((one = fh_read(t_path("one.delta"), &n1)) && (many = fh_read(t_path("many.delta"), &n2)),
+			  "read");
+	T_CHECK(n1 == n2 && memcmp(one, many, n1) == 0, "the deltas differ (%zu and %zu bytes)", n1, n2);
+}
+
 const t_case t_tests_threads[] = {
 	{"compress_threads_same_bytes", test_compress_threads_same_bytes},
 	{"compress_threads_cancel", test_compress_threads_cancel},
+	{"compress_one_thread_alone", test_compress_one_thread_alone},
 	{NULL, NULL}
 };
