@@ -36,6 +36,7 @@ typedef struct base_ref
 	size_t		idx;			/* index in the base file set */
 	uint64_t	size;
 	uint8_t		sha[SP_SHA256_LEN];	/* the digest the delta was made against */
+	uint8_t		fp[SP_FP_LEN];	/* its fingerprint, if the delta has them */
 } base_ref;
 
 /* State of one apply / verify / info run. */
@@ -47,7 +48,8 @@ typedef struct decoder
 	base_ref   *bases;
 	uint32_t	nbases;
 	uint8_t    *seen;			/* base files already listed in BASES */
-	sp_bghash	bh;				/* SHA-256 of the listed base files, on a helper */
+	bool		fps;			/* BASES has fingerprints (SP_FLAG_BASEFP) */
+	sp_bghash	bh;				/* their fingerprints (else SHA-256), on a helper */
 	sp_codec	codec;
 	bool		have_codec;
 	uint8_t    *obuf;			/* decoded chunk */
@@ -160,9 +162,39 @@ start_base_hash(decoder *d)
 	for (uint32_t i = 0; i < d->nbases; i++)
 		if (d->base->f[d->bases[i].idx].mem == NULL)
 			idx[n++] = d->bases[i].idx;
-	rc = n ? sp_bghash_start(d->ctx, &d->bh, d->base, idx, n, true) : SP_OK;
+	rc = n ? sp_bghash_start(d->ctx, &d->bh, d->base, idx, n, d->fps ? SP_BH_FP : SP_BH_SHA256,
+							 true) : SP_OK;
 	sp_free(d->ctx, idx);
 	return rc;
+}
+
+/*
+ * The error for base ref whose fingerprint (or, without fingerprints,
+ * SHA-256 got) differs.  A differing fingerprint is explained by the
+ * SHA-256, computed here: only on this error path, so apply reads the base
+ * twice only when it is about to fail anyway.
+ */
+static sp_status
+base_mismatch(decoder *d, const base_ref *ref, const uint8_t *got)
+{
+	const sp_file *f = &d->base->f[ref->idx];
+	uint8_t		sha[SP_SHA256_LEN];
+	char		want_hex[65],
+				got_hex[65];
+
+	if (d->fps)
+	{
+		if (sp_fileset_sha256(d->ctx, d->base, ref->idx, sha) != SP_OK)
+			return d->ctx->err.code;
+		if (memcmp(sha, ref->sha, SP_SHA256_LEN) == 0)
+			return corrupt(d, "a BASES fingerprint does not match its base file");
+		got = sha;
+	}
+	sp_hex(ref->sha, SP_SHA256_LEN, want_hex);
+	sp_hex(got, SP_SHA256_LEN, got_hex);
+	return sp_fail(d->ctx, SP_ERR_WRONG_BASE,
+				   "wrong base: \"%s\" has sha256 %s, the delta was made against %s",
+				   f->path ? f->path : f->rel, got_hex, want_hex);
 }
 
 /*
@@ -190,21 +222,15 @@ settle_bases(decoder *d, sp_status rc)
 	}
 	for (uint32_t i = 0, j = 0; i < d->nbases; i++)
 	{
-		const sp_file *f = &d->base->f[d->bases[i].idx];
+		const base_ref *ref = &d->bases[i];
 		const uint8_t *got;
-		char		want_hex[65],
-					got_hex[65];
 
-		if (f->mem)
+		if (d->base->f[ref->idx].mem)
 			continue;			/* checked in check_base */
-		got = d->bh.digests + (size_t) j++ * SP_SHA256_LEN;
-		if (memcmp(got, d->bases[i].sha, SP_SHA256_LEN) == 0)
-			continue;
-		sp_hex(d->bases[i].sha, SP_SHA256_LEN, want_hex);
-		sp_hex(got, SP_SHA256_LEN, got_hex);
-		return sp_fail(ctx, SP_ERR_WRONG_BASE,
-					   "wrong base: \"%s\" has sha256 %s, the delta was made against %s",
-					   f->path ? f->path : f->rel, got_hex, want_hex);
+		got = d->fps ? d->bh.fps + (size_t) j * SP_FP_LEN : d->bh.digests + (size_t) j * SP_SHA256_LEN;
+		j++;
+		if (memcmp(got, d->fps ? ref->fp : ref->sha, d->fps ? SP_FP_LEN : SP_SHA256_LEN) != 0)
+			return base_mismatch(d, ref, got);
 	}
 	ctx->err = saved;
 	return rc;
@@ -216,13 +242,15 @@ read_bases(decoder *d)
 {
 	const uint8_t *p = d->rd.buf;
 	size_t		len = d->rd.len,
-				pos = 4;
+				pos = 4,
+				fixed = SP_BASE_ENTRY(d->rd.flags);
 
 	if (d->rd.type != SP_REC_BASES || len < 4)
 		return corrupt(d, "first record is not BASES");
+	d->fps = (d->rd.flags & SP_FLAG_BASEFP) != 0;
 	d->nbases = sp_get32(p);
-	/* each entry needs at least 42 bytes: bound the count before allocating */
-	if (d->nbases > (len - 4) / 42)
+	/* each entry needs at least `fixed` bytes: bound the count before allocating */
+	if (d->nbases > (len - 4) / fixed)
 		return corrupt(d, "BASES record is too short");
 	d->bases = sp_calloc(d->ctx, d->nbases ? d->nbases : 1, sizeof(base_ref));
 	if (d->bases == NULL)
@@ -234,15 +262,18 @@ read_bases(decoder *d)
 		char		rel[SP_MAX_NAME + 1];
 		size_t		nl;
 
-		if (len - pos < 42 || (nl = sp_get16(p + pos + 40)) > len - pos - 42 || nl > SP_MAX_NAME)
+		if (len - pos < fixed || (nl = sp_get16(p + pos + fixed - 2)) > len - pos - fixed ||
+			nl > SP_MAX_NAME)
 			return corrupt(d, "BASES record is too short");
-		memcpy(rel, p + pos + 42, nl);
+		memcpy(rel, p + pos + fixed, nl);
 		rel[nl] = '\0';
 		d->bases[i].size = sp_get64(p + pos);
+		if (d->fps)
+			memcpy(d->bases[i].fp, p + pos + 40, SP_FP_LEN);
 		if (d->base && check_base(d, rel, sp_get64(p + pos), p + pos + 8, &d->bases[i],
 								  d->seen) != SP_OK)
 			return d->ctx->err.code;
-		pos += 42 + nl;
+		pos += fixed + nl;
 	}
 	if (pos != len)
 		return corrupt(d, "BASES record has trailing bytes");

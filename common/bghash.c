@@ -1,10 +1,11 @@
 /*
- * bghash.c -- SHA-256 of base files on a helper thread (see bghash.h).
+ * bghash.c -- digests of base files on a helper thread (see bghash.h).
  *
  * How it works: sp_bghash_start copies the file indexes, allocates one read
- * buffer, one digest state and the digest array on the caller's thread,
+ * buffer, one digest state and the digest arrays on the caller's thread,
  * then starts the helper.  The helper opens each file by its canonical
- * path, reads it front to back with pread into the buffer and hashes it,
+ * path, reads it front to back with pread into the buffer and hashes it
+ * (SHA-256, fingerprint or both: the job's `what`),
  * checking the stop flag between reads; the first failure (errno, or -1
  * when the file ends early) ends the job.  It sets `done` under the mutex
  * and signals.  sp_bghash_finish waits in 20 ms slices, polling the
@@ -12,7 +13,7 @@
  * within one read and returns at once.
  * Security: the helper opens only the canonical paths of a file set the
  * caller opened (resolved and checked against the root in files.c), and
- * reads only the size recorded there, as sp_fileset_sha256 does.
+ * reads only the size recorded there, as sp_fileset_hash does.
  */
 #include "bghash.h"
 
@@ -24,11 +25,11 @@
 
 #define BGHASH_STEP ((size_t) 256 << 10)	/* stays in cache between read and hash */
 
-/* The state the helper uses besides the job: one digest. */
+/* The state the helper uses besides the job: one digest state. */
 typedef struct bghash_job
 {
 	sp_bghash  *bh;
-	sp_sha256	sha;
+	sp_basehash h;
 } bghash_job;
 
 /* Has the caller asked the helper to stop? */
@@ -38,13 +39,27 @@ stopped(sp_bghash *bh)
 	return __atomic_load_n(&bh->stop, __ATOMIC_RELAXED) != 0;
 }
 
-/* Hash one open file of size bytes into out; 0, errno, or -1 if it ended early. */
+/* Where file i's SHA-256 goes (NULL when not computed). */
+static uint8_t *
+digest_of(sp_bghash *bh, size_t i)
+{
+	return bh->digests ? bh->digests + i * SP_SHA256_LEN : NULL;
+}
+
+/* Where file i's fingerprint goes (NULL when not computed). */
+static uint8_t *
+fp_of(sp_bghash *bh, size_t i)
+{
+	return bh->fps ? bh->fps + i * SP_FP_LEN : NULL;
+}
+
+/* Hash one open file of size bytes into file i's digests; 0, errno, or -1 if it ended early. */
 static int
-hash_fd(sp_bghash *bh, sp_sha256 *sha, int fd, uint64_t size, uint8_t *out)
+hash_fd(sp_bghash *bh, sp_basehash *h, int fd, uint64_t size, size_t i)
 {
 	uint64_t	off = 0;
 
-	if (!sp_sha256_restart(sha))
+	if (!sp_basehash_restart(h))
 		return ENOMEM;
 	(void) posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	while (off < size && !stopped(bh))
@@ -58,42 +73,41 @@ hash_fd(sp_bghash *bh, sp_sha256 *sha, int fd, uint64_t size, uint8_t *out)
 			return errno;
 		if (r == 0)
 			return -1;
-		sp_sha256_update(sha, bh->buf, (size_t) r);
+		sp_basehash_update(h, bh->buf, (size_t) r);
 		off += (uint64_t) r;
 	}
-	sp_sha256_final(sha, out);
+	sp_basehash_final(h, digest_of(bh, i), fp_of(bh, i));
 	return 0;
 }
 
-/* Hash n bytes in memory into out; 0 or ENOMEM. */
+/* Hash n bytes in memory into file i's digests; 0 or ENOMEM. */
 static int
-hash_mem(sp_sha256 *sha, const uint8_t *p, uint64_t n, uint8_t *out)
+hash_mem(sp_bghash *bh, sp_basehash *h, const uint8_t *p, uint64_t n, size_t i)
 {
-	if (!sp_sha256_restart(sha))
+	if (!sp_basehash_restart(h))
 		return ENOMEM;
-	sp_sha256_update(sha, p, (size_t) n);
-	sp_sha256_final(sha, out);
+	sp_basehash_update(h, p, (size_t) n);
+	sp_basehash_final(h, digest_of(bh, i), fp_of(bh, i));
 	return 0;
 }
 
 /* Hash every file of the job, stopping at the first failure or when asked. */
 static void
-hash_all(sp_bghash *bh, sp_sha256 *sha)
+hash_all(sp_bghash *bh, sp_basehash *h)
 {
 	for (size_t i = 0; i < bh->n && !stopped(bh); i++)
 	{
 		const sp_file *f = &bh->fs->f[bh->idx[i]];
-		uint8_t    *out = bh->digests + i * SP_SHA256_LEN;
 		int			fd,
 					err;
 
 		if (f->mem)				/* a file set in memory (the *_mem entry points) */
-			err = hash_mem(sha, f->mem, f->size, out);
+			err = hash_mem(bh, h, f->mem, f->size, i);
 		else if ((fd = open(f->path, O_RDONLY | O_CLOEXEC)) < 0)
 			err = errno;
 		else
 		{
-			err = hash_fd(bh, sha, fd, f->size, out);
+			err = hash_fd(bh, h, fd, f->size, i);
 			close(fd);
 		}
 		if (err)
@@ -112,7 +126,7 @@ bghash_main(void *arg)
 	bghash_job *job = arg;
 	sp_bghash  *bh = job->bh;
 
-	hash_all(bh, &job->sha);
+	hash_all(bh, &job->h);
 	pthread_mutex_lock(&bh->mu);
 	bh->done = true;
 	pthread_cond_broadcast(&bh->cv);
@@ -120,10 +134,13 @@ bghash_main(void *arg)
 	return NULL;
 }
 
-/* Start hashing files idx[0..n) of fs on a helper thread (helper false: later, in finish). */
+/*
+ * Start computing the digests `what` (SP_BH_*) of files idx[0..n) of fs on
+ * a helper thread (helper false: later, in finish).
+ */
 sp_status
 sp_bghash_start(sp_ctx *ctx, sp_bghash *bh, sp_fileset *fs, const size_t *idx, size_t n,
-				bool helper)
+				unsigned what, bool helper)
 {
 	bghash_job *job;
 
@@ -132,8 +149,10 @@ sp_bghash_start(sp_ctx *ctx, sp_bghash *bh, sp_fileset *fs, const size_t *idx, s
 	pthread_cond_init(&bh->cv, NULL);
 	bh->fs = fs;
 	bh->n = n;
+	bh->what = what;
 	if ((bh->idx = sp_calloc(ctx, n ? n : 1, sizeof(size_t))) == NULL ||
-		(bh->digests = sp_calloc(ctx, n ? n : 1, SP_SHA256_LEN)) == NULL ||
+		((what & SP_BH_SHA256) && (bh->digests = sp_calloc(ctx, n ? n : 1, SP_SHA256_LEN)) == NULL) ||
+		((what & SP_BH_FP) && (bh->fps = sp_calloc(ctx, n ? n : 1, SP_FP_LEN)) == NULL) ||
 		(bh->buf = sp_alloc(ctx, BGHASH_STEP)) == NULL ||
 		(job = sp_calloc(ctx, 1, sizeof(*job))) == NULL)
 		return SP_ERR_NOMEM;
@@ -141,7 +160,7 @@ sp_bghash_start(sp_ctx *ctx, sp_bghash *bh, sp_fileset *fs, const size_t *idx, s
 		memcpy(bh->idx, idx, n * sizeof(size_t));
 	job->bh = bh;
 	bh->job = job;
-	if (sp_sha256_init(ctx, &job->sha) != SP_OK)
+	if (sp_basehash_init(ctx, &job->h, what) != SP_OK)
 		return ctx->err.code;
 	bh->started = helper && sp_spawn_blocked(&bh->thread, bghash_main, job);
 	return SP_OK;
@@ -209,8 +228,8 @@ sp_bghash_finish(sp_ctx *ctx, sp_bghash *bh)
 	if (!bh->started)
 	{
 		for (size_t i = 0; i < bh->n; i++)
-			if ((rc = sp_fileset_sha256(ctx, bh->fs, bh->idx[i],
-										bh->digests + i * SP_SHA256_LEN)) != SP_OK)
+			if ((rc = sp_fileset_hash(ctx, bh->fs, bh->idx[i], bh->what, digest_of(bh, i),
+									  fp_of(bh, i))) != SP_OK)
 				return rc;
 		return SP_OK;
 	}
@@ -232,10 +251,11 @@ sp_bghash_free(sp_ctx *ctx, sp_bghash *bh)
 		return;
 	bghash_join(bh);
 	if (bh->job)
-		sp_sha256_free(&bh->job->sha);
+		sp_basehash_free(ctx, &bh->job->h);
 	sp_free(ctx, bh->job);
 	sp_free(ctx, bh->idx);
 	sp_free(ctx, bh->digests);
+	sp_free(ctx, bh->fps);
 	sp_free(ctx, bh->buf);
 	pthread_mutex_destroy(&bh->mu);
 	pthread_cond_destroy(&bh->cv);

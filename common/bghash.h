@@ -1,7 +1,9 @@
 /*
- * bghash.h -- SHA-256 of base files on a helper thread, beside decoding.
+ * bghash.h -- digests of base files on a helper thread, beside decoding.
  *
- * Apply needs the base's digest only to refuse a wrong base; the rebuilt
+ * Apply needs the base's digest only to refuse a wrong base (its
+ * fingerprint, or its SHA-256 for deltas written before fingerprints;
+ * compress computes both, util.h: sp_basehash); the rebuilt
  * bytes are checked by their own SHA-256 anyway, and nothing reaches the
  * final path before every check has passed.  So the base is hashed on a
  * helper thread while the decoder works, and the digests are compared
@@ -35,7 +37,9 @@ typedef struct sp_bghash
 	sp_fileset *fs;
 	size_t		n;
 	size_t	   *idx;			/* file indexes in fs */
-	uint8_t    *digests;		/* n * SP_SHA256_LEN, filled when done */
+	unsigned	what;			/* SP_BH_*: the digests computed */
+	uint8_t    *digests;		/* n * SP_SHA256_LEN when SP_BH_SHA256, filled when done */
+	uint8_t    *fps;			/* n * SP_FP_LEN when SP_BH_FP, likewise */
 	uint8_t    *buf;
 	struct bghash_job *job;		/* the helper's digest state */
 	/* outcome */
@@ -44,7 +48,7 @@ typedef struct sp_bghash
 } sp_bghash;
 
 sp_status	sp_bghash_start(sp_ctx *ctx, sp_bghash *bh, sp_fileset *fs, const size_t *idx, size_t n,
-							bool helper);
+							unsigned what, bool helper);
 sp_status	sp_bghash_finish(sp_ctx *ctx, sp_bghash *bh);
 void		sp_bghash_free(sp_ctx *ctx, sp_bghash *bh);
 

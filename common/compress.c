@@ -634,7 +634,7 @@ compress_models(sp_ctx *ctx, sp_model *base, sp_model *ft, sp_out *out, int leve
 	if (rc == SP_OK)
 		rc = plan_bases(&e);
 	if (rc == SP_OK)
-		rc = sp_write_header(ctx, out, ft->fs.is_dir ? SP_FLAG_DIR : 0);
+		rc = sp_write_header(ctx, out, (ft->fs.is_dir ? SP_FLAG_DIR : 0) | SP_FLAG_BASEFP);
 	if (rc == SP_OK)
 		rc = write_bases(&e);
 	if (rc == SP_OK)

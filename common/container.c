@@ -248,8 +248,8 @@ sp_reader_close(sp_ctx *ctx, sp_reader *r)
 /* ---- BASES with digests computed beside the coding ---------------------- */
 
 /*
- * Write BASES for files idx[0..n) of fs (size, zero digest, name each) and
- * start hashing them; too_many is the error when the record would be too
+ * Write BASES for files idx[0..n) of fs (size, zero digest and fingerprint,
+ * name each) and start hashing them; too_many is the error when the record would be too
  * large.
  */
 sp_status
@@ -261,7 +261,7 @@ sp_bases_write(sp_ctx *ctx, sp_out *o, sp_fileset *fs, const size_t *idx, size_t
 
 	memset(b, 0, sizeof(*b));
 	for (size_t i = 0; i < n; i++)
-		len += 42 + strlen(fs->f[idx[i]].rel);
+		len += SP_BASE_ENTRY(SP_FLAG_BASEFP) + strlen(fs->f[idx[i]].rel);
 	if (len > SP_REC_MAX)
 		return sp_fail(ctx, SP_ERR_INVALID_ARG, "%s", too_many);
 	if ((b->rec = sp_calloc(ctx, len, 1)) == NULL)
@@ -277,21 +277,21 @@ sp_bases_write(sp_ctx *ctx, sp_out *o, sp_fileset *fs, const size_t *idx, size_t
 		size_t		nl = strlen(f->rel);
 
 		sp_put64(q, f->size);
-		sp_put16(q + 40, (uint16_t) nl);
-		memcpy(q + 42, f->rel, nl);
-		q += 42 + nl;
+		sp_put16(q + 56, (uint16_t) nl);
+		memcpy(q + 58, f->rel, nl);
+		q += 58 + nl;
 	}
 	b->off = o->written;
 	if (sp_write_record(ctx, o, SP_REC_BASES, b->rec, b->len) != SP_OK)
 		return ctx->err.code;
 	/* sparse.threads = 1 / --threads 1: no thread beside the caller's */
-	return sp_bghash_start(ctx, &b->bh, fs, idx, n, ctx->threads != 1);
+	return sp_bghash_start(ctx, &b->bh, fs, idx, n, SP_BH_SHA256 | SP_BH_FP, ctx->threads != 1);
 }
 
 /*
- * Wait for the base digests, put them into the record, write it again at
- * its place, and give the base's digest (the one file's, or the manifest
- * of a directory).
+ * Wait for the base digests and fingerprints, put them into the record,
+ * write it again at its place, and give the base's digest (the one
+ * file's, or the manifest of a directory).
  */
 sp_status
 sp_bases_seal(sp_ctx *ctx, sp_out *o, sp_bases *b, uint8_t digest[SP_SHA256_LEN])
@@ -308,10 +308,11 @@ sp_bases_seal(sp_ctx *ctx, sp_out *o, sp_bases *b, uint8_t digest[SP_SHA256_LEN]
 		const uint8_t *d = b->bh.digests + i * SP_SHA256_LEN;
 
 		memcpy(q + 8, d, SP_SHA256_LEN);
+		memcpy(q + 40, b->bh.fps + i * SP_FP_LEN, SP_FP_LEN);
 		sp_manifest_add(&man, d, b->fs->f[b->bh.idx[i]].rel);
 		if (!b->fs->is_dir)
 			memcpy(digest, d, SP_SHA256_LEN);
-		q += 42 + sp_get16(q + 40);
+		q += 58 + sp_get16(q + 56);
 	}
 	if (b->fs->is_dir)
 		sp_sha256_final(&man, digest);

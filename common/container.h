@@ -18,7 +18,23 @@
 #define SP_MAGIC "SPRSDLT"		/* 7 bytes + NUL = 8 */
 #define SP_HEADER_LEN 16
 #define SP_FLAG_DIR 1u			/* the fine-tune was a directory */
-#define SP_FLAGS_KNOWN SP_FLAG_DIR
+
+/*
+ * BASES entries carry each base file's fingerprint (util.h: XXH3-128) after
+ * its SHA-256, and apply checks the base by the fingerprint, which is about
+ * 20 times cheaper to compute.  Security: the base check is there to turn a
+ * mistaken base into a clear "wrong base" error; it is not what keeps a
+ * wrong file out.  Every rebuilt file is compared with the SHA-256 recorded
+ * for it before it is renamed into place, so a base forged to match a
+ * fingerprint can at worst fail that comparison (or, differing only where
+ * the delta never reads, rebuild the right file).  A base given by mistake
+ * matches a 128-bit fingerprint with probability 2^-128.
+ */
+#define SP_FLAG_BASEFP 2u
+#define SP_FLAGS_KNOWN (SP_FLAG_DIR | SP_FLAG_BASEFP)
+
+/* Fixed bytes of a BASES entry before its name, with and without fingerprints. */
+#define SP_BASE_ENTRY(flags) ((flags) & SP_FLAG_BASEFP ? 58u : 42u)
 
 #define SP_REC_HDR 8
 #define SP_REC_SUM 8
@@ -98,10 +114,11 @@ void		sp_reader_close(sp_ctx *ctx, sp_reader *r);
 
 /* Add "HEX  NAME\n" (sha256sum's format) to a directory manifest digest. */
 /*
- * The BASES record of a delta being written.  sp_bases_write writes it with
- * the digests left zero and starts hashing the base files on a helper
- * thread (bghash.h), so the encoder codes meanwhile; sp_bases_seal, before
- * END, waits for the digests and writes the record again in place.
+ * The BASES record of a delta being written (with fingerprints: the header
+ * must carry SP_FLAG_BASEFP).  sp_bases_write writes it with the digests
+ * left zero and starts hashing the base files on a helper thread
+ * (bghash.h), so the encoder codes meanwhile; sp_bases_seal, before END,
+ * waits for the digests and writes the record again in place.
  */
 typedef struct sp_bases
 {

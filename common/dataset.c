@@ -1453,7 +1453,7 @@ compress_dataset(dsenc *e, sp_out *out, sp_compress_result *res)
 	if (rc == SP_OK)
 	{
 		plan_bases(e);
-		rc = sp_write_header(ctx, out, e->der->is_dir ? SP_FLAG_DIR : 0);
+		rc = sp_write_header(ctx, out, (e->der->is_dir ? SP_FLAG_DIR : 0) | SP_FLAG_BASEFP);
 	}
 	if (rc == SP_OK && (rc = write_bases(e)) == SP_OK && (rc = write_rowspace(e)) == SP_OK)
 		rc = code_all(e, digest);
@@ -1842,7 +1842,7 @@ fixed_overhead(dsenc *e)
 
 	for (size_t i = 0; i < e->base->n; i++)
 		if (e->slot[i] != SP_NO_BASE)
-			n += 42 + strlen(e->base->f[i].rel);
+			n += SP_BASE_ENTRY(SP_FLAG_BASEFP) + strlen(e->base->f[i].rel);
 	for (size_t i = 0; i < e->der->n; i++)
 		n += 2 * (SP_REC_HDR + SP_REC_SUM) + 14 + strlen(e->der->f[i].rel) + 48;
 	return n;

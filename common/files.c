@@ -552,21 +552,24 @@ sp_fileset_prefetch(sp_ctx *ctx, sp_fileset *fs, size_t idx, uint64_t off, uint6
 	ctx->err = saved;
 }
 
-/* SHA-256 of a whole file of the set, streaming. */
+/*
+ * The digests (SP_BH_*) of a whole file of the set, streaming, polling the
+ * interrupt hook between reads: SHA-256 into sha, fingerprint into fp.
+ */
 sp_status
-sp_fileset_sha256(sp_ctx *ctx, sp_fileset *fs, size_t idx, uint8_t out[32])
+sp_fileset_hash(sp_ctx *ctx, sp_fileset *fs, size_t idx, unsigned what, uint8_t *sha, uint8_t *fp)
 {
 	const size_t step = 256 << 10;	/* stays in cache between read and hash */
 	uint8_t    *buf = NULL;
-	sp_sha256	sha;
+	sp_basehash h;
 	uint64_t	off = 0,
 				size = fs->f[idx].size;
 	sp_status	rc;
 
-	if ((rc = sp_sha256_init(ctx, &sha)) != SP_OK)
+	if ((rc = sp_basehash_init(ctx, &h, what)) != SP_OK)
 		return rc;
 	if (fs->f[idx].mem)
-		sp_sha256_update(&sha, fs->f[idx].mem, size);
+		sp_basehash_update(&h, fs->f[idx].mem, size);
 	else if ((buf = sp_alloc(ctx, step)) == NULL)
 		rc = SP_ERR_NOMEM;
 	while (rc == SP_OK && buf && off < size)
@@ -575,13 +578,20 @@ sp_fileset_sha256(sp_ctx *ctx, sp_fileset *fs, size_t idx, uint8_t out[32])
 
 		if ((rc = sp_check_interrupt(ctx)) == SP_OK &&
 			(rc = sp_fileset_read(ctx, fs, idx, off, buf, n)) == SP_OK)
-			sp_sha256_update(&sha, buf, n);
+			sp_basehash_update(&h, buf, n);
 		off += n;
 	}
-	sp_sha256_final(&sha, out);
-	sp_sha256_free(&sha);
+	sp_basehash_final(&h, sha, fp);
+	sp_basehash_free(ctx, &h);
 	sp_free(ctx, buf);
 	return rc;
+}
+
+/* SHA-256 of a whole file of the set, streaming. */
+sp_status
+sp_fileset_sha256(sp_ctx *ctx, sp_fileset *fs, size_t idx, uint8_t out[32])
+{
+	return sp_fileset_hash(ctx, fs, idx, SP_BH_SHA256, out, NULL);
 }
 
 /* ---- outputs ------------------------------------------------------------ */

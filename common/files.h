@@ -62,7 +62,12 @@ sp_status	sp_fileset_read(sp_ctx *ctx, sp_fileset *fs, size_t idx,
 /* Tell the kernel that [off, off+len) of file idx will be read soon (a hint only). */
 void		sp_fileset_prefetch(sp_ctx *ctx, sp_fileset *fs, size_t idx, uint64_t off, uint64_t len);
 
-/* SHA-256 of a whole file of the set, streaming (polls interrupts). */
+/*
+ * A whole file's SHA-256 and/or fingerprint (what: SP_BH_*), streaming
+ * (polls interrupts); sp_fileset_sha256 is the SHA-256 alone.
+ */
+sp_status	sp_fileset_hash(sp_ctx *ctx, sp_fileset *fs, size_t idx, unsigned what,
+							uint8_t *sha, uint8_t *fp);
 sp_status	sp_fileset_sha256(sp_ctx *ctx, sp_fileset *fs, size_t idx,
 							  uint8_t out[32]);
 

@@ -14,6 +14,8 @@
 #include <time.h>
 
 #include <openssl/evp.h>
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
 
 #ifndef SPARSE_VERSION
 #define SPARSE_VERSION "0.0.0"
@@ -280,6 +282,72 @@ sp_sha256_free(sp_sha256 *s)
 {
 	EVP_MD_CTX_free((EVP_MD_CTX *) s->md);
 	s->md = NULL;
+}
+
+/* Start a base hash computing what (SP_BH_*); the XXH3 state is aligned by hand. */
+sp_status
+sp_basehash_init(sp_ctx *ctx, sp_basehash *h, unsigned what)
+{
+	memset(h, 0, sizeof(*h));
+	h->what = what;
+	if ((what & SP_BH_SHA256) && sp_sha256_init(ctx, &h->sha) != SP_OK)
+		return ctx->err.code;
+	if (what & SP_BH_FP)
+	{
+		/* XXH3_state_t wants 64-byte alignment, more than the hooks promise */
+		if ((h->xxh_mem = sp_alloc(ctx, sizeof(XXH3_state_t) + 64)) == NULL)
+		{
+			sp_sha256_free(&h->sha);
+			return SP_ERR_NOMEM;
+		}
+		h->xxh = (uint8_t *) h->xxh_mem + (64 - (uintptr_t) h->xxh_mem % 64) % 64;
+		XXH3_INITSTATE((XXH3_state_t *) h->xxh);
+	}
+	(void) sp_basehash_restart(h);
+	return SP_OK;
+}
+
+/* Start over on an initialized base hash; false if SHA-256 cannot restart. */
+bool
+sp_basehash_restart(sp_basehash *h)
+{
+	if (h->what & SP_BH_FP)
+		(void) XXH3_128bits_reset((XXH3_state_t *) h->xxh);
+	return !(h->what & SP_BH_SHA256) || sp_sha256_restart(&h->sha);
+}
+
+/* Add bytes to a base hash. */
+void
+sp_basehash_update(sp_basehash *h, const void *p, size_t n)
+{
+	if (h->what & SP_BH_SHA256)
+		sp_sha256_update(&h->sha, p, n);
+	if ((h->what & SP_BH_FP) && n)
+		(void) XXH3_128bits_update((XXH3_state_t *) h->xxh, p, n);
+}
+
+/* Finish a base hash into sha (32 bytes) and fp (16 bytes), each when computed. */
+void
+sp_basehash_final(sp_basehash *h, uint8_t *sha, uint8_t *fp)
+{
+	if (h->what & SP_BH_SHA256)
+		sp_sha256_final(&h->sha, sha);
+	if (h->what & SP_BH_FP)
+	{
+		XXH128_canonical_t c;
+
+		XXH128_canonicalFromHash(&c, XXH3_128bits_digest((XXH3_state_t *) h->xxh));
+		memcpy(fp, c.digest, SP_FP_LEN);
+	}
+}
+
+/* Free a base hash (safe on a zeroed one). */
+void
+sp_basehash_free(sp_ctx *ctx, sp_basehash *h)
+{
+	sp_sha256_free(&h->sha);
+	sp_free(ctx, h->xxh_mem);
+	memset(h, 0, sizeof(*h));
 }
 
 /* Lower-case hex of a digest. */

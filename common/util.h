@@ -67,6 +67,31 @@ void		sp_sha256_update(sp_sha256 *s, const void *p, size_t n);
 void		sp_sha256_final(sp_sha256 *s, uint8_t out[SP_SHA256_LEN]);
 void		sp_sha256_free(sp_sha256 *s);
 
+/*
+ * A base file's digests in one pass: its SHA-256 and/or its fingerprint,
+ * the XXH3-128 (seed 0) of its bytes in canonical (big-endian) order.
+ * Apply checks a base by its fingerprint, about 20 times cheaper to
+ * compute than SHA-256 (container.h: SP_FLAG_BASEFP says why that is safe).
+ * No ctx after init, so a helper thread may use one.
+ */
+#define SP_FP_LEN 16
+#define SP_BH_SHA256 1u			/* compute the SHA-256 */
+#define SP_BH_FP 2u				/* compute the fingerprint */
+
+typedef struct sp_basehash
+{
+	unsigned	what;			/* SP_BH_* */
+	sp_sha256	sha;
+	void	   *xxh_mem;		/* allocation holding the aligned XXH3 state */
+	void	   *xxh;			/* XXH3_state_t * inside it */
+} sp_basehash;
+
+sp_status	sp_basehash_init(sp_ctx *ctx, sp_basehash *h, unsigned what);
+bool		sp_basehash_restart(sp_basehash *h);
+void		sp_basehash_update(sp_basehash *h, const void *p, size_t n);
+void		sp_basehash_final(sp_basehash *h, uint8_t *sha, uint8_t *fp);
+void		sp_basehash_free(sp_ctx *ctx, sp_basehash *h);
+
 /* Lower-case hex of a digest into out (65 bytes). */
 void		sp_hex(const uint8_t *d, size_t n, char *out);
 

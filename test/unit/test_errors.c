@@ -631,6 +631,113 @@ test_err_wrong_base_unread(void)
 	no_temp_files(__FILE__, __LINE__);
 }
 
+/* Little-endian u32 / u16 at p. */
+static uint32_t
+le32(const uint8_t *p)
+{
+	return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
+}
+
+/*
+ * Rewrite delta good as a delta of the format before base fingerprints
+ * (docs/FORMAT.md: header flag 2 clear, 42-byte BASES entries) under a new
+ * name, the way deltas written by earlier builds look.
+ */
+static char *
+delta_without_fps(const char *good)
+{
+	size_t		size,
+				w = 28,
+				q = 28,
+				rest;
+	uint8_t    *d = fh_read(good, &size);
+	uint8_t    *out = d ? t_track(malloc(size)) : NULL;
+	char	   *p = rt_unique("nofp", ".delta");
+	uint64_t	h;
+
+	if (out == NULL || size < 28 || d[16] != 1 || !(d[12] & 2))
+		return NULL;
+	rest = 16 + 16 + (size_t) le32(d + 20);
+	memcpy(out, d, 28);
+	out[12] &= (uint8_t) ~2u;
+	for (uint32_t i = 0, n = le32(d + 24); i < n; i++)
+	{
+		size_t		nl = (size_t) d[q + 56] | (size_t) d[q + 57] << 8;
+
+		memcpy(out + w, d + q, 40);			/* size, sha256 */
+		memcpy(out + w + 40, d + q + 56, 2 + nl);	/* name length, name */
+		w += 42 + nl;
+		q += 58 + nl;
+	}
+	for (int i = 0; i < 4; i++)
+		out[20 + i] = (uint8_t) ((w - 24) >> (8 * i));
+	h = XXH3_64bits(out + 16, w - 16);
+	for (int i = 0; i < 8; i++)
+		out[w + i] = (uint8_t) (h >> (8 * i));
+	w += 8;
+	memcpy(out + w, d + rest, size - rest);
+	return fh_write(p, out, w + size - rest) ? p : NULL;
+}
+
+/*
+ * New deltas carry a fingerprint per base file (header flag 2), and apply
+ * checks the base by it: a fingerprint edited in the delta (the record
+ * resealed) refuses the right base as a corrupted delta, explained after
+ * hashing the base with SHA-256, and nothing is written.
+ */
+static void
+test_err_base_fingerprint(void)
+{
+	const char *base,
+			   *ft;
+	char	   *good = make_delta(&base, &ft);
+	char	   *d = good ? delta_copy(good) : NULL;
+	size_t		size;
+	uint8_t    *b = d ? fh_read(d, &size) : NULL;
+
+	T_REQUIRE(b != NULL && size > 100 && b[16] == 1, "no delta");
+	T_CHECK(b[12] == 2, "header flags are %d, not 2 (fingerprints, one file)", b[12]);
+	/* header 16, record header 8, count 4, size 8, sha256 32: the fingerprint */
+	b[16 + 8 + 4 + 8 + 32] ^= 0x01;
+	T_REQUIRE(fh_write(d, b, size) && reseal_record(d, 16), "edit");
+	EXPECT_APPLY_ERR(base, d, SP_ERR_CORRUPT,
+					 t_fmt("delta \"%s\" is corrupted: a BASES fingerprint does not match its base file",
+						   d), true);
+	no_temp_files(__FILE__, __LINE__);
+}
+
+/*
+ * Deltas written before fingerprints still apply, with the base checked by
+ * its SHA-256 as before: the right base rebuilds the fine-tune, another is
+ * refused with the same message.
+ */
+static void
+test_err_wrong_base_old_format(void)
+{
+	const char *base,
+			   *ft;
+	char	   *good = make_delta(&base, &ft);
+	char	   *old = good ? delta_without_fps(good) : NULL;
+	const char *other = t_model("gpt2-lora-r8/chain/ckpt-2000.safetensors");
+	char	   *out = rt_unique("oldfmt", ".safetensors");
+	char		hb[65],
+				ho[65],
+				hf[65],
+				hout[65];
+	sp_ctx		ctx;
+	sp_apply_result ar;
+
+	T_REQUIRE(old != NULL && fh_sha256(base, hb) && fh_sha256(other, ho) && fh_sha256(ft, hf),
+			  "no delta");
+	rt_ctx(&ctx);
+	T_CHECK(sp_delta_apply(&ctx, base, old, out, &ar) == SP_OK, "apply: %s", ctx.err.msg);
+	T_CHECK(fh_sha256(out, hout) && strcmp(hout, hf) == 0, "the old-format delta rebuilt %s", hout);
+	EXPECT_APPLY_ERR(other, old, SP_ERR_WRONG_BASE,
+					 t_fmt("wrong base: \"%s\" has sha256 %s, the delta was made against %s",
+						   other, ho, hb), true);
+	no_temp_files(__FILE__, __LINE__);
+}
+
 /* Missing inputs, a path through a file, an output in a missing directory. */
 static void
 test_err_io(void)
@@ -944,6 +1051,8 @@ const t_case t_tests_errors[] = {
 	{"err_corrupt_resealed", test_err_corrupt_resealed},
 	{"err_wrong_base", test_err_wrong_base},
 	{"err_wrong_base_unread", test_err_wrong_base_unread},
+	{"err_base_fingerprint", test_err_base_fingerprint},
+	{"err_wrong_base_old_format", test_err_wrong_base_old_format},
 	{"err_hostile_names", test_err_hostile_names},
 	{"err_io", test_err_io},
 	{"err_io_unreadable_dir", test_err_io_unreadable_dir},
