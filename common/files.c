@@ -15,7 +15,9 @@
  * unlinks the temporary file, so no partial output is ever visible; the
  * name goes first, and the descriptor of a large one is closed on a
  * detached thread (close_later), so a cancel does not wait for the kernel
- * to free gigabytes of pages.
+ * to free gigabytes of pages.  A large output may be written with O_DIRECT
+ * through an aligned stage (sp_out_direct); its tail and any rewrite of
+ * bytes already on disk go through the page cache, with O_DIRECT off.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -709,12 +711,106 @@ mem_reserve(sp_ctx *ctx, sp_out *o, size_t need)
 	return SP_OK;
 }
 
+/*
+ * Write a new file output with direct I/O: bytes gather in an aligned 4 MiB
+ * stage that goes to the device in one O_DIRECT write when full, so the
+ * kernel neither copies them into its page cache nor has them to write
+ * back at the final fsync (on this project's VM, 0.69 GB took 1.95 s with
+ * buffered writes and fsync, 1.75 s of it system time, and 0.31 s direct).
+ * A file system that refuses O_DIRECT (tmpfs) keeps buffered writes.
+ */
+sp_status
+sp_out_direct(sp_ctx *ctx, sp_out *o)
+{
+	int			fl;
+
+	if (o->kind != SP_OUT_FILE || o->written != 0 || o->direct)
+		return SP_OK;
+	if ((o->stage_mem = sp_alloc(ctx, SP_OUT_STAGE + SP_OUT_ALIGN)) == NULL)
+		return SP_ERR_NOMEM;
+	o->stage = o->stage_mem + (SP_OUT_ALIGN - (uintptr_t) o->stage_mem % SP_OUT_ALIGN) % SP_OUT_ALIGN;
+	fl = fcntl(o->fd, F_GETFL);
+	o->direct = fl >= 0 && fcntl(o->fd, F_SETFL, fl | O_DIRECT) == 0;
+	if (!o->direct)
+	{
+		sp_free(ctx, o->stage_mem);
+		o->stage = o->stage_mem = NULL;
+	}
+	return SP_OK;
+}
+
+/*
+ * Leave direct I/O: turn O_DIRECT off and write the stage from byte done
+ * on through the page cache (its end need not be aligned).
+ */
+static sp_status
+out_undirect(sp_ctx *ctx, sp_out *o, size_t done)
+{
+	const char *path = o->tmp_path ? o->tmp_path : o->final_path;
+	int			fl = fcntl(o->fd, F_GETFL);
+	sp_status	rc;
+
+	o->direct = false;
+	if (fl < 0 || fcntl(o->fd, F_SETFL, fl & ~O_DIRECT) != 0)
+		return sp_fail_io(ctx, errno, "could not write \"%s\"", path);
+	rc = write_all(ctx, o->fd, o->stage + done, o->stage_len - done, path);
+	o->stage_len = 0;
+	return rc;
+}
+
+/*
+ * Write the full stage with O_DIRECT.  A write refused with EINVAL (a file
+ * system that took the flag but not the alignment) or cut short goes on
+ * through the page cache, and the file stays buffered.
+ */
+static sp_status
+stage_flush(sp_ctx *ctx, sp_out *o)
+{
+	ssize_t		w;
+
+	do
+		w = write(o->fd, o->stage, o->stage_len);
+	while (w < 0 && errno == EINTR);
+	if (w == (ssize_t) o->stage_len)
+	{
+		o->stage_len = 0;
+		return SP_OK;
+	}
+	if (w < 0 && errno != EINVAL)
+		return sp_fail_io(ctx, errno, "could not write \"%s\"",
+						  o->tmp_path ? o->tmp_path : o->final_path);
+	return out_undirect(ctx, o, w < 0 ? 0 : (size_t) w);
+}
+
+/* Append bytes to a direct output's stage, writing it each time it fills. */
+static sp_status
+stage_write(sp_ctx *ctx, sp_out *o, const uint8_t *p, size_t n)
+{
+	while (n > 0)
+	{
+		size_t		k = SP_MIN(n, SP_OUT_STAGE - o->stage_len);
+
+		memcpy(o->stage + o->stage_len, p, k);
+		o->stage_len += k;
+		o->written += k;
+		p += k;
+		n -= k;
+		if (o->stage_len == SP_OUT_STAGE && stage_flush(ctx, o) != SP_OK)
+			return ctx->err.code;
+		if (!o->direct)			/* stage_flush fell back: the rest is buffered */
+			return sp_out_write(ctx, o, p, n);
+	}
+	return SP_OK;
+}
+
 /* Append bytes to an output. */
 sp_status
 sp_out_write(sp_ctx *ctx, sp_out *o, const void *p, size_t n)
 {
 	sp_status	rc = SP_OK;
 
+	if (o->kind == SP_OUT_FILE && o->direct)
+		return stage_write(ctx, o, p, n);
 	if (o->kind == SP_OUT_FILE)
 		rc = write_all(ctx, o->fd, p, n, o->tmp_path ? o->tmp_path : o->final_path);
 	else if (o->kind == SP_OUT_MEM)
@@ -790,6 +886,14 @@ sp_out_pwrite(sp_ctx *ctx, sp_out *o, uint64_t off, const void *p, size_t n)
 		memcpy(o->mem + off, p, n);
 		return SP_OK;
 	}
+	if (o->direct && off >= o->written - o->stage_len)
+	{
+		memcpy(o->stage + (off - (o->written - o->stage_len)), p, n);
+		return SP_OK;
+	}
+	/* bytes already on disk: rewritten through the page cache from now on */
+	if (o->direct && out_undirect(ctx, o, 0) != SP_OK)
+		return ctx->err.code;
 	while (o->kind == SP_OUT_FILE && n > 0)
 	{
 		ssize_t		w = pwrite(o->fd, q, n, (off_t) off);
@@ -814,6 +918,8 @@ sp_out_commit(sp_ctx *ctx, sp_out *o)
 
 	if (o->kind != SP_OUT_FILE)
 		return SP_OK;
+	if (o->direct && out_undirect(ctx, o, 0) != SP_OK)
+		return ctx->err.code;
 	if (fsync(o->fd) != 0)
 		return sp_fail_io(ctx, errno, "could not fsync \"%s\"", path);
 	if (close(o->fd) != 0)
@@ -876,8 +982,11 @@ sp_out_abort(sp_ctx *ctx, sp_out *o)
 	sp_free(ctx, o->tmp_path);
 	sp_free(ctx, o->final_path);
 	sp_free(ctx, o->mem);
+	sp_free(ctx, o->stage_mem);
 	o->tmp_path = o->final_path = NULL;
 	o->mem = NULL;
+	o->stage = o->stage_mem = NULL;
+	o->direct = false;
 }
 
 /* Create the temporary directory of a directory output. */

@@ -95,14 +95,26 @@ typedef struct sp_out
 	size_t		mem_len;
 	size_t		mem_cap;
 	size_t		mem_max;
-	uint64_t	written;
+	uint64_t	written;		/* bytes accepted (direct: the stage's included) */
+	/* direct I/O (sp_out_direct): the last bytes, not yet on disk */
+	bool		direct;
+	uint8_t    *stage;			/* SP_OUT_STAGE bytes, SP_OUT_ALIGN-aligned */
+	uint8_t    *stage_mem;		/* its allocation */
+	size_t		stage_len;
 } sp_out;
+
+#define SP_OUT_STAGE ((size_t) 4 << 20)	/* bytes per direct write of an output */
+#define SP_OUT_ALIGN ((size_t) 4096)	/* buffer, offset and length alignment for O_DIRECT */
+#define SP_OUT_DIRECT_MIN ((uint64_t) 64 << 20)	/* inputs this large get direct outputs */
 
 /* Start an atomic single-file output at final_path (canonical, not existing). */
 sp_status	sp_out_file(sp_ctx *ctx, sp_out *o, const char *final_path);
 
 /* Start an in-memory output limited to max bytes. */
 void		sp_out_mem(sp_out *o, size_t max);
+
+/* Write a new file output with direct I/O from now on, where the file system allows. */
+sp_status	sp_out_direct(sp_ctx *ctx, sp_out *o);
 
 /* Append bytes to an output. */
 sp_status	sp_out_write(sp_ctx *ctx, sp_out *o, const void *p, size_t n);

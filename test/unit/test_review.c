@@ -16,6 +16,7 @@
 #include <xxhash.h>
 
 #include "harness.h"
+#include "files.h"
 #include "hashwriter.h"
 #include "rt_util.h"
 #include "st_writer.h"
@@ -435,9 +436,87 @@ test_review_hashwriter_direct(void)
 	T_CHECK(strcmp(got_hex, want_hex) == 0, "digest after a write error %s", got_hex);
 }
 
+/* Append n bytes of data at *at to o and to the model copy. */
+static bool
+out_append(sp_ctx *ctx, sp_out *o, const uint8_t *data, size_t *at, size_t n)
+{
+	bool		ok = sp_out_write(ctx, o, data + *at, n) == SP_OK;
+
+	*at += n;
+	return ok;
+}
+
+/*
+ * A direct-I/O output (sp_out_direct, what compress uses for large inputs)
+ * holds exactly the bytes written, in order, across full stages and a
+ * partial one: a rewrite of bytes still in the stage stays direct, a
+ * rewrite of bytes already on disk turns direct I/O off and the rest goes
+ * through the page cache; an aborted one leaves nothing.  On a file system
+ * that refuses O_DIRECT the same bytes arrive buffered.
+ */
+static void
+test_review_out_direct(void)
+{
+	const size_t total = 2 * SP_OUT_STAGE + 777777;
+	uint8_t    *data = t_track(malloc(total)),
+			   *back;
+	char	   *p = t_path("out_direct.bin"),
+			   *q = t_path("out_aborted.bin");
+	size_t		at = 0,
+				blen;
+	uint64_t	st = 7;
+	bool		was_direct;
+	sp_ctx		ctx;
+	sp_out		o;
+
+	T_REQUIRE(data != NULL, "malloc");
+	for (size_t i = 0; i < total; i++)
+		data[i] = (uint8_t) fh_rand(&st);
+	rt_ctx(&ctx);
+	T_REQUIRE(sp_out_file(&ctx, &o, p) == SP_OK && sp_out_direct(&ctx, &o) == SP_OK,
+			  "open: %s", ctx.err.msg);
+	was_direct = o.direct;
+	printf("# direct I/O %s on %s\n", was_direct ? "on" : "refused (buffered)", p);
+	/* one stage and a bit, in uneven pieces */
+	T_CHECK(out_append(&ctx, &o, data, &at, 12345) && out_append(&ctx, &o, data, &at, SP_OUT_STAGE),
+			"write: %s", ctx.err.msg);
+	/* rewrite bytes still in the stage: stays direct */
+	memset(data + SP_OUT_STAGE + 100, 0xAB, 50);
+	T_CHECK(sp_out_pwrite(&ctx, &o, SP_OUT_STAGE + 100, data + SP_OUT_STAGE + 100, 50) == SP_OK,
+			"pwrite in stage: %s", ctx.err.msg);
+	T_CHECK(o.direct == was_direct, "a rewrite inside the stage changed the mode");
+	T_CHECK(out_append(&ctx, &o, data, &at, SP_OUT_STAGE), "write: %s", ctx.err.msg);
+	/* rewrite bytes on disk (as BASES is sealed): direct I/O ends, bytes stay right */
+	memset(data + 10, 0xCD, 20);
+	T_CHECK(sp_out_pwrite(&ctx, &o, 10, data + 10, 20) == SP_OK, "pwrite on disk: %s",
+			ctx.err.msg);
+	T_CHECK(!o.direct, "still direct after rewriting bytes on disk");
+	T_CHECK(out_append(&ctx, &o, data, &at, total - at), "write: %s", ctx.err.msg);
+	T_CHECK(o.written == total, "written %llu, expected %zu", (unsigned long long) o.written, total);
+	T_CHECK(sp_out_commit(&ctx, &o) == SP_OK, "commit: %s", ctx.err.msg);
+	sp_out_abort(&ctx, &o);
+	back = fh_read(p, &blen);
+	T_CHECK(back && blen == total && memcmp(back, data, total) == 0,
+			"file has %zu bytes, expected %zu, or differs", blen, total);
+	/* aborted halfway through a stage: no file, no temporary file */
+	T_REQUIRE(sp_out_file(&ctx, &o, q) == SP_OK && sp_out_direct(&ctx, &o) == SP_OK, "open");
+	at = 0;
+	T_CHECK(out_append(&ctx, &o, data, &at, SP_OUT_STAGE + 4096), "write: %s", ctx.err.msg);
+	sp_out_abort(&ctx, &o);
+	T_CHECK(!fh_exists(q), "an aborted output exists");
+	{
+		size_t		n;
+		char	  **names = fh_list(t_dir(), &n);
+
+		for (size_t i = 0; i < n; i++)
+			T_CHECK(strstr(names[i], "sparse-tmp") == NULL, "temporary file %s left", names[i]);
+	}
+}
+
 const t_case t_tests_review[] = {
 	{"review_hashwriter", test_review_hashwriter},
 	{"review_hashwriter_direct", test_review_hashwriter_direct},
+	{"review_out_direct", test_review_out_direct},
 	{"review_damaged_length_is_corruption", test_review_damaged_length_is_corruption},
 	{"review_many_small_tensors", test_review_many_small_tensors},
 	{"review_single_file_delta_without_file", test_review_single_file_delta_without_file},
