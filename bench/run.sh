@@ -337,6 +337,7 @@ section_scale() {
 		echo "bench: building a ${gb} GB $SCALE_PROFILE pair with bench/mkpair.py" >&2
 		SPARSE_DATA="$SPARSE_DATA" /usr/bin/python3 bench/mkpair.py "$dir" --gb "$gb" \
 			--profile "$SCALE_PROFILE" --shard-gb 1000 2>>"$LOG"
+		sync	# the pair's writeback must not run during the timed tools
 		base="$dir/base/model-00001-of-00001.safetensors"
 		ft="$dir/ft/model-00001-of-00001.safetensors"
 		echo "bench: scale-${gb}GB ($(stat -c %s "$ft") bytes, 1 run each)" >&2

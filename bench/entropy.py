@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""entropy.py -- how small simple coders can make a model delta: empirical bounds.
+
+Usage: /usr/bin/python3 bench/entropy.py BASE.safetensors FT.safetensors
+
+For every tensor of FT paired by name with BASE (same dtype, F32 or BF16), it
+forms the integer difference sparse's SUB transform codes (order-preserving
+integer maps of the two bit patterns subtracted, zigzagged) and prints, as a
+fraction of FT's tensor bytes, the empirical entropy of:
+  planes        each byte plane on its own (what byte-plane coders such as
+                sparse's zstd stages approach);
+  planes|exp    each byte plane given the base element's exponent;
+  nbits+raw     the difference's bit length coded order-0 plus its bits
+                below the leading one stored raw;
+  nbits|exp     the same, the bit length given the base exponent;
+  nbits|exp,prev  given the base exponent and the previous element's bit
+                length (a context model of the kind issue 6 suggests).
+These are empirical entropies of the data itself (no model cost), so a real
+coder lands above them. Needs numpy (Debian's python3-numpy).
+"""
+import json
+import struct
+import sys
+
+import numpy as np
+
+
+def load(path):
+    """Tensors of a safetensors file: name -> (dtype, array of raw words)."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    n = struct.unpack("<Q", blob[:8])[0]
+    header = json.loads(blob[8:8 + n])
+    data = blob[8 + n:]
+    out = {}
+    for name, v in header.items():
+        if name == "__metadata__" or v["dtype"] not in ("F32", "BF16"):
+            continue
+        s, e = v["data_offsets"]
+        word = np.uint32 if v["dtype"] == "F32" else np.uint16
+        out[name] = (v["dtype"], np.frombuffer(data[s:e], dtype=word).astype(np.int64))
+    return out
+
+
+def entropy(x):
+    """Empirical entropy of the values in x, in bits (total, not per symbol)."""
+    _, counts = np.unique(x, return_counts=True)
+    p = counts / counts.sum()
+    return float(-(counts * np.log2(p)).sum())
+
+
+def cond_entropy(x, ctx):
+    """Empirical entropy of x given ctx, in bits (total)."""
+    return sum(entropy(x[ctx == c]) for c in np.unique(ctx))
+
+
+def main():
+    base, ft = load(sys.argv[1]), load(sys.argv[2])
+    acc = dict.fromkeys(["planes", "planes|exp", "nbits+raw", "nbits|exp", "nbits|exp,prev"], 0.0)
+    nbytes = 0
+    for name, (dt, f) in ft.items():
+        if name not in base or base[name][0] != dt or len(base[name][1]) != len(f):
+            continue
+        b = base[name][1]
+        bits = 32 if dt == "F32" else 16
+        sign, mask = 1 << (bits - 1), (1 << bits) - 1
+        omap = lambda x: np.where(x & sign, (~x) & mask, x | sign)
+        d = omap(f) - omap(b)
+        z = np.where(d >= 0, 2 * d, -2 * d - 1)
+        exp = (b >> (23 if bits == 32 else 7)) & 0xFF
+        nb = np.where(z > 0, np.floor(np.log2(np.maximum(z, 1))).astype(np.int64) + 1, 0)
+        raw = float(np.maximum(nb - 1, 0).sum())
+        prev = np.concatenate([[0], nb[:-1]])
+        nbytes += len(z) * bits // 8
+        for k in range(bits // 8):
+            plane = (z >> (8 * k)) & 0xFF
+            acc["planes"] += entropy(plane)
+            acc["planes|exp"] += cond_entropy(plane, exp)
+        acc["nbits+raw"] += entropy(nb) + raw
+        acc["nbits|exp"] += cond_entropy(nb, exp) + raw
+        acc["nbits|exp,prev"] += cond_entropy(nb, prev * 256 + exp) + raw
+    print("tensor bytes %d" % nbytes)
+    for k, v in acc.items():
+        print("%-15s %.4f" % (k, v / 8 / nbytes))
+
+
+if __name__ == "__main__":
+    main()
