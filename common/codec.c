@@ -11,9 +11,9 @@
  * The w-byte words of t are split into w byte planes (low to high) and each
  * plane is stored as a constant, raw, or a zstd frame (zstd's Huffman/FSE
  * stages do the entropy coding; at the default level a noise-like plane,
- * such as the low bytes of a difference, skips zstd's match search).  The transform is chosen per chunk: both
- * are tried on a probe of up to 64 KiB and the smaller wins (at level >= 10
- * on the whole chunk).  Payload: for each plane, u8 mode then CONST: u8
+ * such as the low bytes of a difference, skips zstd's match search).  The
+ * transform is chosen per chunk: both are tried on a probe of up to 64 KiB
+ * and the smaller wins (at level >= 10 on the whole chunk).  Payload: for each plane, u8 mode then CONST: u8
  * value | RAW: n/w bytes | ZSTD: u32 length + frame.
  *
  * Generic chunks are one zstd frame, with a window of the partner base file

@@ -247,10 +247,13 @@ sp_reader_close(sp_ctx *ctx, sp_reader *r)
 
 /* ---- BASES with digests computed beside the coding ---------------------- */
 
+/* Bytes of an entry before its name: size, SHA-256, fingerprint, name length. */
+#define BASE_FIXED SP_BASE_ENTRY(SP_FLAG_BASEFP)
+
 /*
  * Write BASES for files idx[0..n) of fs (size, zero digest and fingerprint,
- * name each) and start hashing them; too_many is the error when the record would be too
- * large.
+ * name each) and start hashing them; too_many is the error when the record
+ * would be too large.
  */
 sp_status
 sp_bases_write(sp_ctx *ctx, sp_out *o, sp_fileset *fs, const size_t *idx, size_t n,
@@ -261,7 +264,7 @@ sp_bases_write(sp_ctx *ctx, sp_out *o, sp_fileset *fs, const size_t *idx, size_t
 
 	memset(b, 0, sizeof(*b));
 	for (size_t i = 0; i < n; i++)
-		len += SP_BASE_ENTRY(SP_FLAG_BASEFP) + strlen(fs->f[idx[i]].rel);
+		len += BASE_FIXED + strlen(fs->f[idx[i]].rel);
 	if (len > SP_REC_MAX)
 		return sp_fail(ctx, SP_ERR_INVALID_ARG, "%s", too_many);
 	if ((b->rec = sp_calloc(ctx, len, 1)) == NULL)
@@ -277,9 +280,9 @@ sp_bases_write(sp_ctx *ctx, sp_out *o, sp_fileset *fs, const size_t *idx, size_t
 		size_t		nl = strlen(f->rel);
 
 		sp_put64(q, f->size);
-		sp_put16(q + 56, (uint16_t) nl);
-		memcpy(q + 58, f->rel, nl);
-		q += 58 + nl;
+		sp_put16(q + BASE_FIXED - 2, (uint16_t) nl);
+		memcpy(q + BASE_FIXED, f->rel, nl);
+		q += BASE_FIXED + nl;
 	}
 	b->off = o->written;
 	if (sp_write_record(ctx, o, SP_REC_BASES, b->rec, b->len) != SP_OK)
@@ -312,7 +315,7 @@ sp_bases_seal(sp_ctx *ctx, sp_out *o, sp_bases *b, uint8_t digest[SP_SHA256_LEN]
 		sp_manifest_add(&man, d, b->fs->f[b->bh.idx[i]].rel);
 		if (!b->fs->is_dir)
 			memcpy(digest, d, SP_SHA256_LEN);
-		q += 58 + sp_get16(q + 56);
+		q += BASE_FIXED + sp_get16(q + BASE_FIXED - 2);
 	}
 	if (b->fs->is_dir)
 		sp_sha256_final(&man, digest);
