@@ -72,8 +72,9 @@ static const cli_command cli_commands[] = {
 	{"apply", cmd_apply, CLI_OPT_OUT, 2, 2, "BASE DELTA -o OUT",
 		"rebuild the fine-tune or dataset from BASE and DELTA",
 		"Rebuilds the fine-tune byte for byte into OUT (a file, or a directory for\n"
-		"a directory delta), which must not exist, and checks every SHA-256\n"
-		"recorded in DELTA. Fails if BASE is not the base DELTA was made from.\n"
+		"a directory delta), which must not exist, and checks each rebuilt file\n"
+		"against the SHA-256 recorded in DELTA. Fails if BASE is not the base\n"
+		"DELTA was made from (checked by the fingerprint DELTA records).\n"
 		"\n"
 		"  -o, --output OUT    the file or directory to create (required)\n"},
 	{"verify", cmd_verify, 0, 2, 2, "BASE DELTA",

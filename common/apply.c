@@ -289,10 +289,10 @@ static sp_status
 go_direct(decoder *d)
 {
 	if (d->stages == NULL &&
-		(d->stages = sp_alloc(d->ctx, 2 * SP_HW_STAGE + SP_HW_ALIGN)) == NULL)
+		(d->stages = sp_alloc(d->ctx, 2 * SP_DIRECT_STAGE + SP_DIRECT_ALIGN)) == NULL)
 		return SP_ERR_NOMEM;
 	(void) sp_hw_direct(&d->hw, d->out.fd,
-						d->stages + (SP_HW_ALIGN - (uintptr_t) d->stages % SP_HW_ALIGN) % SP_HW_ALIGN);
+						sp_align_up(d->stages, SP_DIRECT_ALIGN));
 	return SP_OK;
 }
 
@@ -323,7 +323,7 @@ open_output(decoder *d)
 		return corrupt(d, "a single-file delta holds more than one file");
 	else if (sp_out_file(d->ctx, &d->out, d->final_path) != SP_OK)
 		return d->ctx->err.code;
-	return d->size >= SP_HW_DIRECT_MIN ? go_direct(d) : SP_OK;
+	return d->size >= SP_DIRECT_MIN ? go_direct(d) : SP_OK;
 }
 
 /* Handle a FILE record. */

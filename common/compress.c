@@ -631,7 +631,7 @@ compress_models(sp_ctx *ctx, sp_model *base, sp_model *ft, sp_out *out, int leve
 	sp_status	rc;
 
 	rc = encoder_init(ctx, &e, base, ft, out, level);
-	if (rc == SP_OK && e.total >= SP_OUT_DIRECT_MIN)
+	if (rc == SP_OK && e.total >= SP_DIRECT_MIN)
 		rc = sp_out_direct(ctx, out);	/* large: past the page cache (files.h) */
 	if (rc == SP_OK)
 		rc = plan_bases(&e);

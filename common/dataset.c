@@ -1445,7 +1445,7 @@ compress_dataset(dsenc *e, sp_out *out, sp_compress_result *res)
 	if ((idx = sp_alloc(ctx, (e->base->n ? e->base->n : 1) * sizeof(size_t))) == NULL)
 		return SP_ERR_NOMEM;
 	rc = classify(e, UINT64_MAX);
-	if (rc == SP_OK && e->total >= SP_OUT_DIRECT_MIN)
+	if (rc == SP_OK && e->total >= SP_DIRECT_MIN)
 		rc = sp_out_direct(ctx, out);	/* large: past the page cache (files.h) */
 	if (rc == SP_OK)
 		rc = parent_files(e, idx, &n);

@@ -711,6 +711,17 @@ mem_reserve(sp_ctx *ctx, sp_out *o, size_t need)
 	return SP_OK;
 }
 
+/* Turn O_DIRECT on or off for fd; false if the file system refuses (errno set). */
+bool
+sp_fd_direct(int fd, bool on)
+{
+	int			fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0)
+		return false;
+	return fcntl(fd, F_SETFL, on ? (fl | O_DIRECT) : (fl & ~O_DIRECT)) == 0;
+}
+
 /*
  * Write a new file output with direct I/O: bytes gather in an aligned 4 MiB
  * stage that goes to the device in one O_DIRECT write when full, so the
@@ -722,15 +733,12 @@ mem_reserve(sp_ctx *ctx, sp_out *o, size_t need)
 sp_status
 sp_out_direct(sp_ctx *ctx, sp_out *o)
 {
-	int			fl;
-
 	if (o->kind != SP_OUT_FILE || o->written != 0 || o->direct)
 		return SP_OK;
-	if ((o->stage_mem = sp_alloc(ctx, SP_OUT_STAGE + SP_OUT_ALIGN)) == NULL)
+	if ((o->stage_mem = sp_alloc(ctx, SP_DIRECT_STAGE + SP_DIRECT_ALIGN)) == NULL)
 		return SP_ERR_NOMEM;
-	o->stage = o->stage_mem + (SP_OUT_ALIGN - (uintptr_t) o->stage_mem % SP_OUT_ALIGN) % SP_OUT_ALIGN;
-	fl = fcntl(o->fd, F_GETFL);
-	o->direct = fl >= 0 && fcntl(o->fd, F_SETFL, fl | O_DIRECT) == 0;
+	o->stage = sp_align_up(o->stage_mem, SP_DIRECT_ALIGN);
+	o->direct = sp_fd_direct(o->fd, true);
 	if (!o->direct)
 	{
 		sp_free(ctx, o->stage_mem);
@@ -747,11 +755,10 @@ static sp_status
 out_undirect(sp_ctx *ctx, sp_out *o, size_t done)
 {
 	const char *path = o->tmp_path ? o->tmp_path : o->final_path;
-	int			fl = fcntl(o->fd, F_GETFL);
 	sp_status	rc;
 
 	o->direct = false;
-	if (fl < 0 || fcntl(o->fd, F_SETFL, fl & ~O_DIRECT) != 0)
+	if (!sp_fd_direct(o->fd, false))
 		return sp_fail_io(ctx, errno, "could not write \"%s\"", path);
 	rc = write_all(ctx, o->fd, o->stage + done, o->stage_len - done, path);
 	o->stage_len = 0;
@@ -788,14 +795,14 @@ stage_write(sp_ctx *ctx, sp_out *o, const uint8_t *p, size_t n)
 {
 	while (n > 0)
 	{
-		size_t		k = SP_MIN(n, SP_OUT_STAGE - o->stage_len);
+		size_t		k = SP_MIN(n, SP_DIRECT_STAGE - o->stage_len);
 
 		memcpy(o->stage + o->stage_len, p, k);
 		o->stage_len += k;
 		o->written += k;
 		p += k;
 		n -= k;
-		if (o->stage_len == SP_OUT_STAGE && stage_flush(ctx, o) != SP_OK)
+		if (o->stage_len == SP_DIRECT_STAGE && stage_flush(ctx, o) != SP_OK)
 			return ctx->err.code;
 		if (!o->direct)			/* stage_flush fell back: the rest is buffered */
 			return sp_out_write(ctx, o, p, n);

@@ -98,14 +98,18 @@ typedef struct sp_out
 	uint64_t	written;		/* bytes accepted (direct: the stage's included) */
 	/* direct I/O (sp_out_direct): the last bytes, not yet on disk */
 	bool		direct;
-	uint8_t    *stage;			/* SP_OUT_STAGE bytes, SP_OUT_ALIGN-aligned */
+	uint8_t    *stage;			/* SP_DIRECT_STAGE bytes, SP_DIRECT_ALIGN-aligned */
 	uint8_t    *stage_mem;		/* its allocation */
 	size_t		stage_len;
 } sp_out;
 
-#define SP_OUT_STAGE ((size_t) 4 << 20)	/* bytes per direct write of an output */
-#define SP_OUT_ALIGN ((size_t) 4096)	/* buffer, offset and length alignment for O_DIRECT */
-#define SP_OUT_DIRECT_MIN ((uint64_t) 64 << 20)	/* inputs this large get direct outputs */
+/* Direct I/O of large outputs, shared by sp_out_direct and the hash writer (apply). */
+#define SP_DIRECT_STAGE ((size_t) 4 << 20)	/* bytes per direct write */
+#define SP_DIRECT_ALIGN ((size_t) 4096)	/* buffer, offset and length alignment for O_DIRECT */
+#define SP_DIRECT_MIN ((uint64_t) 64 << 20)	/* smaller outputs (inputs, for compress) stay buffered */
+
+/* Turn O_DIRECT on or off for fd; false if the file system refuses (errno set). */
+bool		sp_fd_direct(int fd, bool on);
 
 /* Start an atomic single-file output at final_path (canonical, not existing). */
 sp_status	sp_out_file(sp_ctx *ctx, sp_out *o, const char *final_path);

@@ -60,25 +60,13 @@ hw_write(int fd, const uint8_t *p, size_t n)
 	return 0;
 }
 
-/* Turn O_DIRECT on or off for fd; false if the file system refuses. */
-static bool
-hw_set_direct(int fd, bool on)
-{
-	int			fl = fcntl(fd, F_GETFL);
-
-	if (fl < 0)
-		return false;
-	fl = on ? (fl | O_DIRECT) : (fl & ~O_DIRECT);
-	return fcntl(fd, F_SETFL, fl) == 0;
-}
-
 /* Turn O_DIRECT off if it is on; true if it was on and now is off. */
 static bool
 hw_drop_direct(int fd)
 {
 	int			fl = fcntl(fd, F_GETFL);
 
-	return fl >= 0 && (fl & O_DIRECT) && hw_set_direct(fd, false);
+	return fl >= 0 && (fl & O_DIRECT) && sp_fd_direct(fd, false);
 }
 
 /*
@@ -126,12 +114,12 @@ hw_stage(sp_hashwriter *hw)
 		pthread_mutex_unlock(&hw->mu);
 		if (err)
 			return;				/* recorded already; the file is abandoned */
-		k = SP_MIN(n, SP_HW_STAGE - hw->stage_len[c]);
+		k = SP_MIN(n, SP_DIRECT_STAGE - hw->stage_len[c]);
 		memcpy(hw->stage[c] + hw->stage_len[c], p, k);
 		hw->stage_len[c] += k;
 		p += k;
 		n -= k;
-		if (hw->stage_len[c] < SP_HW_STAGE)
+		if (hw->stage_len[c] < SP_DIRECT_STAGE)
 			continue;
 		pthread_mutex_lock(&hw->mu);
 		hw->stage_full[c] = true;
@@ -338,7 +326,7 @@ hw_write_tail(sp_hashwriter *hw)
 	int			c = hw->cur,
 				rc = errno = 0;
 
-	if (hw_set_direct(hw->dfd, false))
+	if (sp_fd_direct(hw->dfd, false))
 		rc = hw_pwrite(hw->dfd, hw->stage[c], hw->stage_len[c], hw->written);
 	else
 		rc = errno ? errno : EINVAL;
@@ -388,7 +376,7 @@ sp_hw_new_file(sp_hashwriter *hw)
 
 /*
  * Write the current file (fd, just opened, nothing written yet) with
- * O_DIRECT through stages: 2 * SP_HW_STAGE bytes at an SP_HW_ALIGN-aligned
+ * O_DIRECT through stages: 2 * SP_DIRECT_STAGE bytes at an SP_DIRECT_ALIGN-aligned
  * address, lent until the next sp_hw_new_file or sp_hw_stop.  False (and
  * buffered writes) if the helpers cannot run or the file system refuses.
  */
@@ -397,14 +385,14 @@ sp_hw_direct(sp_hashwriter *hw, int fd, uint8_t *stages)
 {
 	sp_hw_drain(hw);
 	hw_start(hw, true);
-	if (!hw->started || !hw->flusher_started || ((uintptr_t) stages % SP_HW_ALIGN) != 0 ||
-		!hw_set_direct(fd, true))
+	if (!hw->started || !hw->flusher_started || ((uintptr_t) stages % SP_DIRECT_ALIGN) != 0 ||
+		!sp_fd_direct(fd, true))
 		return false;
 	pthread_mutex_lock(&hw->mu);
 	hw->direct = true;
 	hw->dfd = fd;
 	hw->stage[0] = stages;
-	hw->stage[1] = stages + SP_HW_STAGE;
+	hw->stage[1] = stages + SP_DIRECT_STAGE;
 	pthread_mutex_unlock(&hw->mu);
 	return true;
 }

@@ -30,12 +30,10 @@
 
 #include <pthread.h>
 
+#include "files.h"
 #include "util.h"
 
 #define SP_HW_SYNC_EVERY ((uint64_t) 16 << 20)
-#define SP_HW_STAGE ((size_t) 4 << 20)	/* bytes per direct write */
-#define SP_HW_ALIGN ((size_t) 4096)	/* buffer, offset and length alignment for O_DIRECT */
-#define SP_HW_DIRECT_MIN ((uint64_t) 64 << 20)	/* smaller files stay buffered */
 
 /* The helpers and the one job they may hold. */
 typedef struct sp_hashwriter
@@ -62,7 +60,7 @@ typedef struct sp_hashwriter
 	bool		err_flush;		/* it was a flush */
 	/* direct I/O of the current file (see above) */
 	bool		direct;
-	uint8_t    *stage[2];		/* SP_HW_STAGE bytes each, SP_HW_ALIGN-aligned */
+	uint8_t    *stage[2];		/* SP_DIRECT_STAGE bytes each, SP_DIRECT_ALIGN-aligned */
 	size_t		stage_len[2];
 	bool		stage_full[2];	/* handed to the second thread for writing */
 	int			cur;			/* the stage the worker fills */

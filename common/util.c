@@ -300,7 +300,7 @@ sp_basehash_init(sp_ctx *ctx, sp_basehash *h, unsigned what)
 			sp_sha256_free(&h->sha);
 			return SP_ERR_NOMEM;
 		}
-		h->xxh = (uint8_t *) h->xxh_mem + (64 - (uintptr_t) h->xxh_mem % 64) % 64;
+		h->xxh = sp_align_up(h->xxh_mem, 64);
 		XXH3_INITSTATE((XXH3_state_t *) h->xxh);
 	}
 	(void) sp_basehash_restart(h);

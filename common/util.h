@@ -95,6 +95,13 @@ void		sp_basehash_free(sp_ctx *ctx, sp_basehash *h);
 /* Lower-case hex of a digest into out (65 bytes). */
 void		sp_hex(const uint8_t *d, size_t n, char *out);
 
+/* The first address at or after p that is a multiple of align (a power of two). */
+static inline uint8_t *
+sp_align_up(void *p, size_t align)
+{
+	return (uint8_t *) p + ((align - (uintptr_t) p % align) % align);
+}
+
 /* Little-endian loads and stores. */
 static inline uint16_t
 sp_get16(const uint8_t *p)

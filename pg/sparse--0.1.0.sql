@@ -84,7 +84,7 @@ AS 'MODULE_PATHNAME', 'sparse_delta_apply'
 LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE COST 100000;
 
 COMMENT ON FUNCTION delta_apply(text, text, text) IS
-'rebuild the fine-tune from base and delta into the new path out, checking every SHA-256';
+'rebuild the fine-tune from base and delta into the new path out, checking the base (its fingerprint; SHA-256 for deltas from before fingerprints) and every rebuilt file''s SHA-256';
 
 CREATE FUNCTION delta_verify(
     base text,
@@ -99,7 +99,7 @@ AS 'MODULE_PATHNAME', 'sparse_delta_verify'
 LANGUAGE C VOLATILE STRICT PARALLEL SAFE COST 100000;
 
 COMMENT ON FUNCTION delta_verify(text, text) IS
-'rebuild the fine-tune from base and delta in memory and check every SHA-256, writing nothing (out_path is NULL)';
+'rebuild the fine-tune from base and delta in memory, checking the base (its fingerprint; SHA-256 for deltas from before fingerprints) and every rebuilt file''s SHA-256, writing nothing (out_path is NULL)';
 
 CREATE FUNCTION delta_info(
     delta text,

@@ -402,8 +402,8 @@ test_review_hashwriter_direct(void)
 {
 	const size_t len = ((size_t) 1 << 20) + 12345;
 	const int	n = 9;			/* about 9 MiB: two full stages, then a partial one */
-	uint8_t    *raw = t_track(malloc(2 * SP_HW_STAGE + SP_HW_ALIGN)),
-			   *stages = raw + (SP_HW_ALIGN - (uintptr_t) raw % SP_HW_ALIGN) % SP_HW_ALIGN,
+	uint8_t    *raw = t_track(malloc(2 * SP_DIRECT_STAGE + SP_DIRECT_ALIGN)),
+			   *stages = sp_align_up(raw, SP_DIRECT_ALIGN),
 			   *data = t_track(malloc(len * n)),
 			   *back;
 	uint8_t		got[SP_SHA256_LEN];
@@ -457,7 +457,7 @@ out_append(sp_ctx *ctx, sp_out *o, const uint8_t *data, size_t *at, size_t n)
 static void
 test_review_out_direct(void)
 {
-	const size_t total = 2 * SP_OUT_STAGE + 777777;
+	const size_t total = 2 * SP_DIRECT_STAGE + 777777;
 	uint8_t    *data = t_track(malloc(total)),
 			   *back;
 	char	   *p = t_path("out_direct.bin"),
@@ -478,14 +478,14 @@ test_review_out_direct(void)
 	was_direct = o.direct;
 	printf("# direct I/O %s on %s\n", was_direct ? "on" : "refused (buffered)", p);
 	/* one stage and a bit, in uneven pieces */
-	T_CHECK(out_append(&ctx, &o, data, &at, 12345) && out_append(&ctx, &o, data, &at, SP_OUT_STAGE),
+	T_CHECK(out_append(&ctx, &o, data, &at, 12345) && out_append(&ctx, &o, data, &at, SP_DIRECT_STAGE),
 			"write: %s", ctx.err.msg);
 	/* rewrite bytes still in the stage: stays direct */
-	memset(data + SP_OUT_STAGE + 100, 0xAB, 50);
-	T_CHECK(sp_out_pwrite(&ctx, &o, SP_OUT_STAGE + 100, data + SP_OUT_STAGE + 100, 50) == SP_OK,
+	memset(data + SP_DIRECT_STAGE + 100, 0xAB, 50);
+	T_CHECK(sp_out_pwrite(&ctx, &o, SP_DIRECT_STAGE + 100, data + SP_DIRECT_STAGE + 100, 50) == SP_OK,
 			"pwrite in stage: %s", ctx.err.msg);
 	T_CHECK(o.direct == was_direct, "a rewrite inside the stage changed the mode");
-	T_CHECK(out_append(&ctx, &o, data, &at, SP_OUT_STAGE), "write: %s", ctx.err.msg);
+	T_CHECK(out_append(&ctx, &o, data, &at, SP_DIRECT_STAGE), "write: %s", ctx.err.msg);
 	/* rewrite bytes on disk (as BASES is sealed): direct I/O ends, bytes stay right */
 	memset(data + 10, 0xCD, 20);
 	T_CHECK(sp_out_pwrite(&ctx, &o, 10, data + 10, 20) == SP_OK, "pwrite on disk: %s",
@@ -501,7 +501,7 @@ test_review_out_direct(void)
 	/* aborted halfway through a stage: no file, no temporary file */
 	T_REQUIRE(sp_out_file(&ctx, &o, q) == SP_OK && sp_out_direct(&ctx, &o) == SP_OK, "open");
 	at = 0;
-	T_CHECK(out_append(&ctx, &o, data, &at, SP_OUT_STAGE + 4096), "write: %s", ctx.err.msg);
+	T_CHECK(out_append(&ctx, &o, data, &at, SP_DIRECT_STAGE + 4096), "write: %s", ctx.err.msg);
 	sp_out_abort(&ctx, &o);
 	T_CHECK(!fh_exists(q), "an aborted output exists");
 	{
