@@ -119,9 +119,9 @@ plan_bases(encoder *e)
 }
 
 /*
- * Write the BASES record: name, size and SHA-256 of every base file read,
- * in slot order.  The digests are computed beside the coding and written
- * in by code_all (sp_bases_seal).
+ * Write the BASES record: name, size, SHA-256 and fingerprint of every base
+ * file read, in slot order.  The digests are computed beside the coding and
+ * written in by code_all (sp_bases_seal).
  */
 static sp_status
 write_bases(encoder *e)

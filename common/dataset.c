@@ -1254,8 +1254,9 @@ plan_bases(dsenc *e)
 }
 
 /*
- * Write BASES (name, size, SHA-256 of each parent file read); the digests
- * are computed beside the coding and written in before END (sp_bases_seal).
+ * Write BASES (name, size, SHA-256 and fingerprint of each parent file
+ * read); the digests are computed beside the coding and written in before
+ * END (sp_bases_seal).
  */
 static sp_status
 write_bases(dsenc *e)
