@@ -631,10 +631,10 @@ compress_models(sp_ctx *ctx, sp_model *base, sp_model *ft, sp_out *out, int leve
 	sp_status	rc;
 
 	rc = encoder_init(ctx, &e, base, ft, out, level);
+	if (rc == SP_OK)
+		rc = plan_bases(&e);	/* also sums e.total */
 	if (rc == SP_OK && e.total >= SP_DIRECT_MIN)
 		rc = sp_out_direct(ctx, out);	/* large: past the page cache (files.h) */
-	if (rc == SP_OK)
-		rc = plan_bases(&e);
 	if (rc == SP_OK)
 		rc = sp_write_header(ctx, out, (ft->fs.is_dir ? SP_FLAG_DIR : 0) | SP_FLAG_BASEFP);
 	if (rc == SP_OK)
