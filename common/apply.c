@@ -15,8 +15,9 @@
  * everything written.  The SHA-256 and the write of each decoded chunk run
  * on a second thread, and a file output is flushed every 16 MiB on a third
  * (hashwriter.c), while the next chunk is decoded into a second buffer; an
- * output of 64 MiB or more is written with O_DIRECT by that third thread
- * instead (hashwriter.h).
+ * output of 64 MiB or more is decoded straight into the hash writer's ring
+ * and written from there with O_DIRECT by that third thread instead
+ * (hashwriter.h).
  * Only after END is the output fsynced and renamed into place.  Verify runs
  * the same path with no output.
  */
@@ -52,11 +53,13 @@ typedef struct decoder
 	sp_bghash	bh;				/* their fingerprints (else SHA-256), on a helper */
 	sp_codec	codec;
 	bool		have_codec;
+	uint8_t    *dst;			/* where the chunk being decoded goes: obuf or the ring */
 	uint8_t    *obuf;			/* decoded chunk */
 	uint8_t    *obuf2;			/* the previous one, hashed and written meanwhile */
 	size_t		ocap2;
 	sp_hashwriter hw;			/* SHA-256 and write of the previous chunk */
-	uint8_t    *stages;			/* its direct-I/O stages, unaligned allocation */
+	uint8_t    *ring;			/* its direct-I/O ring, unaligned allocation */
+	bool		ring_on;		/* the current file is decoded into the ring */
 	uint8_t    *bbuf;			/* base bytes of a chunk or prefix */
 	uint8_t    *cbuf;			/* base bytes converted to the chunk's dtype */
 	size_t		ocap,
@@ -282,17 +285,18 @@ read_bases(decoder *d)
 
 /*
  * Write a large output with direct I/O (hashwriter.h): lend the hash
- * writer two aligned stages, allocated here once.  Where the file system
- * refuses, the file is written buffered as before.
+ * writer an aligned ring, allocated here once, with a chunk's worth of
+ * slack past its end, and decode into it.  Where the file system refuses,
+ * the file is written buffered as before.
  */
 static sp_status
 go_direct(decoder *d)
 {
-	if (d->stages == NULL &&
-		(d->stages = sp_alloc(d->ctx, 2 * SP_DIRECT_STAGE + SP_DIRECT_ALIGN)) == NULL)
+	if (d->ring == NULL &&
+		(d->ring = sp_alloc(d->ctx, SP_HW_RING + SP_CHUNK_MAX + SP_DIRECT_ALIGN)) == NULL)
 		return SP_ERR_NOMEM;
-	(void) sp_hw_direct(&d->hw, d->out.fd,
-						sp_align_up(d->stages, SP_DIRECT_ALIGN));
+	d->ring_on = sp_hw_direct(&d->hw, d->out.fd, sp_align_up(d->ring, SP_DIRECT_ALIGN),
+							  SP_CHUNK_MAX);
 	return SP_OK;
 }
 
@@ -301,6 +305,7 @@ static sp_status
 open_output(decoder *d)
 {
 	sp_hw_new_file(&d->hw);
+	d->ring_on = false;
 	if (d->out_kind == SP_OUT_NULL)
 	{
 		memset(&d->out, 0, sizeof(d->out));
@@ -386,7 +391,28 @@ emit_wait(decoder *d, bool drain)
 }
 
 /*
- * Hand d->obuf[0..n) to the hash writer (SHA-256, and the write of a file
+ * Point dst at room for the next n decoded bytes (at most SP_CHUNK_MAX):
+ * the hash writer's ring for a direct-I/O file, so they go to the device
+ * from where they were decoded, else obuf.
+ */
+static sp_status
+out_space(decoder *d, size_t n)
+{
+	if (!d->ring_on)
+	{
+		if (sp_reserve(d->ctx, &d->obuf, &d->ocap, n) != SP_OK)
+			return d->ctx->err.code;
+		d->dst = d->obuf;
+		return SP_OK;
+	}
+	if ((d->dst = sp_hw_space(&d->hw, n)) != NULL)
+		return SP_OK;
+	return emit_wait(d, false) != SP_OK ? d->ctx->err.code :
+		corrupt(d, "the output ring refused a chunk");
+}
+
+/*
+ * Hand d->dst[0..n) to the hash writer (SHA-256, and the write of a file
  * output, on its thread) and swap in the other buffer to decode the next
  * chunk into; an in-memory output is copied here, on the caller's thread,
  * since it allocates.
@@ -394,7 +420,7 @@ emit_wait(decoder *d, bool drain)
 static sp_status
 emit(decoder *d, size_t n)
 {
-	uint8_t    *p = d->obuf;
+	uint8_t    *p = d->dst;
 	size_t		cap = d->ocap;
 
 	if (emit_wait(d, false) != SP_OK)
@@ -406,6 +432,8 @@ emit(decoder *d, size_t n)
 	if (d->out_kind == SP_OUT_FILE)
 		d->out.written += n;
 	sp_hw_submit(&d->hw, &d->sha, d->out_kind == SP_OUT_FILE ? d->out.fd : -1, p, n);
+	if (d->ring_on)
+		return SP_OK;			/* the ring moves on by itself */
 	d->obuf = d->obuf2;
 	d->ocap = d->ocap2;
 	d->obuf2 = p;
@@ -428,11 +456,10 @@ apply_copy(decoder *d, const sp_chunk_hdr *h)
 	{
 		size_t		n = (size_t) SP_MIN(h->out_len - done, (uint64_t) SP_CHUNK_MAX);
 
-		if (sp_check_interrupt(d->ctx) != SP_OK ||
-			sp_reserve(d->ctx, &d->obuf, &d->ocap, n) != SP_OK ||
-			read_base(d, h->base, h->base_off + done, n, d->obuf) != SP_OK)
+		if (sp_check_interrupt(d->ctx) != SP_OK || out_space(d, n) != SP_OK ||
+			read_base(d, h->base, h->base_off + done, n, d->dst) != SP_OK)
 			return d->ctx->err.code;
-		XXH3_64bits_update(&st, d->obuf, n);
+		XXH3_64bits_update(&st, d->dst, n);
 		if (emit(d, n) != SP_OK)
 			return d->ctx->err.code;
 		done += n;
@@ -442,7 +469,7 @@ apply_copy(decoder *d, const sp_chunk_hdr *h)
 	return SP_OK;
 }
 
-/* Decode a ZSTD chunk into obuf. */
+/* Decode a ZSTD chunk into dst. */
 static sp_status
 decode_zstd_chunk(decoder *d, const sp_chunk_hdr *h)
 {
@@ -461,10 +488,10 @@ decode_zstd_chunk(decoder *d, const sp_chunk_hdr *h)
 		return corrupt(d, "chunk has a base range but no base file");
 	return sp_codec_decode_zstd(d->ctx, &d->codec, bp, (size_t) h->base_len,
 								d->rd.buf + SP_CHUNK_HDR, d->rd.len - SP_CHUNK_HDR,
-								d->obuf, (size_t) h->out_len);
+								d->dst, (size_t) h->out_len);
 }
 
-/* Decode a TENSOR chunk into obuf, converting its base's dtype if needed. */
+/* Decode a TENSOR chunk into dst, converting its base's dtype if needed. */
 static sp_status
 decode_tensor_chunk(decoder *d, const sp_chunk_hdr *h)
 {
@@ -497,7 +524,7 @@ decode_tensor_chunk(decoder *d, const sp_chunk_hdr *h)
 		return corrupt(d, "chunk has a base range but no base file");
 	return sp_codec_decode_tensor(d->ctx, &d->codec, dt, h->transform, bp,
 								  d->rd.buf + SP_CHUNK_HDR, d->rd.len - SP_CHUNK_HDR,
-								  d->obuf, (size_t) h->out_len);
+								  d->dst, (size_t) h->out_len);
 }
 
 /* Handle a ROWSPACE record: a row format and the BASES files it cuts. */
@@ -570,7 +597,7 @@ need_rowspace(decoder *d, int fmt)
 	return SP_OK;
 }
 
-/* Decode a ROWS chunk into obuf: parent row runs and literal rows. */
+/* Decode a ROWS chunk into dst: parent row runs and literal rows. */
 static sp_status
 decode_rows_chunk(decoder *d, const sp_chunk_hdr *h)
 {
@@ -586,7 +613,7 @@ decode_rows_chunk(decoder *d, const sp_chunk_hdr *h)
 	c.prev0 = (int64_t) h->base_len - 1;
 	c.layout = h->dtype;
 	return sp_rows_decode(d->ctx, &d->codec, &d->rs, &d->lay, d->rd.buf + SP_CHUNK_HDR,
-						  d->rd.len - SP_CHUNK_HDR, &c, d->obuf, (size_t) h->out_len);
+						  d->rd.len - SP_CHUNK_HDR, &c, d->dst, (size_t) h->out_len);
 }
 
 /*
@@ -625,7 +652,7 @@ snappy_prefix(decoder *d, const sp_chunk_hdr *h, const uint8_t *p, size_t n, siz
 }
 
 /*
- * Decode a SNAPPY chunk into obuf: the expanded page is a zstd frame
+ * Decode a SNAPPY chunk into dst: the expanded page is a zstd frame
  * against expanded parent pages; snappy compresses it back to the stored
  * page, which the chunk checksum then checks.
  */
@@ -655,17 +682,17 @@ decode_snappy_chunk(decoder *d, const sp_chunk_hdr *h)
 		return sp_fail(d->ctx, SP_ERR_CORRUPT,
 					   "delta \"%s\" is corrupted: a Parquet page of \"%s\" does not compress back "
 					   "to its size (or this libsnappy differs from the writer's)", d->rd.name, d->name);
-	memcpy(d->obuf, d->cbuf, got);
+	memcpy(d->dst, d->cbuf, got);
 	return SP_OK;
 }
 
-/* Decode a ZSTD, TENSOR or ROWS chunk into obuf. */
+/* Decode a ZSTD, TENSOR, ROWS or SNAPPY chunk into dst. */
 static sp_status
 decode_chunk(decoder *d, const sp_chunk_hdr *h)
 {
 	if (h->out_len > SP_CHUNK_MAX)
 		return corrupt(d, "chunk is larger than allowed");
-	if (sp_reserve(d->ctx, &d->obuf, &d->ocap, (size_t) h->out_len) != SP_OK)
+	if (out_space(d, (size_t) h->out_len) != SP_OK)
 		return d->ctx->err.code;
 	if (h->kind == SP_CHUNK_ROWS)
 		return decode_rows_chunk(d, h);
@@ -697,7 +724,7 @@ apply_chunk(decoder *d)
 		return corrupt(d, "unknown chunk kind");
 	if (decode_chunk(d, &h) != SP_OK)
 		return d->ctx->err.code;
-	if (XXH3_64bits(d->obuf, (size_t) h.out_len) != h.checksum)
+	if (XXH3_64bits(d->dst, (size_t) h.out_len) != h.checksum)
 		return sp_fail(d->ctx, SP_ERR_CORRUPT,
 					   "delta \"%s\" is corrupted: chunk %llu of \"%s\" does not match its checksum",
 					   d->rd.name, (unsigned long long) d->chunks, d->name);
@@ -849,7 +876,7 @@ decoder_free(decoder *d)
 	sp_free(ctx, d->pq_page);
 	sp_free(ctx, d->obuf);
 	sp_free(ctx, d->obuf2);
-	sp_free(ctx, d->stages);
+	sp_free(ctx, d->ring);
 	sp_free(ctx, d->bbuf);
 	sp_free(ctx, d->cbuf);
 	sp_free(ctx, d->name);

@@ -12,13 +12,16 @@
  * 0.15 s; flushed every 16 MiB beside the decoding, the last one 0.01 s).
  * sp_hw_drain waits for both and forbids new flushes until the next
  * submit, so the caller may fsync, close or rename the file.  In direct
- * mode (sp_hw_direct) the worker copies each hashed buffer into the stage
- * it fills and marks the stage full; the second thread writes full stages
- * in turn with pwrite at the file's end instead of flushing, and
- * sp_hw_drain waits for them, then writes the partial stage itself.  The
+ * mode (sp_hw_direct) there is no job slot: the caller decodes into the
+ * ring where sp_hw_space points, waiting there until that much of the ring
+ * is hashed and written, and submit only advances the handed-over count
+ * (copying a piece that ran past the ring's end to its start); the worker
+ * hashes up to that count and the second thread writes each full stage
+ * with pwrite at its offset; sp_hw_drain waits for both, then writes the
+ * partial stage itself.  The
  * threads start on the first submit (the flusher on the first with a
  * file) and sp_hw_stop joins them.
- * Threads: the helpers compute the digest, copy into the stages, and call
+ * Threads: the helpers compute the digest and call
  * write(2), pwrite(2), fcntl(2) and fdatasync(2) only; the caller's hooks
  * and allocator stay on the caller's thread.
  */
@@ -94,52 +97,35 @@ hw_pwrite(int fd, const uint8_t *p, size_t n, uint64_t off)
 	return 0;
 }
 
-/* Copy the job into the stages, handing each full one to the second thread (lock not held). */
-static void
-hw_stage(sp_hashwriter *hw)
-{
-	const uint8_t *p = hw->p;
-	size_t		n = hw->n;
-
-	while (n > 0)
-	{
-		int			c = hw->cur;
-		size_t		k;
-		int			err;
-
-		pthread_mutex_lock(&hw->mu);
-		while (hw->stage_full[c] && hw->err == 0)
-			pthread_cond_wait(&hw->cv, &hw->mu);
-		err = hw->err;
-		pthread_mutex_unlock(&hw->mu);
-		if (err)
-			return;				/* recorded already; the file is abandoned */
-		k = SP_MIN(n, SP_DIRECT_STAGE - hw->stage_len[c]);
-		memcpy(hw->stage[c] + hw->stage_len[c], p, k);
-		hw->stage_len[c] += k;
-		p += k;
-		n -= k;
-		if (hw->stage_len[c] < SP_DIRECT_STAGE)
-			continue;
-		pthread_mutex_lock(&hw->mu);
-		hw->stage_full[c] = true;
-		pthread_cond_broadcast(&hw->cv);
-		pthread_mutex_unlock(&hw->mu);
-		hw->cur = c ^ 1;
-	}
-}
-
-/* Hash the job and write (or stage) it if asked (on whichever thread runs it; lock not held). */
+/* Hash the job and write it if asked (on whichever thread runs it; lock not held). */
 static int
 hw_run(sp_hashwriter *hw, bool write_it)
 {
 	sp_sha256_update(hw->sha, hw->p, hw->n);
-	if (write_it && hw->direct)
-	{
-		hw_stage(hw);
-		return 0;
-	}
 	return write_it ? hw_write(hw->fd, hw->p, hw->n) : 0;
+}
+
+/* Are handed-over ring bytes waiting to be hashed (lock held)? */
+static bool
+ring_hash_due(const sp_hashwriter *hw)
+{
+	return hw->direct && hw->hashed < hw->decoded;
+}
+
+/* Hash the next run of handed-over ring bytes, up to the ring's end (lock held, released meanwhile). */
+static void
+hw_hash_ring(sp_hashwriter *hw)
+{
+	size_t		o = (size_t) (hw->hashed % SP_HW_RING),
+				k = (size_t) SP_MIN(hw->decoded - hw->hashed, (uint64_t) (SP_HW_RING - o));
+	sp_sha256  *sha = hw->sha;	/* read under the lock: submit sets it */
+	const uint8_t *p = hw->ring + o;
+
+	pthread_mutex_unlock(&hw->mu);
+	sp_sha256_update(sha, p, k);
+	pthread_mutex_lock(&hw->mu);
+	hw->hashed += k;
+	pthread_cond_broadcast(&hw->cv);
 }
 
 /* The worker: run jobs until told to stop. */
@@ -154,8 +140,13 @@ hw_main(void *arg)
 		bool		write_it;
 		int			err;
 
-		while (!hw->busy && !hw->stop)
+		while (!hw->busy && !ring_hash_due(hw) && !hw->stop)
 			pthread_cond_wait(&hw->cv, &hw->mu);
+		if (!hw->busy && ring_hash_due(hw))
+		{
+			hw_hash_ring(hw);
+			continue;
+		}
 		if (!hw->busy)
 			break;
 		write_it = hw->fd >= 0 && hw->err == 0;	/* after an error, only hash */
@@ -164,8 +155,8 @@ hw_main(void *arg)
 		pthread_mutex_lock(&hw->mu);
 		if (err)
 			hw_fail(hw, err, false);
-		else if (hw->fd >= 0 && !hw->direct)
-			hw->written += hw->n;	/* direct: counted when the stage is written */
+		else if (hw->fd >= 0)
+			hw->written += hw->n;
 		hw->busy = false;
 		pthread_cond_broadcast(&hw->cv);
 	}
@@ -181,35 +172,37 @@ flush_due(const sp_hashwriter *hw)
 		hw->written - hw->synced >= SP_HW_SYNC_EVERY;
 }
 
-/* Is a full stage waiting to be written (lock held)? */
+/* Is a full stage of the ring waiting to be written (lock held)? */
 static bool
 stage_due(const sp_hashwriter *hw)
 {
-	return hw->direct && hw->stage_full[hw->wcur];
+	return hw->direct && hw->decoded - hw->retired >= SP_DIRECT_STAGE;
 }
 
-/* Write the next full stage at the end of the file (lock held, released meanwhile). */
+/*
+ * Write the next full stage of the ring at its offset (lock held, released
+ * meanwhile); after an error it is dropped unwritten, so the ring keeps
+ * moving and the caller learns of the error from sp_hw_space or the drain.
+ */
 static void
 hw_write_stage(sp_hashwriter *hw)
 {
-	int			c = hw->wcur,
+	uint64_t	off = hw->retired;
+	const uint8_t *p = hw->ring + off % SP_HW_RING;
+	int			fd = hw->dfd,
 				rc = 0;
-	size_t		n = hw->stage_len[c];
-	uint64_t	off = hw->written;
 
 	if (hw->err == 0)
 	{
 		pthread_mutex_unlock(&hw->mu);
-		rc = hw_pwrite(hw->dfd, hw->stage[c], n, off);
+		rc = hw_pwrite(fd, p, SP_DIRECT_STAGE, off);
 		pthread_mutex_lock(&hw->mu);
 	}
 	if (rc)
 		hw_fail(hw, rc, false);
 	else if (hw->err == 0)
-		hw->written += n;
-	hw->stage_len[c] = 0;
-	hw->stage_full[c] = false;
-	hw->wcur = c ^ 1;
+		hw->written += SP_DIRECT_STAGE;
+	hw->retired += SP_DIRECT_STAGE;
 }
 
 /* The second thread: write full stages (direct I/O), or fdatasync each time enough is written. */
@@ -271,13 +264,38 @@ hw_start(sp_hashwriter *hw, bool file)
 }
 
 /*
+ * Direct mode: the n bytes at p (where sp_hw_space pointed) are handed
+ * over; a piece that ran past the ring's end is copied to its start first,
+ * where the helpers read it.
+ */
+static void
+hw_submit_ring(sp_hashwriter *hw, sp_sha256 *sha, size_t n)
+{
+	size_t		o = (size_t) (hw->decoded % SP_HW_RING);
+
+	if (o + n > SP_HW_RING)
+		memcpy(hw->ring, hw->ring + SP_HW_RING, o + n - SP_HW_RING);
+	pthread_mutex_lock(&hw->mu);
+	hw->sha = sha;
+	hw->decoded += n;
+	pthread_cond_broadcast(&hw->cv);
+	pthread_mutex_unlock(&hw->mu);
+}
+
+/*
  * Hash p[0..n) into sha and write it to fd (-1: do not write).  p, sha and
  * fd must stay untouched until the next sp_hw_wait, sp_hw_drain or
- * sp_hw_submit.
+ * sp_hw_submit.  In direct mode p is where sp_hw_space pointed for n bytes,
+ * and sha must stay until the drain.
  */
 void
 sp_hw_submit(sp_hashwriter *hw, sp_sha256 *sha, int fd, const uint8_t *p, size_t n)
 {
+	if (hw->direct)
+	{
+		hw_submit_ring(hw, sha, n);
+		return;
+	}
 	sp_hw_wait(hw);
 	hw_start(hw, fd >= 0);
 	pthread_mutex_lock(&hw->mu);
@@ -317,29 +335,30 @@ sp_hw_wait(sp_hashwriter *hw)
 }
 
 /*
- * Write the partly filled stage, the end of a direct file, buffered: its
- * length need not be aligned (lock held; both helpers are idle).
+ * Write the ring's last partial stage, the end of a direct file, buffered:
+ * its length need not be aligned (lock held; both helpers are idle).
  */
 static void
 hw_write_tail(sp_hashwriter *hw)
 {
-	int			c = hw->cur,
-				rc = errno = 0;
+	uint64_t	off = hw->retired;
+	int			rc = errno = 0;
 
 	if (sp_fd_direct(hw->dfd, false))
-		rc = hw_pwrite(hw->dfd, hw->stage[c], hw->stage_len[c], hw->written);
+		rc = hw_pwrite(hw->dfd, hw->ring + off % SP_HW_RING, (size_t) (hw->decoded - off), off);
 	else
 		rc = errno ? errno : EINVAL;
 	if (rc)
 		hw_fail(hw, rc, false);
 	else
-		hw->written += hw->stage_len[c];
-	hw->stage_len[c] = 0;
+		hw->written += hw->decoded - off;
+	hw->retired = hw->decoded;
 }
 
 /*
- * Wait until the job in flight and any flush are done, and start no flush
- * until the next submit: the file is then the caller's to fsync or close.
+ * Wait until the job in flight, the ring (direct mode) and any flush are
+ * done, and start no flush until the next submit: the file is then the
+ * caller's to fsync or close.
  */
 int
 sp_hw_drain(sp_hashwriter *hw)
@@ -347,10 +366,10 @@ sp_hw_drain(sp_hashwriter *hw)
 	int			err;
 
 	pthread_mutex_lock(&hw->mu);
-	while (hw->busy || hw->syncing || stage_due(hw))
+	while (hw->busy || hw->syncing || stage_due(hw) || ring_hash_due(hw))
 		pthread_cond_wait(&hw->cv, &hw->mu);
 	hw->may_sync = false;
-	if (hw->direct && hw->err == 0 && hw->stage_len[hw->cur] > 0)
+	if (hw->direct && hw->err == 0 && hw->decoded > hw->retired)
 		hw_write_tail(hw);
 	err = hw->err;
 	pthread_mutex_unlock(&hw->mu);
@@ -368,33 +387,57 @@ sp_hw_new_file(sp_hashwriter *hw)
 	hw->err_flush = false;
 	hw->direct = false;
 	hw->dfd = -1;
-	hw->stage_len[0] = hw->stage_len[1] = 0;
-	hw->stage_full[0] = hw->stage_full[1] = false;
-	hw->cur = hw->wcur = 0;
+	hw->ring = NULL;
+	hw->decoded = hw->hashed = hw->retired = 0;
 	pthread_mutex_unlock(&hw->mu);
 }
 
 /*
  * Write the current file (fd, just opened, nothing written yet) with
- * O_DIRECT through stages: 2 * SP_DIRECT_STAGE bytes at an SP_DIRECT_ALIGN-aligned
- * address, lent until the next sp_hw_new_file or sp_hw_stop.  False (and
- * buffered writes) if the helpers cannot run or the file system refuses.
+ * O_DIRECT from a ring: SP_HW_RING + slack bytes at an SP_DIRECT_ALIGN-aligned
+ * address, lent until the next sp_hw_new_file or sp_hw_stop; slack is the
+ * largest piece sp_hw_space will be asked for.  False (and buffered writes
+ * through sp_hw_submit as usual) if the helpers cannot run or the file
+ * system refuses.
  */
 bool
-sp_hw_direct(sp_hashwriter *hw, int fd, uint8_t *stages)
+sp_hw_direct(sp_hashwriter *hw, int fd, uint8_t *ring, size_t slack)
 {
 	sp_hw_drain(hw);
 	hw_start(hw, true);
-	if (!hw->started || !hw->flusher_started || ((uintptr_t) stages % SP_DIRECT_ALIGN) != 0 ||
-		!sp_fd_direct(fd, true))
+	if (!hw->started || !hw->flusher_started || ((uintptr_t) ring % SP_DIRECT_ALIGN) != 0 ||
+		slack > SP_HW_RING || !sp_fd_direct(fd, true))
 		return false;
 	pthread_mutex_lock(&hw->mu);
 	hw->direct = true;
 	hw->dfd = fd;
-	hw->stage[0] = stages;
-	hw->stage[1] = stages + SP_DIRECT_STAGE;
+	hw->ring = ring;
+	hw->slack = slack;
+	hw->may_sync = true;
 	pthread_mutex_unlock(&hw->mu);
 	return true;
+}
+
+/*
+ * Direct mode: where the next n bytes (at most the slack) are to be put
+ * before sp_hw_submit, once the ring has room for them; NULL after a write
+ * error (sp_hw_wait then reports it).
+ */
+uint8_t *
+sp_hw_space(sp_hashwriter *hw, size_t n)
+{
+	uint8_t    *p = NULL;
+
+	pthread_mutex_lock(&hw->mu);
+	if (n > hw->slack)
+		hw_fail(hw, EINVAL, false);
+	while (hw->err == 0 &&
+		   hw->decoded + n > SP_MIN(hw->hashed, hw->retired) + SP_HW_RING)
+		pthread_cond_wait(&hw->cv, &hw->mu);
+	if (hw->err == 0)
+		p = hw->ring + hw->decoded % SP_HW_RING;
+	pthread_mutex_unlock(&hw->mu);
+	return p;
 }
 
 /* Finish the job in flight, end the helpers and release the writer. */

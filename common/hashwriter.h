@@ -14,16 +14,19 @@
  * failed) the hashing and writing run inline and nothing is flushed early.
  *
  * Direct I/O (sp_hw_direct, for large files): the file is switched to
- * O_DIRECT, the worker hashes each buffer and copies it into one of two
- * aligned stage buffers the caller lent, and the second thread writes each
- * full stage straight to the device instead of flushing.  The kernel then
- * copies nothing into its page cache and has nothing to write back at the
- * fsync (on this project's VM, writing 0.5 GB and fsyncing took 1.7 s of
- * system time buffered, 0.4 s with O_DIRECT).  The last partial stage is
- * written by sp_hw_drain, its unaligned end without O_DIRECT.  A file
- * system that refuses O_DIRECT (tmpfs, some network file systems) keeps
- * buffered writes; a direct write that fails with EINVAL is retried
- * buffered and the file stays buffered.
+ * O_DIRECT and the caller decodes straight into a ring of SP_HW_RING
+ * aligned bytes it lent (sp_hw_space says where the next piece goes), so no
+ * byte is copied on its way to the device.  The worker hashes what was
+ * handed over, in order, and the second thread writes each aligned
+ * SP_DIRECT_STAGE of the ring at its file offset instead of flushing; the
+ * caller may run up to a ring ahead of the slower of the two.  The kernel
+ * then copies nothing into its page cache and has nothing to write back at
+ * the fsync (on this project's VM, writing 0.5 GB and fsyncing took 1.7 s
+ * of system time buffered, 0.4 s with O_DIRECT).  The last partial stage is
+ * written by sp_hw_drain without O_DIRECT.  A file system that refuses
+ * O_DIRECT (tmpfs, some network file systems) keeps buffered writes; a
+ * direct write that fails with EINVAL is retried buffered and the file
+ * stays buffered.
  */
 #ifndef SPARSE_HASHWRITER_H
 #define SPARSE_HASHWRITER_H
@@ -34,6 +37,7 @@
 #include "util.h"
 
 #define SP_HW_SYNC_EVERY ((uint64_t) 16 << 20)
+#define SP_HW_RING (4 * (size_t) SP_DIRECT_STAGE)	/* direct I/O ring: four stages */
 
 /* The helpers and the one job they may hold. */
 typedef struct sp_hashwriter
@@ -58,13 +62,13 @@ typedef struct sp_hashwriter
 	uint64_t	synced;			/* of which flushed */
 	int			err;			/* errno of the first failed write or flush, or 0 */
 	bool		err_flush;		/* it was a flush */
-	/* direct I/O of the current file (see above) */
+	/* direct I/O of the current file (see above): positions are file offsets */
 	bool		direct;
-	uint8_t    *stage[2];		/* SP_DIRECT_STAGE bytes each, SP_DIRECT_ALIGN-aligned */
-	size_t		stage_len[2];
-	bool		stage_full[2];	/* handed to the second thread for writing */
-	int			cur;			/* the stage the worker fills */
-	int			wcur;			/* the stage written next */
+	uint8_t    *ring;			/* SP_HW_RING bytes and slack after them, aligned */
+	size_t		slack;			/* how far a piece may run past the ring's end */
+	uint64_t	decoded;		/* bytes handed over: [retired, decoded) are in the ring */
+	uint64_t	hashed;			/* of which hashed */
+	uint64_t	retired;		/* of which written (or dropped after an error) */
 	int			dfd;			/* the file being written directly */
 } sp_hashwriter;
 
@@ -73,7 +77,8 @@ void		sp_hw_submit(sp_hashwriter *hw, sp_sha256 *sha, int fd, const uint8_t *p, 
 int			sp_hw_wait(sp_hashwriter *hw);
 int			sp_hw_drain(sp_hashwriter *hw);
 void		sp_hw_new_file(sp_hashwriter *hw);
-bool		sp_hw_direct(sp_hashwriter *hw, int fd, uint8_t *stages);
+bool		sp_hw_direct(sp_hashwriter *hw, int fd, uint8_t *ring, size_t slack);
+uint8_t    *sp_hw_space(sp_hashwriter *hw, size_t n);
 void		sp_hw_stop(sp_hashwriter *hw);
 
 #endif
