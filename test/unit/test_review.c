@@ -634,11 +634,98 @@ test_review_large_outputs_are_direct(void)
 	T_CHECK(ores >= 0 && ores < 0.5, "%.0f%% of the rebuilt file is in the page cache", ores * 100);
 }
 
+/* Fraction of the 4 KiB pages of path in [from, to) that are in the page cache, or -1. */
+static double
+resident_range(const char *path, uint64_t from, uint64_t to)
+{
+	int			fd = open(path, O_RDONLY);
+	void	   *m;
+	size_t		pages = (size_t) ((to - from) / 4096),
+				in = 0;
+	unsigned char *vec = t_track(malloc(pages ? pages : 1));
+
+	if (fd < 0)
+		return -1;
+	m = mmap(NULL, (size_t) (to - from), PROT_READ, MAP_SHARED, fd, (off_t) from);
+	close(fd);
+	if (m == MAP_FAILED || vec == NULL || mincore(m, (size_t) (to - from), vec) != 0)
+		return -1;
+	for (size_t i = 0; i < pages; i++)
+		in += vec[i] & 1;
+	munmap(m, (size_t) (to - from));
+	return (double) in / (double) pages;
+}
+
+/* Write len bytes to path, fsync them and drop them from the page cache; false if they stay. */
+static bool
+cold_file(const char *path, size_t len)
+{
+	uint8_t    *buf = t_track(calloc(1, len));
+	int			fd;
+	bool		ok;
+
+	if (buf == NULL || !fh_write(path, buf, len) || (fd = open(path, O_RDONLY)) < 0)
+		return false;
+	ok = fsync(fd) == 0 && posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0;
+	close(fd);
+	return ok && resident_range(path, 0, len) < 0.05;
+}
+
+/*
+ * Sequential reads of a file set ask the kernel to read ahead: after two
+ * reads in a row at the start of a cold file, the bytes 16-24 MiB in (past
+ * the kernel's own read-ahead window, up to 8 MiB) come into the page cache;
+ * two reads far apart do not bring them in.  Skipped where the file system
+ * keeps every page resident (tmpfs).
+ */
+static void
+test_review_sequential_reads_read_ahead(void)
+{
+	const size_t len = 48u << 20;
+	char	   *p = t_path("ra.bin"),
+			   *q = t_path("ra_random.bin");
+	uint8_t    *buf = t_track(malloc(1u << 20));
+	sp_ctx		ctx;
+	sp_fileset	fs;
+	double		seq = 0,
+				rnd;
+
+	T_REQUIRE(buf != NULL, "malloc");
+	if (!cold_file(p, len) || !cold_file(q, len))
+	{
+		t_skip("the test directory's file system keeps its pages in memory");
+		return;
+	}
+	rt_ctx(&ctx);
+	T_REQUIRE(sp_fileset_open(&ctx, p, &fs) == SP_OK, "open: %s", ctx.err.msg);
+	T_CHECK(sp_fileset_read(&ctx, &fs, 0, 0, buf, 1u << 20) == SP_OK &&
+			sp_fileset_read(&ctx, &fs, 0, 1u << 20, buf, 1u << 20) == SP_OK, "read: %s",
+			ctx.err.msg);
+	for (int i = 0; i < 100 && seq < 0.9; i++)
+	{
+		usleep(20000);			/* the read-ahead is asynchronous: up to 2 s */
+		seq = resident_range(p, 16u << 20, 24u << 20);
+	}
+	sp_fileset_close(&ctx, &fs);
+	T_REQUIRE(sp_fileset_open(&ctx, q, &fs) == SP_OK, "open: %s", ctx.err.msg);
+	T_CHECK(sp_fileset_read(&ctx, &fs, 0, 0, buf, 1u << 20) == SP_OK &&
+			sp_fileset_read(&ctx, &fs, 0, 40u << 20, buf, 1u << 20) == SP_OK, "read: %s",
+			ctx.err.msg);
+	usleep(200000);
+	rnd = resident_range(q, 16u << 20, 24u << 20);
+	sp_fileset_close(&ctx, &fs);
+	printf("# 16-24 MiB in the page cache: %.2f after two reads in a row, %.2f after two apart\n",
+		   seq, rnd);
+	T_CHECK(seq >= 0.9, "sequential reads brought in %.0f%% of 16-24 MiB", seq * 100);
+	T_CHECK(rnd >= 0 && rnd < 0.1, "reads far apart brought in %.0f%% of 16-24 MiB", rnd * 100);
+}
+
 const t_case t_tests_review[] = {
 	{"review_hashwriter", test_review_hashwriter},
 	{"review_hashwriter_direct", test_review_hashwriter_direct},
 	{"review_out_direct", test_review_out_direct},
 	{"review_large_outputs_are_direct", test_review_large_outputs_are_direct},
+	{"review_sequential_reads_read_ahead", test_review_sequential_reads_read_ahead},
 	{"review_damaged_length_is_corruption", test_review_damaged_length_is_corruption},
 	{"review_many_small_tensors", test_review_many_small_tensors},
 	{"review_single_file_delta_without_file", test_review_single_file_delta_without_file},
