@@ -6,7 +6,9 @@
  * then starts the helper.  The helper opens each file by its canonical
  * path, reads it front to back with pread into the buffer and hashes it
  * (SHA-256, fingerprint or both: the job's `what`),
- * checking the stop flag between reads; the first failure (errno, or -1
+ * checking the stop flag between reads (a resumed job starts each file
+ * where the caller's fingerprint of it ends, from a copy of that state);
+ * the first failure (errno, or -1
  * when the file ends early) ends the job.  It sets `done` under the mutex
  * and signals.  sp_bghash_finish waits in 20 ms slices, polling the
  * caller's interrupt hook between them, so a cancel stops the helper
@@ -53,15 +55,21 @@ fp_of(sp_bghash *bh, size_t i)
 	return bh->fps ? bh->fps + i * SP_FP_LEN : NULL;
 }
 
-/* Hash one open file of size bytes into file i's digests; 0, errno, or -1 if it ended early. */
+/*
+ * Hash one open file of size bytes into file i's digests (a resumed job:
+ * from where the caller's state of it ends); 0, errno, or -1 if it ended
+ * early.
+ */
 static int
 hash_fd(sp_bghash *bh, sp_basehash *h, int fd, uint64_t size, size_t i)
 {
-	uint64_t	off = 0;
+	uint64_t	off = bh->from ? SP_MIN(bh->from[i], size) : 0;
 
 	if (!sp_basehash_restart(h))
 		return ENOMEM;
-	(void) posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	if (bh->from)
+		sp_basehash_copy_fp(h, &bh->resume[i]);
+	(void) posix_fadvise(fd, (off_t) off, 0, POSIX_FADV_SEQUENTIAL);
 	while (off < size && !stopped(bh))
 	{
 		size_t		want = (size_t) SP_MIN((uint64_t) BGHASH_STEP, size - off);
@@ -163,6 +171,25 @@ sp_bghash_start(sp_ctx *ctx, sp_bghash *bh, sp_fileset *fs, const size_t *idx, s
 	if (sp_basehash_init(ctx, &job->h, what) != SP_OK)
 		return ctx->err.code;
 	bh->started = helper && sp_spawn_blocked(&bh->thread, bghash_main, job);
+	return SP_OK;
+}
+
+/*
+ * Go on fingerprinting files idx[0..n) of fs on a helper thread: file i from
+ * byte from[i], where states[i] (the caller's, untouched until finish or
+ * free) holds the fingerprint of the bytes before it.
+ */
+sp_status
+sp_bghash_resume(sp_ctx *ctx, sp_bghash *bh, sp_fileset *fs, const size_t *idx, size_t n,
+				 const uint64_t *from, const sp_basehash *states)
+{
+	sp_status	rc = sp_bghash_start(ctx, bh, fs, idx, n, SP_BH_FP, false);
+
+	if (rc != SP_OK)
+		return rc;
+	bh->from = from;
+	bh->resume = states;
+	bh->started = sp_spawn_blocked(&bh->thread, bghash_main, bh->job);
 	return SP_OK;
 }
 

@@ -326,6 +326,14 @@ sp_basehash_update(sp_basehash *h, const void *p, size_t n)
 		(void) XXH3_128bits_update((XXH3_state_t *) h->xxh, p, n);
 }
 
+/* Make dst's fingerprint state src's (both compute one), to go on from where src is. */
+void
+sp_basehash_copy_fp(sp_basehash *dst, const sp_basehash *src)
+{
+	if ((dst->what & SP_BH_FP) && (src->what & SP_BH_FP))
+		XXH3_copyState((XXH3_state_t *) dst->xxh, (const XXH3_state_t *) src->xxh);
+}
+
 /* Finish a base hash into sha (32 bytes) and fp (16 bytes), each when computed. */
 void
 sp_basehash_final(sp_basehash *h, uint8_t *sha, uint8_t *fp)

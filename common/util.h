@@ -90,6 +90,7 @@ sp_status	sp_basehash_init(sp_ctx *ctx, sp_basehash *h, unsigned what);
 bool		sp_basehash_restart(sp_basehash *h);
 void		sp_basehash_update(sp_basehash *h, const void *p, size_t n);
 void		sp_basehash_final(sp_basehash *h, uint8_t *sha, uint8_t *fp);
+void		sp_basehash_copy_fp(sp_basehash *dst, const sp_basehash *src);
 void		sp_basehash_free(sp_ctx *ctx, sp_basehash *h);
 
 /* Lower-case hex of a digest into out (65 bytes). */

@@ -631,6 +631,63 @@ test_err_wrong_base_unread(void)
 	no_temp_files(__FILE__, __LINE__);
 }
 
+/*
+ * The same with the unread tensor between two read ones, in a base larger
+ * than a chunk's reference window: the decoder fingerprints the base bytes
+ * it reads up to the gap, and the helper goes on from there (apply.c:
+ * feed_base).  The right base must rebuild the file (the fingerprint goes
+ * on correctly from the decoder's state) and the base with a byte of the
+ * gap changed must be refused.
+ */
+static void
+test_err_wrong_base_gap(void)
+{
+	const size_t nel = (size_t) 2 << 20;	/* 8 MiB per tensor */
+	float	   *a = t_track(malloc(nel * 4)),
+			   *z = t_track(malloc(nel * 4)),
+			   *b = t_track(malloc(nel * 4)),
+			   *fb = t_track(malloc(nel * 4));
+	stw_tensor	bt[3] = {{"a", "F32", 1, {nel}, a, nel * 4}, {"z", "F32", 1, {nel}, z, nel * 4},
+	{"b", "F32", 1, {nel}, b, nel * 4}};
+	stw_tensor	ft[2] = {{"a", "F32", 1, {nel}, a, nel * 4}, {"b", "F32", 1, {nel}, fb, nel * 4}};
+	char	   *base = t_path("gap_base.safetensors"),
+			   *other = t_path("gap_other.safetensors"),
+			   *ftp = t_path("gap_ft.safetensors"),
+			   *delta = t_path("gap.delta"),
+			   *out = t_path("gap_out.safetensors");
+	char		hb[65],
+				ho[65],
+				hf[65],
+				hout[65];
+	sp_ctx		ctx;
+	sp_compress_result cr;
+	sp_apply_result ar;
+
+	T_REQUIRE(a && z && b && fb, "malloc");
+	for (size_t i = 0; i < nel; i++)
+	{
+		a[i] = (float) i * 0.25f;
+		z[i] = (float) (i % 1000);
+		b[i] = fb[i] = (float) i * -0.5f;
+		if (i % 97 == 0)
+			fb[i] += 1.0f;
+	}
+	T_REQUIRE(stw_write(base, bt, 3, NULL) && stw_write(ftp, ft, 2, NULL), "write");
+	rt_ctx(&ctx);
+	T_REQUIRE(sp_delta_compress(&ctx, base, ftp, delta, SP_LEVEL_DEFAULT, &cr) == SP_OK,
+			  "compress: %s", ctx.err.msg);
+	T_CHECK(sp_delta_apply(&ctx, base, delta, out, &ar) == SP_OK, "apply: %s", ctx.err.msg);
+	T_CHECK(fh_sha256(out, hout) && fh_sha256(ftp, hf) && strcmp(hout, hf) == 0,
+			"rebuilt %s, expected %s", hout, hf);
+	/* a byte in the middle of z, 12 MiB in: past the first chunk's window */
+	T_REQUIRE(fh_copy(base, other) && fh_flip(other, (uint64_t) fh_size(other) / 2, 0x01) &&
+			  fh_sha256(base, hb) && fh_sha256(other, ho), "copy");
+	EXPECT_APPLY_ERR(other, delta, SP_ERR_WRONG_BASE,
+					 t_fmt("wrong base: \"%s\" has sha256 %s, the delta was made against %s",
+						   other, ho, hb), true);
+	no_temp_files(__FILE__, __LINE__);
+}
+
 /* Little-endian u32 / u16 at p. */
 static uint32_t
 le32(const uint8_t *p)
@@ -1051,6 +1108,7 @@ const t_case t_tests_errors[] = {
 	{"err_corrupt_resealed", test_err_corrupt_resealed},
 	{"err_wrong_base", test_err_wrong_base},
 	{"err_wrong_base_unread", test_err_wrong_base_unread},
+	{"err_wrong_base_gap", test_err_wrong_base_gap},
 	{"err_base_fingerprint", test_err_base_fingerprint},
 	{"err_wrong_base_old_format", test_err_wrong_base_old_format},
 	{"err_hostile_names", test_err_hostile_names},
