@@ -31,12 +31,14 @@ typedef struct sp_fileset
 	sp_file    *f;
 	int			fd;				/* cached descriptor ... */
 	size_t		fd_idx;			/* ... for this file */
+	uint64_t	ra_start;		/* where the current run of reads of it began */
 	uint64_t	ra_end;			/* where the last read of it ended */
 	uint64_t	ra_ahead;		/* read-ahead asked for up to here */
 } sp_fileset;
 
 #define SP_READ_AHEAD ((uint64_t) 32 << 20)	/* sequential reads: asked for ahead */
 #define SP_READ_AHEAD_STEP ((uint64_t) 2 << 20) /* per hint */
+#define SP_READ_AHEAD_RUN ((uint64_t) 4 << 20)	/* a stream: this much read in a row */
 
 /* Canonicalize an existing path and check it against ctx->root. */
 sp_status	sp_path_input(sp_ctx *ctx, const char *path, char **out);
