@@ -17,9 +17,10 @@
  * detached thread (close_later), so a cancel does not wait for the kernel
  * to free gigabytes of pages.  A temporary directory's large files are
  * likewise held open while every name is removed, and closed on a
- * detached thread after (remove_tree, close_held).  A large output may be written with O_DIRECT
- * through an aligned stage (sp_out_direct); its tail and any rewrite of
- * bytes already on disk go through the page cache, with O_DIRECT off.
+ * detached thread after (remove_tree, close_held).  A large output may be
+ * written with O_DIRECT through an aligned stage (sp_out_direct); its tail
+ * and any rewrite of bytes already on disk go through the page cache, with
+ * O_DIRECT off.  Sequential reads ask the kernel to read ahead (read_ahead).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -512,14 +513,15 @@ fileset_fd(sp_ctx *ctx, sp_fileset *fs, size_t idx)
  * was asked for is used, so a stream (the delta in apply, the fine-tune in
  * compress, the base of a same-layout pair) finds its bytes read from disk
  * ahead of it instead of waiting for each (on this project's VM, apply of
- * the 2 GB pair with the delta not in the page cache took 2.29-2.43 s with
- * this and 2.81-3.23 s without).  Asked in SP_READ_AHEAD_STEP pieces: the
+ * the 2 GB pair with the delta not in the page cache took 2.28 and 2.82 s
+ * with this and 2.81-3.23 s in three runs without).  Asked in SP_READ_AHEAD_STEP pieces: the
  * kernel reads at most its read-ahead or device request size per hint
  * (4 MiB here) and drops the rest.  A read elsewhere starts a new run, and
  * only a run of SP_READ_AHEAD_RUN bytes asks: sampled windows (the
  * estimate reads 64 KiB ones, some right after a header) never make the
  * kernel read more than they do (with every run of two reads asking, the
- * estimate of the 14 GB pair asked for 14 GB and took 24 s instead of 2).
+ * estimate of the 14 GB pair asked for 14 GB and took 24.3 s; 0.3-0.6 s
+ * with this rule).
  */
 static void
 read_ahead(sp_fileset *fs, uint64_t off, uint64_t end)
@@ -1168,7 +1170,7 @@ typedef struct held_fds
  * descriptor held (up to 64), so the unlink only removes the name: ext4
  * frees a file's blocks when its last reference goes, and an rmdir in the
  * same tree waits for that (on this project's VM a cancel of apply waited
- * 0.3-1.1 s for the 3-10 GB it had written with O_DIRECT).  The blocks are
+ * 0.8-1.3 s for the 6-10 GB of shards it had written with O_DIRECT).  The blocks are
  * freed when close_held closes the descriptors, after every name is gone;
  * if the process exits first, the kernel closes them.  O_NOFOLLOW and
  * O_NONBLOCK: a name swapped for a link or a FIFO since the lstat is
