@@ -500,8 +500,9 @@ out_space(decoder *d, size_t n)
 	}
 	if ((d->dst = sp_hw_space(&d->hw, n)) != NULL)
 		return SP_OK;
+	/* NULL only after a write error, which emit_wait reports */
 	return emit_wait(d, false) != SP_OK ? d->ctx->err.code :
-		corrupt(d, "the output ring refused a chunk");
+		sp_fail(d->ctx, SP_ERR_INTERNAL, "the output ring refused a chunk");
 }
 
 /*

@@ -13,8 +13,9 @@
  * stages do the entropy coding; at the default level a noise-like plane,
  * such as the low bytes of a difference, skips zstd's match search).  The
  * transform is chosen per chunk: both are tried on a probe of up to 64 KiB
- * and the smaller wins (at level >= 10 on the whole chunk).  Payload: for each plane, u8 mode then CONST: u8
- * value | RAW: n/w bytes | ZSTD: u32 length + frame.
+ * and the smaller wins (at level >= 10 on the whole chunk).  Payload: for
+ * each plane, u8 mode then CONST: u8 value | RAW: n/w bytes | ZSTD: u32
+ * length + frame.
  *
  * Generic chunks are one zstd frame, with a window of the partner base file
  * around the same offset as a reference prefix (zstd's patch-from mode).

@@ -112,7 +112,7 @@ ring_hash_due(const sp_hashwriter *hw)
 	return hw->direct && hw->hashed < hw->decoded;
 }
 
-/* Hash the next run of handed-over ring bytes, up to the ring's end (lock held, released meanwhile). */
+/* Hash handed-over ring bytes up to the ring's end (lock held, released meanwhile). */
 static void
 hw_hash_ring(sp_hashwriter *hw)
 {

@@ -8,10 +8,11 @@
  * fdatasyncs a file output every SP_HW_SYNC_EVERY written bytes, beside
  * both, so the caller's final fsync has only the tail left to flush.  One
  * buffer is in flight at a time: submit first waits for the previous one
- * (never for a flush; direct mode, below, works differently).  The helpers touch only the buffer, the digest
- * state and the file descriptor they are given: no hook, no allocation, no
- * database call, every signal blocked.  Without threads (pthread_create
- * failed) the hashing and writing run inline and nothing is flushed early.
+ * (never for a flush; direct mode, below, works differently).  The helpers
+ * touch only the buffer, the digest state and the file descriptor they are
+ * given: no hook, no allocation, no database call, every signal blocked.
+ * Without threads (pthread_create failed) the hashing and writing run
+ * inline and nothing is flushed early.
  *
  * Direct I/O (sp_hw_direct, for large files): the file is switched to
  * O_DIRECT and the caller decodes straight into a ring of SP_HW_RING
