@@ -8,6 +8,7 @@ set -euo pipefail
 
 PKGS=(
   build-essential clang libclang-rt-14-dev    # compiler, libFuzzer, sanitizers
+  libtsan2                                     # gcc's ThreadSanitizer runtime (make unit-tsan)
   libzstd-dev zstd libxxhash-dev libssl-dev libcjson-dev libsnappy-dev
   libsqlite3-dev sqlite3
   postgresql-15 postgresql-server-dev-15 postgresql-common libpq-dev

@@ -10,6 +10,7 @@
 #   build      `make -j2` (sparse_pg.so, sparse.so, bin/sparse; -Werror)
 #   unit       C unit tests of common/            (test/unit)
 #   unit-san   the same under ASan+UBSan
+#   unit-tsan  the same under ThreadSanitizer (any report fails it)
 #   pg-test    pg_regress in a throwaway cluster  (scripts/pg-test.sh)
 #   hub-test   trigger, migrate, 3 workers with one killed, report, in a
 #              throwaway cluster                  (test/hub/run.sh)
@@ -52,14 +53,14 @@ layer_cmd() {
 layer_limit() {
   case "$1" in
     fuzz) echo $((FUZZ_SECONDS * 4 + 600)) ;;
-    unit-san|pg-test) echo 1200 ;;
+    unit-san|unit-tsan|pg-test) echo 1200 ;;
     *) echo 900 ;;
   esac
 }
 
 # run_layer NAME: run one layer, count its results, remember the summary.
 run_layer() {
-  local name=$1 log=$LOGS/$1.log start rc pass fail skip secs
+  local name=$1 log=$LOGS/$1.log start rc pass fail skip secs races
   start=$(date +%s)
   echo "== $name: $(layer_cmd "$name")"
   # shellcheck disable=SC2046  # the command is split into words on purpose
@@ -70,6 +71,12 @@ run_layer() {
   pass=$(($(grep -cE '^ok\b' "$log") - skip))
   fail=$(grep -cE '^not ok\b' "$log")
   grep -E '^not ok\b' "$log"
+  # a sanitizer report between "ok" lines fails the layer even if every test passed
+  races=$(grep -c 'WARNING: ThreadSanitizer' "$log")
+  if [ "$races" -gt 0 ]; then
+    echo "not ok $name # ThreadSanitizer: $races reports (the WARNING lines in its log)"
+    fail=$((fail + 1))
+  fi
   if [ "$rc" -ne 0 ] && [ "$fail" -eq 0 ]; then
     [ "$rc" -eq 124 ] && echo "not ok $name # killed after $(layer_limit "$name") s" \
       || echo "not ok $name # exit $rc without a failing test line"
@@ -96,12 +103,13 @@ show_failures() {
     awk '/^not ok/ { n = 15; print; next }
          n > 0 && /^#/ { print; n--; next }
          { n = 0 }' "$LOGS/$name.log" | head -n 150
+    grep -m 1 -A 40 'WARNING: ThreadSanitizer' "$LOGS/$name.log"
     echo "== tail of build/logs/$name.log"
     tail -n 40 "$LOGS/$name.log"
   done
 }
 
-for layer in build unit unit-san pg-test hub-test sqlite-test cli-test demo-test route-eval fuzz; do
+for layer in build unit unit-san unit-tsan pg-test hub-test sqlite-test cli-test demo-test route-eval fuzz; do
   run_layer "$layer"
 done
 show_failures

@@ -234,21 +234,23 @@ test_compress_one_thread_alone(void)
 			   *f = t_path("of.safetensors");
 	sp_ctx		ctx;
 	sp_compress_result cr;
-	int			most = 0;
+	int			most = 0,
+				before;
 	uint8_t    *one,
 			   *many;
 	size_t		n1,
 				n2;
 
 	T_REQUIRE(write_pair(b, f), "write the pair");
-	T_REQUIRE(entries("/proc/self/task") == 1, "the test runs with %d threads already",
-			  entries("/proc/self/task"));
+	/* 1, or 2 under ThreadSanitizer, which runs a thread of its own */
+	before = entries("/proc/self/task");
 	sp_ctx_init(&ctx);
 	ctx.threads = 1;
 	ctx.hooks.interrupted = max_tasks_hook;
 	ctx.hooks.user = &most;
 	T_OK(&ctx, sp_delta_compress(&ctx, b, f, t_path("one.delta"), 3, &cr));
-	T_CHECK(most == 1, "threads = 1: the process had %d threads during compress", most);
+	T_CHECK(most == before, "threads = 1: the process had %d threads during compress, %d before",
+			most, before);
 	sp_ctx_init(&ctx);
 	T_OK(&ctx, sp_delta_compress(&ctx, b, f, t_path("many.delta"), 3, &cr));
 	T_REQUIRE((one = fh_read(t_path("one.delta"), &n1)) && (many = fh_read(t_path("many.delta"), &n2)),
