@@ -15,7 +15,10 @@
  * naming the chunk that first came out wrong.  Each FILE opens an output
  * (a temporary file, or a file inside a temporary directory), each CHUNK
  * is decoded (reading the base bytes it names, after bounds checks) and its
- * XXH3 checksum is compared, and FILE_END compares the SHA-256 of
+ * XXH3 checksum is compared (for a file decoded into the hash writer's
+ * ring, on that writer's thread beside the SHA-256, sp_hw_expect; a
+ * mismatch is reported at the next chunk or at FILE_END), and FILE_END
+ * compares the SHA-256 of
  * everything written.  The SHA-256 and the write of each decoded chunk run
  * on a second thread, and a file output is flushed every 16 MiB on a third
  * (hashwriter.c), while the next chunk is decoded into a second buffer; an
@@ -466,6 +469,15 @@ read_base(decoder *d, uint32_t slot, uint64_t off, uint64_t n, uint8_t *buf)
 	return feed_base(d, slot, off, n, buf);
 }
 
+/* The error of a chunk whose decoded bytes do not match its checksum. */
+static sp_status
+bad_checksum(decoder *d, uint64_t chunk)
+{
+	return sp_fail(d->ctx, SP_ERR_CORRUPT,
+				   "delta \"%s\" is corrupted: chunk %llu of \"%s\" does not match its checksum",
+				   d->rd.name, (unsigned long long) chunk, d->name);
+}
+
 /*
  * Wait for the chunk in flight (drain: and for a flush of the file, which
  * is then ours to fsync or close); a write or flush error as a status.
@@ -475,7 +487,10 @@ emit_wait(decoder *d, bool drain)
 {
 	int			err = drain ? sp_hw_drain(&d->hw) : sp_hw_wait(&d->hw);
 	const char *path = d->out.tmp_path ? d->out.tmp_path : d->out.final_path;
+	uint64_t	bad;
 
+	if (err == 0 && sp_hw_bad_piece(&d->hw, &bad))
+		return bad_checksum(d, bad);
 	if (err == 0)
 		return SP_OK;
 	if (d->hw.err_flush)
@@ -821,10 +836,11 @@ apply_chunk(decoder *d)
 		return corrupt(d, "unknown chunk kind");
 	if (decode_chunk(d, &h) != SP_OK)
 		return d->ctx->err.code;
-	if (XXH3_64bits(d->dst, (size_t) h.out_len) != h.checksum)
-		return sp_fail(d->ctx, SP_ERR_CORRUPT,
-					   "delta \"%s\" is corrupted: chunk %llu of \"%s\" does not match its checksum",
-					   d->rd.name, (unsigned long long) d->chunks, d->name);
+	/* into the ring: checked beside its SHA-256, on the hash writer's thread */
+	if (d->ring_on)
+		sp_hw_expect(&d->hw, h.checksum, d->chunks);
+	else if (XXH3_64bits(d->dst, (size_t) h.out_len) != h.checksum)
+		return bad_checksum(d, d->chunks);
 	return emit(d, (size_t) h.out_len);
 }
 

@@ -18,10 +18,14 @@
  * (copying a piece that ran past the ring's end to its start); the worker
  * hashes up to that count and the second thread writes each full stage
  * with pwrite at its offset; sp_hw_drain waits for both, then writes the
- * partial stage itself.  The
+ * partial stage itself.  A piece submitted after sp_hw_expect joins a
+ * queue of checked pieces (its offsets, the XXH3 it must have, the
+ * caller's tag); the worker stops each hashing step at the first queued
+ * piece's start and end, so that piece's bytes also go through an XXH3
+ * state, compares the digest at its end and keeps the first mismatch.  The
  * threads start on the first submit (the flusher on the first with a
  * file) and sp_hw_stop joins them.
- * Threads: the helpers compute the digest and call
+ * Threads: the helpers compute the digests and call
  * write(2), pwrite(2), fcntl(2) and fdatasync(2) only; the caller's hooks
  * and allocator stay on the caller's thread.
  */
@@ -112,19 +116,63 @@ ring_hash_due(const sp_hashwriter *hw)
 	return hw->direct && hw->hashed < hw->decoded;
 }
 
-/* Hash handed-over ring bytes up to the ring's end (lock held, released meanwhile). */
+/*
+ * How many ring bytes to hash next, from hashed on (lock held): up to the
+ * ring's end, stopping at the start and at the end of the first checked
+ * piece, so that its bytes, and only they, go through its XXH3 state;
+ * *in_piece says whether they are its bytes.
+ */
+static size_t
+ring_step(const sp_hashwriter *hw, bool *in_piece)
+{
+	size_t		o = (size_t) (hw->hashed % SP_HW_RING);
+	uint64_t	k = SP_MIN(hw->decoded - hw->hashed, (uint64_t) (SP_HW_RING - o));
+	const sp_hw_piece *pc = &hw->pieces[hw->pq_head];
+
+	*in_piece = false;
+	if (hw->pq_len == 0)
+		return (size_t) k;
+	if (hw->hashed < pc->start)
+		return (size_t) SP_MIN(k, pc->start - hw->hashed);
+	*in_piece = true;
+	return (size_t) SP_MIN(k, pc->end - hw->hashed);
+}
+
+/* The first checked piece is hashed whole: compare its XXH3, drop it (lock held). */
+static void
+piece_done(sp_hashwriter *hw)
+{
+	const sp_hw_piece *pc = &hw->pieces[hw->pq_head];
+
+	if (XXH3_64bits_digest(&hw->sum) != pc->want && !hw->bad)
+	{
+		hw->bad = true;
+		hw->bad_tag = pc->tag;
+	}
+	hw->pq_head = (hw->pq_head + 1) % SP_HW_PIECES;
+	hw->pq_len--;
+}
+
+/* Hash the next handed-over ring bytes (lock held, released meanwhile). */
 static void
 hw_hash_ring(sp_hashwriter *hw)
 {
-	size_t		o = (size_t) (hw->hashed % SP_HW_RING),
-				k = (size_t) SP_MIN(hw->decoded - hw->hashed, (uint64_t) (SP_HW_RING - o));
+	bool		in_piece;
+	size_t		k = ring_step(hw, &in_piece);
 	sp_sha256  *sha = hw->sha;	/* read under the lock: submit sets it */
-	const uint8_t *p = hw->ring + o;
+	const uint8_t *p = hw->ring + hw->hashed % SP_HW_RING;
 
+	/* the XXH3 state is the worker's alone (reset here, at a piece's start) */
+	if (in_piece && hw->hashed == hw->pieces[hw->pq_head].start)
+		XXH3_64bits_reset(&hw->sum);
 	pthread_mutex_unlock(&hw->mu);
 	sp_sha256_update(sha, p, k);
+	if (in_piece)
+		XXH3_64bits_update(&hw->sum, p, k);
 	pthread_mutex_lock(&hw->mu);
 	hw->hashed += k;
+	if (in_piece && hw->hashed == hw->pieces[hw->pq_head].end)
+		piece_done(hw);
 	pthread_cond_broadcast(&hw->cv);
 }
 
@@ -276,6 +324,15 @@ hw_submit_ring(sp_hashwriter *hw, sp_sha256 *sha, size_t n)
 	if (o + n > SP_HW_RING)
 		memcpy(hw->ring, hw->ring + SP_HW_RING, o + n - SP_HW_RING);
 	pthread_mutex_lock(&hw->mu);
+	if (hw->expect && n > 0)
+	{
+		while (hw->pq_len == SP_HW_PIECES)	/* the worker drops one as it hashes it */
+			pthread_cond_wait(&hw->cv, &hw->mu);
+		hw->pieces[(hw->pq_head + hw->pq_len) % SP_HW_PIECES] =
+			(sp_hw_piece) {hw->decoded, hw->decoded + n, hw->expect_want, hw->expect_tag};
+		hw->pq_len++;
+	}
+	hw->expect = false;
 	hw->sha = sha;
 	hw->decoded += n;
 	pthread_cond_broadcast(&hw->cv);
@@ -389,6 +446,8 @@ sp_hw_new_file(sp_hashwriter *hw)
 	hw->dfd = -1;
 	hw->ring = NULL;
 	hw->decoded = hw->hashed = hw->retired = 0;
+	hw->expect = hw->bad = false;
+	hw->pq_head = hw->pq_len = 0;
 	pthread_mutex_unlock(&hw->mu);
 }
 
@@ -438,6 +497,31 @@ sp_hw_space(sp_hashwriter *hw, size_t n)
 		p = hw->ring + hw->decoded % SP_HW_RING;
 	pthread_mutex_unlock(&hw->mu);
 	return p;
+}
+
+/*
+ * Direct mode: the next piece submitted must have XXH3 want; the worker
+ * checks it as it hashes it, and sp_hw_bad_piece reports tag if not.
+ */
+void
+sp_hw_expect(sp_hashwriter *hw, uint64_t want, uint64_t tag)
+{
+	hw->expect = true;			/* read by sp_hw_submit, on the caller's thread too */
+	hw->expect_want = want;
+	hw->expect_tag = tag;
+}
+
+/* Did a checked piece of this file not match?  *tag names the first. */
+bool
+sp_hw_bad_piece(sp_hashwriter *hw, uint64_t *tag)
+{
+	bool		bad;
+
+	pthread_mutex_lock(&hw->mu);
+	bad = hw->bad;
+	*tag = hw->bad_tag;
+	pthread_mutex_unlock(&hw->mu);
+	return bad;
 }
 
 /* Finish the job in flight, end the helpers and release the writer. */

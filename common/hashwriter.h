@@ -27,18 +27,36 @@
  * written by sp_hw_drain without O_DIRECT.  A file system that refuses
  * O_DIRECT (tmpfs, some network file systems) keeps buffered writes; a
  * direct write that fails with EINVAL is retried buffered and the file
- * stays buffered.
+ * stays buffered.  In direct mode a piece can also be checked: after
+ * sp_hw_expect, the worker computes the XXH3 of the next piece submitted
+ * beside its SHA-256 (the bytes are in cache then) and compares it, so the
+ * decoder need not; sp_hw_bad_piece names the first that did not match.
  */
 #ifndef SPARSE_HASHWRITER_H
 #define SPARSE_HASHWRITER_H
 
 #include <pthread.h>
 
+#ifndef XXH_STATIC_LINKING_ONLY
+#define XXH_STATIC_LINKING_ONLY
+#endif
+#include <xxhash.h>
+
 #include "files.h"
 #include "util.h"
 
 #define SP_HW_SYNC_EVERY ((uint64_t) 16 << 20)
 #define SP_HW_RING (4 * (size_t) SP_DIRECT_STAGE)	/* direct I/O ring: four stages */
+#define SP_HW_PIECES 64			/* checked pieces in the ring at once, at most */
+
+/* A handed-over ring piece whose XXH3 must be want (direct mode, sp_hw_expect). */
+typedef struct sp_hw_piece
+{
+	uint64_t	start,
+				end;			/* its file offsets */
+	uint64_t	want;
+	uint64_t	tag;			/* the caller's name for it */
+} sp_hw_piece;
 
 /* The helpers and the one job they may hold. */
 typedef struct sp_hashwriter
@@ -71,6 +89,16 @@ typedef struct sp_hashwriter
 	uint64_t	hashed;			/* of which hashed */
 	uint64_t	retired;		/* of which written (or dropped after an error) */
 	int			dfd;			/* the file being written directly */
+	/* direct mode: checksums of pieces, checked by the worker as it hashes them */
+	bool		expect;			/* the next piece submitted is checked ... */
+	uint64_t	expect_want,	/* ... against this XXH3 */
+				expect_tag;
+	sp_hw_piece pieces[SP_HW_PIECES];	/* handed over, not yet checked, in order */
+	int			pq_head,
+				pq_len;
+	XXH3_state_t sum;			/* XXH3 of the first piece, so far */
+	bool		bad;			/* a piece did not match ... */
+	uint64_t	bad_tag;		/* ... the first such */
 } sp_hashwriter;
 
 void		sp_hw_init(sp_hashwriter *hw);
@@ -80,6 +108,8 @@ int			sp_hw_drain(sp_hashwriter *hw);
 void		sp_hw_new_file(sp_hashwriter *hw);
 bool		sp_hw_direct(sp_hashwriter *hw, int fd, uint8_t *ring, size_t slack);
 uint8_t    *sp_hw_space(sp_hashwriter *hw, size_t n);
+void		sp_hw_expect(sp_hashwriter *hw, uint64_t want, uint64_t tag);
+bool		sp_hw_bad_piece(sp_hashwriter *hw, uint64_t *tag);
 void		sp_hw_stop(sp_hashwriter *hw);
 
 #endif

@@ -29,6 +29,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "files.h"			/* SP_DIRECT_MIN */
 #include "harness.h"
 #include "rt_util.h"
 #include "st_writer.h"
@@ -516,6 +517,74 @@ test_err_corrupt_delta(void)
 	T_REQUIRE(fh_flip(d, (uint64_t) rec, 0x40), "flip");
 	EXPECT_DELTA_ERR(base, d, SP_ERR_CORRUPT,
 					 t_fmt("delta \"%s\" is corrupted: bad record at byte %lld", d, (long long) rec), true);
+}
+
+/*
+ * A large output is decoded into the hash writer's ring and each chunk's
+ * checksum is checked on that writer's thread (hashwriter.c): a chunk
+ * whose header checksum is wrong must still fail with the exact message
+ * naming it, and with two such chunks in a row, the first (the worker
+ * keeps the first it finds; whether it found both before the caller looked
+ * depends on timing).  Verify, which has no output, checks on the caller's
+ * thread and must say the same.
+ */
+static void
+test_err_ring_checksum(void)
+{
+	const size_t nel = (SP_DIRECT_MIN + (8u << 20)) / 2;
+	uint16_t   *bd = t_track(malloc(nel * 2)),
+			   *fd = t_track(malloc(nel * 2));
+	char	   *base = t_path("rbase.safetensors"),
+			   *ftp = t_path("rft.safetensors"),
+			   *good = t_path("r.sdelta");
+	uint64_t	rng = 5;
+	stw_tensor	bt = {0},
+				ft = {0};
+	sp_ctx		ctx;
+	sp_compress_result cr;
+	uint32_t	len;
+	int64_t		rec20,
+				rec21;
+	char	   *d,
+				want[65],
+				got[65];
+
+	T_REQUIRE(bd && fd, "malloc");
+	for (size_t i = 0; i < nel; i++)
+	{
+		bd[i] = (uint16_t) (0x3c00 + (fh_rand(&rng) & 0x3ff));
+		fd[i] = (uint16_t) (bd[i] ^ (fh_rand(&rng) & 0x0f));
+	}
+	bt.name = ft.name = "w";
+	bt.dtype = ft.dtype = "BF16";
+	stw_shape(&bt, 1, (uint64_t) nel);
+	stw_shape(&ft, 1, (uint64_t) nel);
+	bt.data = bd;
+	ft.data = fd;
+	bt.len = ft.len = nel * 2;
+	T_REQUIRE(stw_write(base, &bt, 1, NULL) && stw_write(ftp, &ft, 1, NULL), "write");
+	rt_ctx(&ctx);
+	T_REQUIRE(sp_delta_compress(&ctx, base, ftp, good, 3, &cr) == SP_OK, "compress: %s",
+			  ctx.err.msg);
+	/* CHUNK records 20 and 21 (0-based) are chunks 21 and 22 of the file */
+	rec20 = find_record(good, 3, 20, 0, &len);
+	rec21 = find_record(good, 3, 21, 0, &len);
+	T_REQUIRE(rec20 > 0 && rec21 > 0, "chunk records not found");
+	d = delta_copy(good);
+	T_REQUIRE(d && fh_flip(d, (uint64_t) rec21 + 8 + 32, 0x01) && reseal_record(d, rec21), "flip");
+	EXPECT_APPLY_ERR(base, d, SP_ERR_CORRUPT,
+					 t_fmt("delta \"%s\" is corrupted: chunk 22 of \"rft.safetensors\" does not match"
+						   " its checksum", d), true);
+	T_REQUIRE(fh_flip(d, (uint64_t) rec20 + 8 + 32, 0x80) && reseal_record(d, rec20), "flip");
+	EXPECT_APPLY_ERR(base, d, SP_ERR_CORRUPT,
+					 t_fmt("delta \"%s\" is corrupted: chunk 21 of \"rft.safetensors\" does not match"
+						   " its checksum", d), true);
+	/* a base with one element changed: that chunk comes out wrong, the base is to blame */
+	T_REQUIRE(fh_sha256(base, want) && fh_flip(base, 4096 + 2 * (uint64_t) (nel / 2), 0x01) &&
+			  fh_sha256(base, got), "flip the base");
+	EXPECT_APPLY_ERR(base, good, SP_ERR_WRONG_BASE,
+					 t_fmt("wrong base: \"%s\" has sha256 %s, the delta was made against %s",
+						   base, got, want), true);
 }
 
 /* Corruption the record checksum cannot see: the chunk's own checks must. */
@@ -1106,6 +1175,7 @@ const t_case t_tests_errors[] = {
 	{"err_unsupported_version", test_err_unsupported_version},
 	{"err_corrupt_delta", test_err_corrupt_delta},
 	{"err_corrupt_resealed", test_err_corrupt_resealed},
+	{"err_ring_checksum", test_err_ring_checksum},
 	{"err_wrong_base", test_err_wrong_base},
 	{"err_wrong_base_unread", test_err_wrong_base_unread},
 	{"err_wrong_base_gap", test_err_wrong_base_gap},

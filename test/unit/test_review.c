@@ -634,6 +634,91 @@ test_review_large_outputs_are_direct(void)
 	T_CHECK(ores >= 0 && ores < 0.5, "%.0f%% of the rebuilt file is in the page cache", ores * 100);
 }
 
+/*
+ * Hand n pieces of len bytes to a direct-mode hash writer on fd, checking
+ * all but pieces 1, 5, 9, ... against their XXH3 (the pieces in bad against
+ * a wrong one); returns whether a piece failed, and the first in *tag.
+ */
+static bool
+hw_checked_run(int fd, uint8_t *ring, const uint8_t *data, size_t len, int n,
+			   const int *bad, int nbad, uint64_t *tag)
+{
+	sp_ctx		ctx;
+	sp_sha256	sha;
+	sp_hashwriter hw;
+	bool		failed;
+
+	rt_ctx(&ctx);
+	*tag = 0;
+	if (sp_sha256_init(&ctx, &sha) != SP_OK)
+		return false;
+	sp_hw_init(&hw);
+	sp_hw_new_file(&hw);
+	T_REQUIRE_V(sp_hw_direct(&hw, fd, ring, len), false, "direct mode refused");
+	for (int i = 0; i < n; i++)
+	{
+		uint8_t    *p = sp_hw_space(&hw, len);
+		uint64_t	want;
+
+		T_REQUIRE_V(p != NULL, false, "the ring refused piece %d", i);
+		memcpy(p, data + (size_t) i * len, len);
+		want = XXH3_64bits(p, len);
+		for (int b = 0; b < nbad; b++)
+			want ^= bad[b] == i;
+		if (i % 4 != 1)
+			sp_hw_expect(&hw, want, (uint64_t) i);
+		sp_hw_submit(&hw, &sha, fd, p, len);
+	}
+	T_CHECK(sp_hw_drain(&hw) == 0, "write error");
+	failed = sp_hw_bad_piece(&hw, tag);
+	sp_hw_stop(&hw);
+	sp_sha256_free(&sha);
+	return failed;
+}
+
+/*
+ * Pieces checked by the hash writer's worker (sp_hw_expect): 19 odd-sized
+ * pieces round the ring, one of them across its end, most of them checked;
+ * all right: none is reported; wrong checksums on pieces 6 and 15 (the one
+ * across the end): 6 is; on 15 alone: 15 is.
+ */
+static void
+test_review_hashwriter_checked(void)
+{
+	const size_t len = ((size_t) 1 << 20) + 12345;
+	const int	n = 19;
+	uint8_t    *raw = t_track(malloc(SP_HW_RING + len + SP_DIRECT_ALIGN)),
+			   *ring = sp_align_up(raw, SP_DIRECT_ALIGN),
+			   *data = t_track(malloc(len * n));
+	const int	both[] = {6, 15},
+				last[] = {15};
+	uint64_t	st = 7,
+				tag;
+	char	   *p = t_path("hw_checked.bin");
+	int			fd;
+
+	T_REQUIRE(raw && data, "malloc");
+	if (!dir_takes_direct(t_dir()))
+	{
+		t_skip("the test directory's file system refuses O_DIRECT");
+		return;
+	}
+	/* piece 15 runs past the ring's end: [15, 16) * len spans SP_HW_RING */
+	T_REQUIRE(15 * len < SP_HW_RING && 16 * len > SP_HW_RING, "piece 15 must cross the end");
+	for (size_t i = 0; i < len * n; i++)
+		data[i] = (uint8_t) fh_rand(&st);
+	T_REQUIRE((fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600)) >= 0, "open %s", p);
+	T_CHECK(!hw_checked_run(fd, ring, data, len, n, NULL, 0, &tag),
+			"piece %llu reported, none is wrong", (unsigned long long) tag);
+	T_CHECK(ftruncate(fd, 0) == 0, "truncate");
+	T_CHECK(hw_checked_run(fd, ring, data, len, n, both, 2, &tag) && tag == 6,
+			"pieces 6 and 15 wrong: reported %llu", (unsigned long long) tag);
+	T_CHECK(ftruncate(fd, 0) == 0, "truncate");
+	T_CHECK(hw_checked_run(fd, ring, data, len, n, last, 1, &tag) && tag == 15,
+			"piece 15 wrong: reported %llu", (unsigned long long) tag);
+	close(fd);
+}
+
 /* Fraction of the 4 KiB pages of path in [from, to) that are in the page cache, or -1. */
 static double
 resident_range(const char *path, uint64_t from, uint64_t to)
@@ -755,6 +840,7 @@ test_review_outdir_abort_large(void)
 const t_case t_tests_review[] = {
 	{"review_hashwriter", test_review_hashwriter},
 	{"review_hashwriter_direct", test_review_hashwriter_direct},
+	{"review_hashwriter_checked", test_review_hashwriter_checked},
 	{"review_out_direct", test_review_out_direct},
 	{"review_large_outputs_are_direct", test_review_large_outputs_are_direct},
 	{"review_sequential_reads_read_ahead", test_review_sequential_reads_read_ahead},
