@@ -106,8 +106,10 @@ typedef struct sp_out
 	/* direct I/O (sp_out_direct): the last bytes, not yet on disk */
 	bool		direct;
 	uint8_t    *stage;			/* SP_DIRECT_STAGE bytes, SP_DIRECT_ALIGN-aligned */
-	uint8_t    *stage_mem;		/* its allocation */
+	uint8_t    *stage2;			/* the other stage: the one being written meanwhile */
+	uint8_t    *stage_mem;		/* their allocation */
 	size_t		stage_len;
+	struct sp_stagew *sw;		/* the thread writing full stages, or NULL */
 } sp_out;
 
 /* Direct I/O of large outputs, shared by sp_out_direct and the hash writer (apply). */
