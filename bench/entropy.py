@@ -16,9 +16,22 @@ fraction of FT's tensor bytes, the empirical entropy of:
   nbits|exp,prev  given the base exponent and the previous element's bit
                 length (a context model of the kind issue 6 suggests).
 These are empirical entropies of the data itself (no model cost), so a real
-coder lands above them. Needs numpy (Debian's python3-numpy).
+coder lands above them.  One line is an achievable size instead:
+  adaptive,line  what an adaptive arithmetic coder would store (learning
+                included, tables and headers not): the difference's
+                magnitude exponent (bit length plus base exponent) coded
+                with adaptive counts in the context of the mean of that
+                exponent over the elements before it in the same row (or
+                column, whichever is smaller per tensor; the previous
+                line's mean for a line's first element), the sign given the
+                previous sign along that line and the base's sign, the bit
+                below the leading one given the bit length, the rest raw.
+                Slow (a Python loop per element): meant for the small
+                shared pairs.
+Needs numpy (Debian's python3-numpy).
 """
 import json
+import math
 import struct
 import sys
 
@@ -38,7 +51,8 @@ def load(path):
             continue
         s, e = v["data_offsets"]
         word = np.uint32 if v["dtype"] == "F32" else np.uint16
-        out[name] = (v["dtype"], np.frombuffer(data[s:e], dtype=word).astype(np.int64))
+        shape = v["shape"] if len(v["shape"]) == 2 else [1, -1]
+        out[name] = (v["dtype"], np.frombuffer(data[s:e], dtype=word).astype(np.int64), shape)
     return out
 
 
@@ -54,11 +68,58 @@ def cond_entropy(x, ctx):
     return sum(entropy(x[ctx == c]) for c in np.unique(ctx))
 
 
+def adaptive_bits(sym, ctx, nsym):
+    """Bits an adaptive frequency coder spends on sym, counts kept per ctx."""
+    bits, tables = 0.0, {}
+    for s, c in zip(sym.tolist(), ctx.tolist()):
+        t = tables.setdefault(c, [1] * nsym + [nsym])
+        bits -= math.log2(t[s] / t[nsym])
+        t[s] += 24
+        t[nsym] += 24
+        if t[nsym] > 60000:
+            t[:nsym] = [(x + 1) // 2 for x in t[:nsym]]
+            t[nsym] = sum(t[:nsym])
+    return bits
+
+
+def line_context(m):
+    """Per element of the 2-D array m: rounded mean of m before it in its row (first: previous row's mean), and how many (at most 3)."""
+    done = np.concatenate([np.zeros((m.shape[0], 1)), np.cumsum(m, axis=1)[:, :-1]], axis=1)
+    cnt = np.arange(m.shape[1])[None, :].repeat(m.shape[0], axis=0)
+    mean = np.where(cnt > 0, done / np.maximum(cnt, 1), 0)
+    mean[:, 0] = np.concatenate([[0], m.mean(axis=1)[:-1]])
+    return np.round(mean).astype(np.int64) * 4 + np.minimum(cnt, 3)
+
+
+def adaptive_line(d, shape, exp, bsign):
+    """Bits of the adaptive,line model (see the top of this file) for one tensor's differences d."""
+    ad, neg = np.abs(d), (d < 0).astype(np.int64)
+    nb = np.where(ad > 0, np.floor(np.log2(np.maximum(ad, 1))).astype(np.int64) + 1, 0)
+    m = np.clip(nb + exp - 100, 0, 63).reshape(shape)
+    best = None
+    for tr in (False, True):
+        mm = m.T if tr else m
+        cost = adaptive_bits(mm.ravel(), line_context(mm.astype(np.float64)).ravel(), 64)
+        if best is None or cost < best[0]:
+            best = (cost, tr)
+    cost, tr = best
+    s, bs = neg.reshape(shape), bsign.reshape(shape)
+    if tr:
+        s, bs = s.T, bs.T
+    prev = np.concatenate([np.zeros((s.shape[0], 1), dtype=np.int64), s[:, :-1]], axis=1)
+    cost += adaptive_bits(s.ravel(), (prev * 2 + bs).ravel(), 2)
+    two = nb >= 2
+    bit2 = (ad[two] >> (nb[two] - 2)) & 1
+    cost += adaptive_bits(bit2, np.minimum(nb[two], 40), 2)
+    return cost + float(np.maximum(nb - 2, 0).sum())
+
+
 def main():
     base, ft = load(sys.argv[1]), load(sys.argv[2])
-    acc = dict.fromkeys(["planes", "planes|exp", "nbits+raw", "nbits|exp", "nbits|exp,prev"], 0.0)
+    acc = dict.fromkeys(["planes", "planes|exp", "nbits+raw", "nbits|exp", "nbits|exp,prev",
+                         "adaptive,line"], 0.0)
     nbytes = 0
-    for name, (dt, f) in ft.items():
+    for name, (dt, f, shape) in ft.items():
         if name not in base or base[name][0] != dt or len(base[name][1]) != len(f):
             continue
         b = base[name][1]
@@ -79,6 +140,7 @@ def main():
         acc["nbits+raw"] += entropy(nb) + raw
         acc["nbits|exp"] += cond_entropy(nb, exp) + raw
         acc["nbits|exp,prev"] += cond_entropy(nb, prev * 256 + exp) + raw
+        acc["adaptive,line"] += adaptive_line(d, shape, exp, (b >> (bits - 1)) & 1)
     print("tensor bytes %d" % nbytes)
     for k, v in acc.items():
         print("%-15s %.4f" % (k, v / 8 / nbytes))
