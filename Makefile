@@ -56,7 +56,7 @@ SP_CFLAGS = -std=gnu11 -O3 -g -fPIC -Wall -Wextra -Werror -Wshadow \
 SP_LIBS = -lzstd -lxxhash -lcrypto -lcjson -lsnappy -lpthread -lm
 SAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 # ThreadSanitizer: the core's helper threads (coding pool, hash writer, base
-# hasher, read-ahead, detached closes) against the caller's thread
+# hasher, delta stage writer, detached closes) against the caller's thread
 TSAN_FLAGS = -fsanitize=thread -fno-omit-frame-pointer
 CORE_HDRS = $(wildcard common/*.h)
 
