@@ -897,6 +897,27 @@ end_all(decoder *d, uint8_t digest[SP_SHA256_LEN])
 	return SP_OK;
 }
 
+/*
+ * A record failed with rc.  For a file decoded into the ring, an earlier
+ * chunk may still be being checked on the hash writer's thread: wait for
+ * it (at most a ring's worth of hashing), and if one failed, its error is
+ * the one to report, as a check on this thread would have reported it
+ * first.  A cancel or any other failure is reported as is.
+ */
+static sp_status
+first_error(decoder *d, sp_status rc)
+{
+	uint64_t	bad;
+
+	if (!d->ring_on || rc != SP_ERR_CORRUPT)
+		return rc;
+	sp_hw_drain(&d->hw);
+	if (!sp_hw_bad_piece(&d->hw, &bad))
+		return rc;
+	sp_clear_error(d->ctx);		/* the first error recorded wins: replace rc's */
+	return bad_checksum(d, bad);
+}
+
 /* Walk every record after BASES, rebuilding; digest receives the model digest. */
 static sp_status
 decode_records(decoder *d, uint8_t digest[SP_SHA256_LEN])
@@ -917,7 +938,7 @@ decode_records(decoder *d, uint8_t digest[SP_SHA256_LEN])
 				rc = read_rowspace(d);
 				break;
 			case SP_REC_CHUNK:
-				rc = apply_chunk(d);
+				rc = first_error(d, apply_chunk(d));
 				break;
 			case SP_REC_FILE_END:
 				rc = end_file(d);

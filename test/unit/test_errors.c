@@ -525,8 +525,9 @@ test_err_corrupt_delta(void)
  * whose header checksum is wrong must still fail with the exact message
  * naming it, and with two such chunks in a row, the first (the worker
  * keeps the first it finds; whether it found both before the caller looked
- * depends on timing).  Verify, which has no output, checks on the caller's
- * thread and must say the same.
+ * depends on timing), also when the second fails to decode (the caller
+ * then waits for the checks).  Verify, which has no output, checks on the
+ * caller's thread and must say the same.
  */
 static void
 test_err_ring_checksum(void)
@@ -576,6 +577,13 @@ test_err_ring_checksum(void)
 					 t_fmt("delta \"%s\" is corrupted: chunk 22 of \"rft.safetensors\" does not match"
 						   " its checksum", d), true);
 	T_REQUIRE(fh_flip(d, (uint64_t) rec20 + 8 + 32, 0x80) && reseal_record(d, rec20), "flip");
+	EXPECT_APPLY_ERR(base, d, SP_ERR_CORRUPT,
+					 t_fmt("delta \"%s\" is corrupted: chunk 21 of \"rft.safetensors\" does not match"
+						   " its checksum", d), true);
+	/* chunk 21 checked on the writer's thread, chunk 22 failing to decode: 21 is reported */
+	d = delta_copy(good);
+	T_REQUIRE(d && fh_flip(d, (uint64_t) rec20 + 8 + 32, 0x01) && reseal_record(d, rec20) &&
+			  fh_flip(d, (uint64_t) rec21 + 8 + 40, 0x7f) && reseal_record(d, rec21), "flip");
 	EXPECT_APPLY_ERR(base, d, SP_ERR_CORRUPT,
 					 t_fmt("delta \"%s\" is corrupted: chunk 21 of \"rft.safetensors\" does not match"
 						   " its checksum", d), true);
