@@ -367,3 +367,37 @@ dh_ctx(sp_ctx *ctx, ds_hooks *h, long fail_after, long cancel_at)
 	ctx->hooks.interrupted = dh_interrupted;
 	ctx->hooks.user = h;
 }
+
+/* Write a one-tensor BF16 pair (see rt_util.h). */
+bool
+rt_write_bf16_pair(const char *base, const char *ft, size_t nel, uint64_t seed, uint16_t mask)
+{
+	uint16_t   *bd = malloc(nel * 2),
+			   *fd = malloc(nel * 2);
+	stw_tensor	bt = {0},
+				t = {0};
+	bool		ok;
+
+	if (bd == NULL || fd == NULL)
+	{
+		free(bd);
+		free(fd);
+		return false;
+	}
+	for (size_t i = 0; i < nel; i++)
+	{
+		bd[i] = (uint16_t) (0x3c00 + (fh_rand(&seed) & 0x3ff));
+		fd[i] = (uint16_t) (bd[i] ^ (fh_rand(&seed) & mask));
+	}
+	bt.name = t.name = "w";
+	bt.dtype = t.dtype = "BF16";
+	stw_shape(&bt, 1, (uint64_t) nel);
+	stw_shape(&t, 1, (uint64_t) nel);
+	bt.data = bd;
+	t.data = fd;
+	bt.len = t.len = nel * 2;
+	ok = stw_write(base, &bt, 1, NULL) && stw_write(ft, &t, 1, NULL);
+	free(bd);
+	free(fd);
+	return ok;
+}

@@ -68,4 +68,12 @@ typedef struct ds_hooks
  */
 void		dh_ctx(sp_ctx *ctx, ds_hooks *h, long fail_after, long cancel_at);
 
+/*
+ * Write a pair of one BF16 tensor "w" of nel elements: base values in
+ * [1, 2), each fine-tune element its base with the bits in mask flipped at
+ * random (seeded).  False if either file cannot be written.
+ */
+bool		rt_write_bf16_pair(const char *base, const char *ft, size_t nel, uint64_t seed,
+							   uint16_t mask);
+
 #endif							/* SPARSE_TEST_RT_UTIL_H */

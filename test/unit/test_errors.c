@@ -533,14 +533,9 @@ static void
 test_err_ring_checksum(void)
 {
 	const size_t nel = (SP_DIRECT_MIN + (8u << 20)) / 2;
-	uint16_t   *bd = t_track(malloc(nel * 2)),
-			   *fd = t_track(malloc(nel * 2));
 	char	   *base = t_path("rbase.safetensors"),
 			   *ftp = t_path("rft.safetensors"),
 			   *good = t_path("r.sdelta");
-	uint64_t	rng = 5;
-	stw_tensor	bt = {0},
-				ft = {0};
 	sp_ctx		ctx;
 	sp_compress_result cr;
 	uint32_t	len;
@@ -550,20 +545,7 @@ test_err_ring_checksum(void)
 				want[65],
 				got[65];
 
-	T_REQUIRE(bd && fd, "malloc");
-	for (size_t i = 0; i < nel; i++)
-	{
-		bd[i] = (uint16_t) (0x3c00 + (fh_rand(&rng) & 0x3ff));
-		fd[i] = (uint16_t) (bd[i] ^ (fh_rand(&rng) & 0x0f));
-	}
-	bt.name = ft.name = "w";
-	bt.dtype = ft.dtype = "BF16";
-	stw_shape(&bt, 1, (uint64_t) nel);
-	stw_shape(&ft, 1, (uint64_t) nel);
-	bt.data = bd;
-	ft.data = fd;
-	bt.len = ft.len = nel * 2;
-	T_REQUIRE(stw_write(base, &bt, 1, NULL) && stw_write(ftp, &ft, 1, NULL), "write");
+	T_REQUIRE(rt_write_bf16_pair(base, ftp, nel, 5, 0x0f), "write the pair");
 	rt_ctx(&ctx);
 	T_REQUIRE(sp_delta_compress(&ctx, base, ftp, good, 3, &cr) == SP_OK, "compress: %s",
 			  ctx.err.msg);

@@ -634,40 +634,23 @@ static void
 test_review_large_outputs_are_direct(void)
 {
 	const size_t nel = (SP_DIRECT_MIN + (8u << 20)) / 2;
-	uint16_t   *bd = t_track(malloc(nel * 2)),
-			   *fd = t_track(malloc(nel * 2));
 	char	   *base = t_path("big_base.safetensors"),
 			   *ftp = t_path("big_ft.safetensors"),
 			   *delta = t_path("big.sdelta"),
 			   *out = t_path("big_out.safetensors");
-	uint64_t	rng = 11;
-	stw_tensor	bt = {0},
-				ft = {0};
 	sp_ctx		ctx;
 	sp_compress_result cr;
 	sp_apply_result ar;
 	double		dres,
 				ores;
 
-	T_REQUIRE(bd && fd, "malloc");
 	if (!dir_takes_direct(t_dir()))
 	{
 		t_skip("the test directory's file system refuses O_DIRECT");
 		return;
 	}
-	for (size_t i = 0; i < nel; i++)
-	{
-		bd[i] = (uint16_t) (0x3c00 + (fh_rand(&rng) & 0x3ff));
-		fd[i] = (uint16_t) (bd[i] ^ (fh_rand(&rng) & 0xff));	/* a noisy low byte */
-	}
-	bt.name = ft.name = "w";
-	bt.dtype = ft.dtype = "BF16";
-	stw_shape(&bt, 1, (uint64_t) nel);
-	stw_shape(&ft, 1, (uint64_t) nel);
-	bt.data = bd;
-	ft.data = fd;
-	bt.len = ft.len = nel * 2;
-	T_REQUIRE(stw_write(base, &bt, 1, NULL) && stw_write(ftp, &ft, 1, NULL), "write");
+	/* a noisy low byte: a delta large enough to take several direct stages */
+	T_REQUIRE(rt_write_bf16_pair(base, ftp, nel, 11, 0xff), "write the pair");
 	rt_ctx(&ctx);
 	T_REQUIRE(sp_delta_compress(&ctx, base, ftp, delta, 3, &cr) == SP_OK, "compress: %s",
 			  ctx.err.msg);
