@@ -21,7 +21,8 @@
  * written with O_DIRECT through two aligned stages (sp_out_direct): a full
  * one is written by a thread of its own (sp_stagew) while the caller fills
  * the other; its tail and any rewrite of bytes already on disk go through
- * the page cache, with O_DIRECT off.  Sequential reads ask the kernel to read ahead (read_ahead).
+ * the page cache, with O_DIRECT off.  Sequential reads ask the kernel to
+ * read ahead (read_ahead).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
