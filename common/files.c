@@ -826,8 +826,18 @@ sw_main(void *arg)
 	return NULL;
 }
 
+/* Turn a direct output buffered for good (the stage writer is idle). */
+static sp_status
+drop_direct(sp_ctx *ctx, sp_out *o, const char *path)
+{
+	o->direct = false;
+	if (!sp_fd_direct(o->fd, false))
+		return sp_fail_io(ctx, errno, "could not write \"%s\"", path);
+	return SP_OK;
+}
+
 /*
- * Wait for the stage in flight, if any.  A failed write is an error; one
+ * Collect the stage written last, if any.  A failed write is an error; one
  * refused with EINVAL (a file system that took the flag but not the
  * alignment) or cut short is finished through the page cache from where it
  * stopped (that stage is still intact), and the file stays buffered.
@@ -840,7 +850,7 @@ sw_settle(sp_ctx *ctx, sp_out *o)
 	const uint8_t *p;
 	size_t		done;
 
-	if (sw == NULL || !sw->started)
+	if (sw == NULL)
 		return SP_OK;
 	pthread_mutex_lock(&sw->mu);
 	while (sw->busy)
@@ -853,34 +863,39 @@ sw_settle(sp_ctx *ctx, sp_out *o)
 	sw->p = NULL;				/* collected */
 	if (sw->w < 0 && sw->err != EINVAL)
 		return sp_fail_io(ctx, sw->err, "could not write \"%s\"", path);
-	o->direct = false;
-	if (!sp_fd_direct(o->fd, false))
-		return sp_fail_io(ctx, errno, "could not write \"%s\"", path);
+	if (drop_direct(ctx, o, path) != SP_OK)
+		return ctx->err.code;
 	return write_all(ctx, o->fd, p + done, sw->len - done, path);
 }
 
-/* Hand the full stage to the stage writer (started on first use); false if it cannot run. */
+/*
+ * Hand the full stage to the stage writer (started on first use) and fill
+ * the other one meanwhile; false if that thread cannot run, in which case
+ * the stage was written here, and its result waits for sw_settle alike.
+ */
 static bool
 sw_hand(sp_out *o)
 {
 	sp_stagew  *sw = o->sw;
 	uint8_t    *full = o->stage;
+	bool		threaded;
 
-	if (sw == NULL)
-		return false;
-	if (!sw->started && !(sw->started = sp_spawn_blocked(&sw->thread, sw_main, sw)))
-		return false;
+	if (!sw->started)
+		sw->started = sp_spawn_blocked(&sw->thread, sw_main, sw);
+	threaded = sw->started;
 	pthread_mutex_lock(&sw->mu);
 	sw->fd = o->fd;
 	sw->p = full;
 	sw->len = o->stage_len;
-	sw->busy = true;
+	sw->busy = threaded;
 	pthread_cond_signal(&sw->cv);
 	pthread_mutex_unlock(&sw->mu);
-	o->stage = o->stage2;		/* fill the other one meanwhile */
+	if (!threaded)
+		sw_write(sw);
+	o->stage = o->stage2;
 	o->stage2 = full;
 	o->stage_len = 0;
-	return true;
+	return threaded;
 }
 
 /* Wait for the stage writer, end it and free it (any error is dropped). */
@@ -952,14 +967,8 @@ out_undirect(sp_ctx *ctx, sp_out *o, size_t done)
 	const char *path = o->tmp_path ? o->tmp_path : o->final_path;
 	sp_status	rc;
 
-	if (sw_settle(ctx, o) != SP_OK)
+	if (sw_settle(ctx, o) != SP_OK || (o->direct && drop_direct(ctx, o, path) != SP_OK))
 		return ctx->err.code;
-	if (o->direct)
-	{
-		o->direct = false;
-		if (!sp_fd_direct(o->fd, false))
-			return sp_fail_io(ctx, errno, "could not write \"%s\"", path);
-	}
 	rc = write_all(ctx, o->fd, o->stage + done, o->stage_len - done, path);
 	o->stage_len = 0;
 	return rc;
@@ -974,26 +983,13 @@ out_undirect(sp_ctx *ctx, sp_out *o, size_t done)
 static sp_status
 stage_flush(sp_ctx *ctx, sp_out *o)
 {
-	ssize_t		w;
-
 	if (sw_settle(ctx, o) != SP_OK)
 		return ctx->err.code;
 	if (!o->direct)				/* the one in flight fell back: so does this one */
 		return out_undirect(ctx, o, 0);
 	if (sw_hand(o))
 		return SP_OK;
-	do
-		w = write(o->fd, o->stage, o->stage_len);
-	while (w < 0 && errno == EINTR);
-	if (w == (ssize_t) o->stage_len)
-	{
-		o->stage_len = 0;
-		return SP_OK;
-	}
-	if (w < 0 && errno != EINVAL)
-		return sp_fail_io(ctx, errno, "could not write \"%s\"",
-						  o->tmp_path ? o->tmp_path : o->final_path);
-	return out_undirect(ctx, o, w < 0 ? 0 : (size_t) w);
+	return sw_settle(ctx, o);	/* written here: its result now */
 }
 
 /* Append bytes to a direct output's stage, writing it each time it fills. */
