@@ -17,7 +17,8 @@
  * is decoded (reading the base bytes it names, after bounds checks) and its
  * XXH3 checksum is compared (for a file decoded into the hash writer's
  * ring, on that writer's thread beside the SHA-256, sp_hw_expect; a
- * mismatch is reported at the next chunk or at FILE_END), and FILE_END
+ * mismatch is reported at the next chunk, at FILE_END, or in place of a
+ * later record's error, first_error), and FILE_END
  * compares the SHA-256 of
  * everything written.  The SHA-256 and the write of each decoded chunk run
  * on a second thread, and a file output is flushed every 16 MiB on a third
