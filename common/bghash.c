@@ -225,16 +225,9 @@ bghash_join(sp_bghash *bh)
 static bool
 wait_slice(sp_bghash *bh)
 {
-	struct timespec until;
+	struct timespec until = sp_deadline_ms(20);
 	bool		done;
 
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_nsec += 20 * 1000 * 1000;
-	if (until.tv_nsec >= 1000000000L)
-	{
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&bh->mu);
 	if (!bh->done)
 		pthread_cond_timedwait(&bh->cv, &bh->mu, &until);

@@ -23,7 +23,7 @@
 #include "util.h"
 
 /* Slice of a wait between two checks of the caller's interrupt hook. */
-#define POOL_WAIT_NS (20 * 1000 * 1000L)
+#define POOL_WAIT_MS 20L
 
 int
 sp_pool_threads(int threads)
@@ -150,22 +150,6 @@ sp_pool_submit(sp_ctx *ctx, sp_coderpool *p, sp_tjob *j)
 	pthread_mutex_unlock(&p->mu);
 }
 
-/* Deadline of one wait slice from now. */
-static struct timespec
-slice_end(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_REALTIME, &t);
-	t.tv_nsec += POOL_WAIT_NS;
-	if (t.tv_nsec >= 1000000000L)
-	{
-		t.tv_sec++;
-		t.tv_nsec -= 1000000000L;
-	}
-	return t;
-}
-
 sp_status
 sp_pool_wait(sp_ctx *ctx, sp_coderpool *p, sp_tjob *j)
 {
@@ -174,7 +158,7 @@ sp_pool_wait(sp_ctx *ctx, sp_coderpool *p, sp_tjob *j)
 		pthread_mutex_lock(&p->mu);
 		while (!j->done)
 		{
-			struct timespec t = slice_end();
+			struct timespec t = sp_deadline_ms(POOL_WAIT_MS);
 
 			pthread_cond_timedwait(&p->done, &p->mu, &t);
 			if (!j->done)

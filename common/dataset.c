@@ -18,7 +18,10 @@
  * reference row repeated before the rest of its row); the first two are
  * ranked at a fast level on two threads, and the winner is coded at the real
  * level beside the interleaved way, which only the high levels' optimal
- * parser can exploit (so no fast probe ranks it).  The encoder decodes
+ * parser can exploit (so no fast probe ranks it).  Chunks of short changed
+ * cells are also coded in the numeric layout (numbers stored as differences
+ * from the row above or the reference, rowindex.h) beside the column one,
+ * on two threads, and the smaller kept.  The encoder decodes
  * every chunk it writes and compares it with the input
  * before writing it, and stores a chunk as plain zstd instead when that is
  * smaller (a translation, an unrelated file).  Files without rows get zstd
@@ -51,6 +54,7 @@
 #define DS_PQ_WINDOW (32u << 10)	/* prefix half-width for bytes between pages */			/* Parquet pages: most of the gain, a fraction of the time */
 #define DS_TEXT_CELL 32			/* changed cells this long on average: whole row */
 #define DS_ALIGN_SPAN 64			/* estimator: parent rows searched around a guess */
+#define DS_THREAD_MIN (64u << 10)	/* streams coded on a second thread from this size */
 
 /*
  * A chunk is recorded three ways at once, differing only for rows whose
@@ -62,8 +66,18 @@
  */
 enum
 {
-	VAR_WHOLE = 0, VAR_CELLS = 1, VAR_INTER = 2, DS_NVAR = 3
+	VAR_WHOLE = 0, VAR_CELLS = 1, VAR_INTER = 2, VAR_NUM = 3, DS_NVAR = 4
 };
+
+/*
+ * VAR_NUM is the cells variant in the numeric layout: the changed fields of
+ * each literal are stored as they are, or as differences from the numbers
+ * of the same fields of the reference row or of the row above, whichever
+ * leaves the fewest digits (num_mode); rows with a changed field longer
+ * than DS_NUM_CELL stay as they are.  When no field is a text rewrite, it
+ * is coded beside the cells variant on a second thread and the smaller kept.
+ */
+#define DS_NUM_CELL 64
 
 /* The control stream of one way of coding the chunk. */
 typedef struct variant
@@ -97,7 +111,12 @@ typedef struct dsenc
 	/* the chunk being built */
 	uint8_t    *cbuf;
 	size_t		clen;
-	variant		v[DS_NVAR];			/* VAR_WHOLE, VAR_CELLS, VAR_INTER */
+	variant		v[DS_NVAR];			/* VAR_WHOLE, VAR_CELLS, VAR_INTER, VAR_NUM */
+	uint64_t	num_cells;			/* VAR_NUM's fields stored as differences */
+	size_t		row_off;			/* the last row's start in cbuf */
+	size_t		above_off;			/* the row before it, when nrows > 1 */
+	uint32_t   *afe;				/* field ends of that row */
+	size_t		above_nf;			/* and their number, or SIZE_MAX before they are cut */
 	uint64_t	text_lits;			/* literals where the variants differ */
 	size_t		first_chg;			/* first changed field of the last put_cols */
 	uint64_t	jumps;				/* scattered literal references (rowindex.h) */
@@ -140,6 +159,7 @@ typedef struct dsenc
 				est_raw;
 	uint64_t	est_shared;
 	bool		est_inter;			/* some window was collected interleaved */
+	bool		est_num;			/* and some in the numeric layout */
 	uint64_t	done,
 				total;
 	int64_t		rows_total,
@@ -339,6 +359,107 @@ fetch_row(dsenc *e, int64_t r, uint8_t *dst)
 	return len;
 }
 
+/*
+ * Digits of a changed cell (n <= DS_NUM_CELL bytes) left to code when it is
+ * stored against ref: with numbers coded (diff), those after each run's
+ * leading zeros or nines (a small difference either way); as is, those
+ * that differ from ref's byte at the same place.
+ */
+static size_t
+num_cost(const uint8_t *cell, size_t n, const uint8_t *ref, size_t rn, bool diff)
+{
+	uint8_t		t[DS_NUM_CELL];
+	size_t		cost = 0;
+
+	if (!diff)
+	{
+		for (size_t i = 0; i < n; i++)
+			cost += cell[i] >= '0' && cell[i] <= '9' && (i >= rn || ref[i] != cell[i]);
+		return cost;
+	}
+	memcpy(t, cell, n);
+	sp_num_code(t, n, ref, rn, false);
+	for (size_t i = 0; i < n;)
+	{
+		size_t		e = i,
+					z = 0,
+					nine = 0;
+
+		while (e < n && t[e] >= '0' && t[e] <= '9')
+			e++;
+		while (i + z < e && t[i + z] == '0')
+			z++;
+		while (i + nine < e && t[i + nine] == '9')
+			nine++;
+		cost += e - i - SP_MAX(z, nine);
+		i = e > i ? e : i + 1;
+	}
+	return cost;
+}
+
+/*
+ * Field k of the chunk's row above the literal (needs nrows >= 2; cut once
+ * per literal), empty when that row has fewer fields, as the reader sees it.
+ */
+static const uint8_t *
+above_field(dsenc *e, size_t k, size_t *len)
+{
+	size_t		as;
+
+	if (e->above_nf == SIZE_MAX)
+		e->above_nf = sp_row_fields(e->fmt, e->cbuf + e->above_off, e->row_off - e->above_off,
+									e->afe, SP_FIELDS_MAX);
+	*len = 0;
+	if (k >= e->above_nf)
+		return e->cbuf;
+	as = k ? e->afe[k - 1] : 0;
+	*len = e->afe[k] - as;
+	return e->cbuf + e->above_off + as;
+}
+
+/*
+ * How VAR_NUM stores the changed fields of a column-mode literal against
+ * reference row ref (fields in e->rfe): the coding that leaves the fewest
+ * digits over them (num_cost).  A tie goes to the row above, then to the
+ * reference, so that a run of new rows codes alike.  The chunk's first row
+ * has no row above; rows with a long changed field stay as they are.
+ */
+static unsigned
+num_mode(dsenc *e, const uint8_t *row, size_t nd, const uint8_t *ref)
+{
+	size_t		cost[SP_NUM_MODES] = {0};
+	unsigned	best = SP_NUM_AS_IS,
+				modes = e->nrows >= 2 ? SP_NUM_MODES : SP_NUM_ABOVE;
+
+	e->above_nf = SIZE_MAX;
+	for (size_t k = 0; k < nd; k++)
+	{
+		size_t		ds = k ? e->dfe[k - 1] : 0,
+					rs = k ? e->rfe[k - 1] : 0,
+					dl = e->dfe[k] - ds,
+					rl = e->rfe[k] - rs,
+					al = 0;
+		const uint8_t *above;
+
+		if (dl == rl && memcmp(row + ds, ref + rs, dl) == 0)
+			continue;
+		if (dl > DS_NUM_CELL)
+			return SP_NUM_AS_IS;
+		cost[SP_NUM_AS_IS] += num_cost(row + ds, dl, ref + rs, rl, false);
+		cost[SP_NUM_REF] += num_cost(row + ds, dl, ref + rs, rl, true);
+		if (modes > SP_NUM_ABOVE)
+		{
+			above = above_field(e, k, &al);
+			cost[SP_NUM_ABOVE] += num_cost(row + ds, dl, above, al, true);
+		}
+	}
+	for (unsigned m = 1; m < modes; m++)
+		if (cost[m] <= cost[best])
+			best = m;
+	e->num_cells += best != SP_NUM_AS_IS;
+	return best;
+}
+
 /* Record a column-mode literal's mask and changed field lengths. */
 static sp_status
 put_cols(dsenc *e, variant *v, const uint8_t *row, size_t nd, const uint8_t *ref)
@@ -379,15 +500,19 @@ put_literal(dsenc *e, variant *v, uint8_t sel, const uint8_t *row, size_t len, s
 			size_t la, size_t lb)
 {
 	bool		next = (sel & SP_REF_MASK) == SP_REF_NEXT;
+	const uint8_t *ref = next ? e->ref : e->ref2;
 
-	if (sp_buf_put(e->ctx, &v->lits, &sel, 1) != SP_OK)
-		return SP_ERR_NOMEM;
 	if (sel & SP_LIT_COLS)
 	{
 		/* recompute the parent row's fields: changed_bytes left the last one's */
-		sp_row_fields(e->fmt, next ? e->ref : e->ref2, next ? la : lb, e->rfe, SP_FIELDS_MAX);
-		return put_cols(e, v, row, nd, next ? e->ref : e->ref2);
+		sp_row_fields(e->fmt, ref, next ? la : lb, e->rfe, SP_FIELDS_MAX);
+		if (v == &e->v[VAR_NUM])
+			sel |= (uint8_t) (num_mode(e, row, nd, ref) << SP_LIT_NUM_SHIFT);
+		return sp_buf_put(e->ctx, &v->lits, &sel, 1) == SP_OK ? put_cols(e, v, row, nd, ref)
+			: SP_ERR_NOMEM;
 	}
+	if (sp_buf_put(e->ctx, &v->lits, &sel, 1) != SP_OK)
+		return SP_ERR_NOMEM;
 	v->data_n += len;
 	/* row formats cut whole rows themselves; json-array rows need a length */
 	return e->fmt == SP_ROWS_JSON_ARRAY ? sp_buf_varint(e->ctx, &v->lits, len) : SP_OK;
@@ -456,7 +581,8 @@ add_literal(dsenc *e, const uint8_t *row, size_t len)
 	e->pbytes += (sel & SP_REF_MASK) == SP_REF_NEXT ? la : (sel & SP_REF_MASK) ? lb : 0;
 	if (put_literal(e, &e->v[VAR_WHOLE], whole, row, len, nd, la, lb) != SP_OK ||
 		put_literal(e, &e->v[VAR_CELLS], sel, row, len, nd, la, lb) != SP_OK ||
-		put_inter(e, &e->v[VAR_INTER], sel, len, la, lb) != SP_OK)
+		put_inter(e, &e->v[VAR_INTER], sel, len, la, lb) != SP_OK ||
+		put_literal(e, &e->v[VAR_NUM], sel, row, len, nd, la, lb) != SP_OK)
 		return e->ctx->err.code;
 	if (sel & SP_REF_MASK)
 	{
@@ -663,7 +789,8 @@ describe(const dsenc *e, int vi)
 	const variant *v = &e->v[vi];
 
 	return (sp_rows_chunk) {v->ctl.p, v->ctl.n, e->nrows, e->prev0,
-		vi == VAR_INTER ? SP_LAYOUT_INTERLEAVED : choose_layout(v), v->data_n};
+		vi == VAR_INTER ? SP_LAYOUT_INTERLEAVED : vi == VAR_NUM ? SP_LAYOUT_NUMERIC
+		: choose_layout(v), v->data_n};
 }
 
 /* A variant compressed on a worker thread: its own context and codec. */
@@ -678,7 +805,9 @@ typedef struct job
 	size_t		plen;
 	sp_status	rc;
 	atomic_int	cancel;			/* set by the caller's thread on interrupt */
-	atomic_int	done;
+	pthread_mutex_t mu;			/* guards done; cv signals it */
+	pthread_cond_t cv;
+	bool		done;
 } job;
 
 /* Interrupt hook of a worker: the flag the caller's thread sets. */
@@ -695,27 +824,36 @@ job_run(void *arg)
 	job		   *j = arg;
 
 	j->rc = compress_variant(&j->ctx, j->codec, j->lay, j->c, j->level, j->pay, &j->plen);
-	atomic_store(&j->done, 1);
+	pthread_mutex_lock(&j->mu);
+	j->done = true;
+	pthread_cond_signal(&j->cv);
+	pthread_mutex_unlock(&j->mu);
 	return NULL;
 }
 
 /*
  * Wait for a worker, polling the caller's interrupt hook every 5 ms on this
- * thread and passing a cancel on, so a cancel stops the worker quickly.
+ * thread and passing a cancel on, so a cancel stops the worker quickly; the
+ * wait ends as soon as the worker signals that it is done.
  */
 static void
 job_wait(dsenc *e, pthread_t t, job *j, bool failed)
 {
-	struct timespec ts = {0, 5000000};
-
 	if (failed)
 		atomic_store(&j->cancel, 1);
-	while (!atomic_load(&j->done))
+	pthread_mutex_lock(&j->mu);
+	while (!j->done)
 	{
+		struct timespec ts = sp_deadline_ms(5);
+
+		if (pthread_cond_timedwait(&j->cv, &j->mu, &ts) == 0 || j->done)
+			continue;
+		pthread_mutex_unlock(&j->mu);
 		if (e->ctx->hooks.interrupted && e->ctx->hooks.interrupted(e->ctx->hooks.user))
 			atomic_store(&j->cancel, 1);
-		nanosleep(&ts, NULL);
+		pthread_mutex_lock(&j->mu);
 	}
+	pthread_mutex_unlock(&j->mu);
 	pthread_join(t, NULL);
 }
 
@@ -735,12 +873,17 @@ compress_both(dsenc *e, int level, const sp_rowslay *l0, const sp_rows_chunk *c0
 	sp_ctx_init(&j.ctx);
 	j.ctx.hooks.interrupted = job_cancelled;
 	j.ctx.hooks.user = &j;
-	threaded = sp_spawn_blocked(&t, job_run, &j);
+	pthread_mutex_init(&j.mu, NULL);
+	pthread_cond_init(&j.cv, NULL);
+	/* small streams code faster here than a thread starts */
+	threaded = l1->dtotal + c1->ctl_n >= DS_THREAD_MIN && sp_spawn_blocked(&t, job_run, &j);
 	rc = compress_variant(e->ctx, &e->codec, l0, c0, level, e->pay, p0);
 	if (threaded)
 		job_wait(e, t, &j, rc != SP_OK);
 	else
 		job_run(&j);
+	pthread_mutex_destroy(&j.mu);
+	pthread_cond_destroy(&j.cv);
 	if (rc != SP_OK)
 		return rc;
 	if (j.rc != SP_OK)
@@ -795,20 +938,54 @@ final_pair(dsenc *e, const sp_rowslay *lay, sp_rows_chunk *c, const sp_rows_chun
 	return SP_OK;
 }
 
-/* The estimator keeps all three ways of coding the chunk (see code_collected). */
+/*
+ * The estimator keeps every way of coding the chunk (see code_collected):
+ * a chunk that compress would not code interleaved or numeric contributes
+ * its cells or whole variant there instead.
+ */
 static sp_status
 collect_all(dsenc *e, const sp_rows_chunk *c, const sp_rows_chunk *c1)
 {
-	sp_rows_chunk c3;
-	bool		inter = interleave(e, c1, &c3);
+	sp_rows_chunk c3,
+				cn = describe(e, VAR_NUM);
+	bool		inter = interleave(e, c1, &c3),
+				num = !inter && e->text_lits == 0 && e->num_cells > 0 &&
+		c->layout == SP_LAYOUT_COLUMNS;
 
-	if (inter && lay_variant(e, &e->lay3, &c3) != SP_OK)
+	if ((inter && lay_variant(e, &e->lay3, &c3) != SP_OK) ||
+		(num && lay_variant(e, &e->lay3, &cn) != SP_OK))
 		return e->ctx->err.code;
 	e->est_inter |= inter;
+	e->est_num |= num;
 	return collect_variant(e, VAR_WHOLE, &e->lay, c) == SP_OK &&
 		collect_variant(e, VAR_CELLS, &e->lay2, c1) == SP_OK &&
-		collect_variant(e, VAR_INTER, inter ? &e->lay3 : &e->lay2, inter ? &c3 : c1) == SP_OK
+		collect_variant(e, VAR_INTER, inter ? &e->lay3 : &e->lay2, inter ? &c3 : c1) == SP_OK &&
+		collect_variant(e, VAR_NUM, num ? &e->lay3 : &e->lay, num ? &cn : c) == SP_OK
 		? SP_OK : SP_ERR_NOMEM;
+}
+
+/*
+ * Code the cells variant (laid out in e->lay as c) and the numeric one at
+ * the real level on two threads, and keep the smaller.
+ */
+static sp_status
+numeric_pair(dsenc *e, sp_rows_chunk *c, size_t *plen)
+{
+	sp_rows_chunk cn = describe(e, VAR_NUM);
+	size_t		pn = 0;
+
+	if (lay_variant(e, &e->lay2, &cn) != SP_OK ||
+		sp_reserve(e->ctx, &e->pay2, &e->pay2_cap, payload_bound(&e->lay2, &cn)) != SP_OK)
+		return e->ctx->err.code;
+	if (compress_both(e, lit_level(e->level), &e->lay, c, &e->lay2, &cn, plen, &pn) != SP_OK)
+		return e->ctx->err.code;
+	if (pn < *plen)
+	{
+		swap_pay(e);
+		*c = cn;
+		*plen = pn;
+	}
+	return SP_OK;
 }
 
 /* Keep the smallest way of coding the chunk in pay (c and plen describe it). */
@@ -829,6 +1006,8 @@ best_variant(dsenc *e, sp_rows_chunk *c, size_t *plen)
 	if (reserve_payload(e, payload_bound(&e->lay, c)) != SP_OK ||
 		(both && sp_reserve(e->ctx, &e->pay2, &e->pay2_cap, payload_bound(&e->lay2, &c1)) != SP_OK))
 		return SP_ERR_NOMEM;
+	if (!both && e->num_cells > 0 && c->layout == SP_LAYOUT_COLUMNS)
+		return numeric_pair(e, c, plen);
 	if (!both)
 		return compress_variant(e->ctx, &e->codec, &e->lay, c, lit_level(e->level), e->pay, plen);
 	/* rank the two at a fast level (on two threads), then code the winner */
@@ -856,7 +1035,8 @@ reset_chunk(dsenc *e)
 	e->clen = 0;
 	e->nrows = 0;
 	e->prev0 = e->prev;
-	e->pbytes = e->shared = e->text_lits = e->jumps = 0;
+	e->pbytes = e->shared = e->text_lits = e->jumps = e->num_cells = 0;
+	e->row_off = e->above_off = 0;
 	e->last_ref = -2;
 	for (int i = 0; i < DS_NVAR; i++)
 	{
@@ -916,6 +1096,8 @@ add_row(dsenc *e, sp_rowfmt fmt, const uint8_t *row, size_t len)
 		 e->v[VAR_CELLS].ctl.n + e->v[VAR_CELLS].lits.n > SP_ROWS_CTL_MAX / 2) &&
 		flush_chunk(e, fmt) != SP_OK)
 		return e->ctx->err.code;
+	e->above_off = e->row_off;
+	e->row_off = e->clen;
 	memcpy(e->cbuf + e->clen, row, len);
 	e->clen += len;
 	e->nrows++;
@@ -1382,7 +1564,9 @@ dsenc_init(sp_ctx *ctx, dsenc *e, sp_fileset *base, sp_fileset *der, int level)
 	e->ref2 = sp_alloc(ctx, SP_ROW_MAX);
 	e->dfe = sp_alloc(ctx, SP_FIELDS_MAX * sizeof(uint32_t));
 	e->rfe = sp_alloc(ctx, SP_FIELDS_MAX * sizeof(uint32_t));
-	if (!e->dfmt || !e->slot || !e->buf || !e->cbuf || !e->ref || !e->ref2 || !e->dfe || !e->rfe)
+	e->afe = sp_alloc(ctx, SP_FIELDS_MAX * sizeof(uint32_t));
+	if (!e->dfmt || !e->slot || !e->buf || !e->cbuf || !e->ref || !e->ref2 || !e->dfe || !e->rfe ||
+		!e->afe)
 		return SP_ERR_NOMEM;
 	if (sp_rowslay_init(ctx, &e->lay) != SP_OK || sp_rowslay_init(ctx, &e->lay2) != SP_OK ||
 		sp_rowslay_init(ctx, &e->lay3) != SP_OK)
@@ -1428,6 +1612,7 @@ dsenc_free(dsenc *e)
 	sp_free(ctx, e->ref2);
 	sp_free(ctx, e->dfe);
 	sp_free(ctx, e->rfe);
+	sp_free(ctx, e->afe);
 	sp_free(ctx, e->pay);
 	sp_free(ctx, e->chk);
 }
@@ -1715,6 +1900,20 @@ align_window(dsenc *e, sample *sm, int w)
 	return nearest_ref(e, sm->win[w].p, len[0], (int64_t) lo) - 1;
 }
 
+/* The collected numeric variant at the real level, if smaller than *best. */
+static sp_status
+estimate_numeric(dsenc *e, const sp_rowslay *l, const sp_rows_chunk *c, size_t *best)
+{
+	size_t		pn = 0;
+
+	if (reserve_payload(e, payload_bound(l, c)) != SP_OK)
+		return SP_ERR_NOMEM;
+	if (compress_variant(e->ctx, &e->codec, l, c, lit_level(e->level), e->pay, &pn) != SP_OK)
+		return e->ctx->err.code;
+	*best = SP_MIN(*best, pn);
+	return SP_OK;
+}
+
 /*
  * Code the windows' streams together, as one chunk of the real delta holds
  * many rows: coding each window alone would overstate what text costs.
@@ -1722,14 +1921,14 @@ align_window(dsenc *e, sample *sm, int w)
 static sp_status
 code_collected(dsenc *e)
 {
-	sp_rowslay	l[3] = {{0}};
-	sp_rows_chunk c[3] = {{0}};
-	size_t		p[3] = {0},
+	sp_rowslay	l[DS_NVAR] = {{0}};
+	sp_rows_chunk c[DS_NVAR] = {{0}};
+	size_t		p[DS_NVAR] = {0},
 				r = 0,
 				best;
 	int			w;
 
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < DS_NVAR; i++)
 	{
 		/* the collected streams, seen as one laid-out chunk per variant */
 		l[i].data = e->est_data[i];
@@ -1761,6 +1960,8 @@ code_collected(dsenc *e)
 			return e->ctx->err.code;
 		best = SP_MIN(p[w], p[2]);
 	}
+	if (e->est_num && estimate_numeric(e, &l[VAR_NUM], &c[VAR_NUM], &best) != SP_OK)
+		return e->ctx->err.code;
 	if (e->est_shared * DS_STANDALONE_SHARE < e->est_raw.n &&
 		standalone_size(e, e->est_raw.p, e->est_raw.n, best, &r) != SP_OK)
 		return e->ctx->err.code;

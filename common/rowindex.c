@@ -16,9 +16,13 @@
  * reference's fields (a bitmask, then their lengths); otherwise it is stored
  * whole.  The changed fields go to a data stream laid out column by column,
  * and the reference fields they replace to a prefix laid out the same way,
- * so zstd finds each old cell at a short, regular distance.  sp_rows_walk
- * does the four passes both sides need over that stream; every count,
- * length and row number read from it is checked before use.
+ * so zstd finds each old cell at a short, regular distance.  The numeric
+ * layout may store a literal's changed fields with their numbers as
+ * differences from those of the row above or of the reference
+ * (sp_num_code), which zstd cannot compute: a daily row of running totals
+ * then costs its day's increments.  sp_rows_walk does the four passes both
+ * sides need over that stream; every count, length and row number read
+ * from it is checked before use.
  */
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
@@ -771,6 +775,73 @@ sp_rowspace_find(sp_ctx *ctx, sp_rowspace *rs, const uint8_t *row, size_t len, u
 	return -1;
 }
 
+/* ---- numbers as differences ------------------------------------------------ */
+
+/* Is c an ASCII digit? */
+static inline bool
+is_digit(uint8_t c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* End of the digit run starting at p[i] (i itself when p[i] is no digit). */
+static size_t
+run_end(const uint8_t *p, size_t n, size_t i)
+{
+	while (i < n && is_digit(p[i]))
+		i++;
+	return i;
+}
+
+/* Value mod m of the digits p[0..n). */
+static uint64_t
+digits_mod(const uint8_t *p, size_t n, uint64_t m)
+{
+	uint64_t	v = 0;
+
+	for (size_t i = 0; i < n; i++)
+		v = (v * 10 + (uint64_t) (p[i] - '0')) % m;
+	return v;
+}
+
+/* Code the digit runs of cell against those of ref (see rowindex.h). */
+void
+sp_num_code(uint8_t *cell, size_t n, const uint8_t *ref, size_t rn, bool decode)
+{
+	size_t		r = 0;
+
+	for (size_t i = 0; i < n;)
+	{
+		size_t		e = run_end(cell, n, i),
+					d = e - i,
+					re;
+		uint64_t	m = 1,
+					x,
+					y = 0;
+
+		if (d == 0)
+		{
+			i++;
+			continue;
+		}
+		while (r < rn && !is_digit(ref[r]))
+			r++;
+		re = run_end(ref, rn, r);
+		for (size_t k = 0; k < d && d <= SP_NUM_DIGITS; k++)
+			m *= 10;
+		if (d <= SP_NUM_DIGITS)
+		{
+			x = digits_mod(cell + i, d, m);
+			y = re > r ? digits_mod(ref + r, re - r, m) : 0;
+			x = decode ? (x + y) % m : (x + m - y) % m;
+			for (size_t k = e; k > i; k--, x /= 10)
+				cell[k - 1] = (uint8_t) ('0' + x % 10);
+		}
+		r = re;
+		i = e;
+	}
+}
+
 /* ---- the ROWS chunk layout ---------------------------------------------------- */
 
 /* Allocate the per-column arrays. */
@@ -779,12 +850,13 @@ sp_rowslay_init(sp_ctx *ctx, sp_rowslay *lay)
 {
 	memset(lay, 0, sizeof(*lay));
 	lay->dlen = sp_alloc(ctx, 4 * SP_NCOLS * sizeof(uint64_t));
-	lay->fends = sp_alloc(ctx, SP_FIELDS_MAX * sizeof(uint32_t));
+	lay->fends = sp_alloc(ctx, 2 * SP_FIELDS_MAX * sizeof(uint32_t));
 	if (!lay->dlen || !lay->fends)
 	{
 		sp_rowslay_free(ctx, lay);
 		return SP_ERR_NOMEM;
 	}
+	lay->afends = lay->fends + SP_FIELDS_MAX;
 	lay->plen = lay->dlen + SP_NCOLS;
 	lay->dcur = lay->plen + SP_NCOLS;
 	lay->pcur = lay->dcur + SP_NCOLS;
@@ -823,7 +895,19 @@ typedef struct walk
 	uint64_t	refbytes;		/* reference row bytes used so far */
 	int64_t		last_ref;
 	uint64_t	jumps;			/* references not next to the previous one */
+	uint64_t	rows;			/* rows of the chunk walked so far */
+	size_t		above,
+				above_len;		/* the last of them, in bytes (FILL and EMIT) */
+	size_t		above_nf;		/* its fields (in lay->afends), once cut */
+	bool		above_cut;
 } walk;
+
+/* Are changed fields laid out column by column (layouts 0 and 3)? */
+static inline bool
+columnar(int layout)
+{
+	return layout == SP_LAYOUT_COLUMNS || layout == SP_LAYOUT_NUMERIC;
+}
 
 /* Error: the control stream is malformed. */
 static sp_status
@@ -886,7 +970,7 @@ walk_cell(walk *w, size_t k, uint64_t L)
 	sp_rowslay *lay = w->lay;
 	uint8_t    *d;
 
-	if (w->layout != SP_LAYOUT_COLUMNS)
+	if (!columnar(w->layout))
 		k = 0;
 	if (w->pass == SP_WALK_SIZES)
 	{
@@ -952,9 +1036,55 @@ implicit_len(walk *w, uint64_t *L)
 	return SP_OK;
 }
 
-/* A literal in column mode against parent row bytes ref (len bytes). */
+/* Field k of the row above (empty when it has fewer fields). */
+static const uint8_t *
+above_field(walk *w, size_t k, size_t *len)
+{
+	const uint8_t *row = w->bytes + w->above;
+	uint32_t   *fe = w->lay->afends;
+
+	if (!w->above_cut)
+	{
+		w->above_nf = sp_row_fields(w->rs->fmt, row, w->above_len, fe, SP_FIELDS_MAX);
+		w->above_cut = true;
+	}
+	if (k >= w->above_nf)
+	{
+		*len = 0;
+		return row;
+	}
+	*len = fe[k] - (k ? fe[k - 1] : 0);
+	return row + (k ? fe[k - 1] : 0);
+}
+
+/*
+ * A changed field stored as numbers against the field above or the
+ * reference field (rcell): moved like any field, then coded in the data
+ * (FILL) or decoded in the output (EMIT).
+ */
 static sp_status
-walk_cols(walk *w, const uint8_t *ref, size_t len)
+walk_number(walk *w, size_t k, uint64_t L, unsigned mode, const uint8_t *rcell, size_t rlen)
+{
+	sp_rowslay *lay = w->lay;
+	uint64_t	dpos = lay->dcur[k];	/* (the numeric layout is columnar) */
+	size_t		at = w->at;
+
+	if (walk_cell(w, k, L) != SP_OK)
+		return w->ctx->err.code;
+	if (w->pass != SP_WALK_FILL && w->pass != SP_WALK_EMIT)
+		return SP_OK;
+	if (mode == SP_NUM_ABOVE)
+		rcell = above_field(w, k, &rlen);
+	if (w->pass == SP_WALK_FILL)
+		sp_num_code(lay->data.p + dpos, (size_t) L, rcell, rlen, false);
+	else
+		sp_num_code(w->bytes + at, (size_t) L, rcell, rlen, true);
+	return SP_OK;
+}
+
+/* A literal in column mode against parent row bytes ref (len bytes); mode: SP_NUM_*. */
+static sp_status
+walk_cols(walk *w, const uint8_t *ref, size_t len, unsigned mode)
 {
 	uint32_t   *fe = w->lay->fends;
 	size_t		nf = sp_row_fields(w->rs->fmt, ref, len, fe, SP_FIELDS_MAX);
@@ -978,9 +1108,10 @@ walk_cols(walk *w, const uint8_t *ref, size_t len)
 
 			if (!sp_get_varint(w->ctl, w->n, &w->pos, &L))
 				return bad(w, "truncated field length");
-			if (w->layout == SP_LAYOUT_COLUMNS)
+			if (columnar(w->layout))
 				walk_prefix(w, k, ref + s, fe[k] - s);
-			rc = walk_cell(w, k, L);
+			rc = mode == SP_NUM_AS_IS ? walk_cell(w, k, L)
+				: walk_number(w, k, L, mode, ref + s, fe[k] - s);
 		}
 		else if (w->pass == SP_WALK_FILL || w->pass == SP_WALK_EMIT)
 			rc = derived(w, ref + s, NULL, fe[k] - s);
@@ -1027,8 +1158,15 @@ literal_ref(walk *w, uint8_t *sel, int64_t *ref)
 		return bad(w, "truncated literal");
 	*sel = w->ctl[w->pos++];
 	*ref = -1;
-	if (*sel & ~(SP_REF_MASK | SP_LIT_COLS) || (*sel & SP_REF_MASK) == SP_REF_MASK)
+	if (*sel & ~(SP_REF_MASK | SP_LIT_COLS | (w->layout == SP_LAYOUT_NUMERIC ? SP_LIT_NUM : 0)) ||
+		(*sel & SP_REF_MASK) == SP_REF_MASK)
 		return bad(w, "unknown literal selector");
+	if ((*sel & SP_LIT_NUM) && !(*sel & SP_LIT_COLS))
+		return bad(w, "numbers coded in a whole row");
+	if ((*sel & SP_LIT_NUM) >> SP_LIT_NUM_SHIFT >= SP_NUM_MODES)
+		return bad(w, "unknown number coding");
+	if ((*sel & SP_LIT_NUM) >> SP_LIT_NUM_SHIFT == SP_NUM_ABOVE && w->rows == 0)
+		return bad(w, "the chunk's first row has no row above");
 	if ((*sel & SP_REF_MASK) == SP_REF_NEXT)
 		*ref = w->prev + 1;
 	else if ((*sel & SP_REF_MASK) == SP_REF_SAME)
@@ -1044,7 +1182,7 @@ literal_ref(walk *w, uint8_t *sel, int64_t *ref)
 
 /* One literal row: selector, reference, then its fields or its whole bytes. */
 static sp_status
-walk_literal(walk *w)
+literal_body(walk *w)
 {
 	uint8_t		sel = 0;
 	int64_t		ref = -1;
@@ -1071,18 +1209,40 @@ walk_literal(walk *w)
 			return w->ctx->err.code;
 	}
 	/* rows layouts: the whole reference row is the prefix, in row order */
-	if (w->layout != SP_LAYOUT_COLUMNS || !(sel & SP_LIT_COLS))
-		walk_prefix(w, w->layout != SP_LAYOUT_COLUMNS ? 0 : SP_COL_RAW, rp, rlen);
+	if (!columnar(w->layout) || !(sel & SP_LIT_COLS))
+		walk_prefix(w, !columnar(w->layout) ? 0 : SP_COL_RAW, rp, rlen);
 	if (w->layout == SP_LAYOUT_INTERLEAVED && walk_remind(w, rp, rlen) != SP_OK)
 		return w->ctx->err.code;
 	if (sel & SP_LIT_COLS)
 		return w->layout == SP_LAYOUT_INTERLEAVED ? walk_suffix(w, rp, rlen)
-			: walk_cols(w, rp, rlen);
+			: walk_cols(w, rp, rlen, (sel & SP_LIT_NUM) >> SP_LIT_NUM_SHIFT);
 	if (w->implicit ? implicit_len(w, &L) != SP_OK : !sp_get_varint(w->ctl, w->n, &w->pos, &L))
 		return w->implicit ? w->ctx->err.code : bad(w, "truncated row length");
 	if (w->implicit && w->pass == SP_WALK_SIZES)
 		return SP_OK;
 	return walk_cell(w, SP_COL_RAW, L);
+}
+
+/* The row above the next one is the bytes [start, w->at). */
+static void
+row_done(walk *w, size_t start)
+{
+	w->rows++;
+	w->above = start;
+	w->above_len = w->at - start;
+	w->above_cut = false;
+}
+
+/* One literal row, which becomes the row above the next. */
+static sp_status
+walk_literal(walk *w)
+{
+	size_t		start = w->at;
+
+	if (literal_body(w) != SP_OK)
+		return w->ctx->err.code;
+	row_done(w, start);
+	return SP_OK;
 }
 
 /*
@@ -1159,6 +1319,10 @@ walk_group(walk *w, uint64_t left, uint64_t *rows)
 		if (walk_copy(w, (uint64_t) start, ncopy) != SP_OK)
 			return w->ctx->err.code;
 		w->prev = start + (int64_t) ncopy - 1;
+		/* the last copied row is the row above the next (its bytes: FILL and EMIT) */
+		w->rows += ncopy - 1;
+		row_done(w, w->at - (w->pass == SP_WALK_FILL || w->pass == SP_WALK_EMIT
+							 ? (size_t) sp_row_len(w->rs, (uint64_t) w->prev) : 0));
 	}
 	if (!sp_get_varint(w->ctl, w->n, &w->pos, &nlit) || nlit > left - ncopy ||
 		(nlit == 0 && ncopy == 0))
@@ -1176,13 +1340,13 @@ sp_rows_walk(sp_ctx *ctx, sp_rowspace *rs, sp_rowslay *lay, sp_walk_pass pass,
 			 const sp_rows_chunk *c, uint8_t *bytes, size_t nbytes)
 {
 	walk		w = {ctx, rs, lay, pass, c->ctl, c->ctl_n, 0, c->prev0, bytes, nbytes, 0,
-	c->layout, rs->fmt != SP_ROWS_JSON_ARRAY, c->layout != SP_LAYOUT_COLUMNS ? 0 : SP_COL_RAW, 0, 0,
-	-2, 0};
+	c->layout, rs->fmt != SP_ROWS_JSON_ARRAY, !columnar(c->layout) ? 0 : SP_COL_RAW, 0, 0,
+	-2, 0, 0, 0, 0, 0, false};
 	uint64_t	done = 0,
 				groups = 0;
 
 	if (c->layout != SP_LAYOUT_COLUMNS && c->layout != SP_LAYOUT_ROWS &&
-		c->layout != SP_LAYOUT_INTERLEAVED)
+		c->layout != SP_LAYOUT_INTERLEAVED && c->layout != SP_LAYOUT_NUMERIC)
 		return bad(&w, "unknown layout");
 	walk_start(&w);
 	while (done < c->nrows)

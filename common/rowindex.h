@@ -25,7 +25,8 @@
 /* Literal row selector bits (ctl stream). */
 enum
 {
-	SP_REF_NONE = 0, SP_REF_NEXT = 1, SP_REF_SAME = 2, SP_REF_MASK = 3, SP_LIT_COLS = 4
+	SP_REF_NONE = 0, SP_REF_NEXT = 1, SP_REF_SAME = 2, SP_REF_MASK = 3, SP_LIT_COLS = 4,
+	SP_LIT_NUM_SHIFT = 3, SP_LIT_NUM = 3 << SP_LIT_NUM_SHIFT	/* numeric layout: SP_NUM_* */
 };
 
 /* One file of a row space. */
@@ -133,6 +134,7 @@ typedef struct sp_rowslay
 	uint64_t	dtotal,
 				ptotal;
 	uint32_t   *fends;			/* SP_FIELDS_MAX field ends of a parent row */
+	uint32_t   *afends;			/* and of the derived row above (numeric layout) */
 	sp_buf		data;
 	sp_buf		prefix;
 } sp_rowslay;
@@ -145,8 +147,33 @@ enum
 {
 	SP_LAYOUT_COLUMNS = 0,		/* changed fields column by column, prefix the fields they replace */
 	SP_LAYOUT_ROWS = 1,			/* changed fields in row order, prefix the whole reference rows */
-	SP_LAYOUT_INTERLEAVED = 2	/* as ROWS, each literal's reference row repeated before it */
+	SP_LAYOUT_INTERLEAVED = 2,	/* as ROWS, each literal's reference row repeated before it */
+	SP_LAYOUT_NUMERIC = 3		/* as COLUMNS, changed fields' numbers coded as differences */
 };
+
+/*
+ * How the changed fields of a column-mode literal are stored in the numeric
+ * layout (selector bits SP_LIT_NUM): as they are, or with their digit runs
+ * coded against those of the same field of the reference row or of the row
+ * above (the chunk's previous row).
+ */
+enum
+{
+	SP_NUM_AS_IS = 0, SP_NUM_REF = 1, SP_NUM_ABOVE = 2, SP_NUM_MODES = 3
+};
+
+/* Longest digit run coded as a difference (10^18 < 2^63). */
+#define SP_NUM_DIGITS 18
+
+/*
+ * Code the digit runs of cell (n bytes) against those of ref (rn bytes), in
+ * place: the i-th run of cell, x of d <= SP_NUM_DIGITS digits, becomes
+ * (x - y) mod 10^d written with d digits (decode: (x + y) mod 10^d), where
+ * y is ref's i-th run mod 10^d, or 0 when ref has fewer runs; longer runs
+ * stay as they are.  Digits stay digits, so both sides find the runs at the
+ * same places, lengths never change, and decoding restores any cell exactly.
+ */
+void		sp_num_code(uint8_t *cell, size_t n, const uint8_t *ref, size_t rn, bool decode);
 
 /* What a pass over a ROWS chunk needs besides the parent. */
 typedef struct sp_rows_chunk

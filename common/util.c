@@ -372,6 +372,22 @@ sp_hex(const uint8_t *d, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
+struct timespec
+sp_deadline_ms(long ms)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_REALTIME, &t);
+	t.tv_sec += ms / 1000;
+	t.tv_nsec += (ms % 1000) * 1000000L;
+	if (t.tv_nsec >= 1000000000L)
+	{
+		t.tv_sec++;
+		t.tv_nsec -= 1000000000L;
+	}
+	return t;
+}
+
 bool
 sp_spawn_blocked(pthread_t *t, void *(*fn) (void *), void *arg)
 {

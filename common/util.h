@@ -148,4 +148,7 @@ sp_put64(uint8_t *p, uint64_t v)
  */
 bool		sp_spawn_blocked(pthread_t *t, void *(*fn) (void *), void *arg);
 
+/* The CLOCK_REALTIME time ms milliseconds from now (a pthread_cond_timedwait deadline). */
+struct timespec sp_deadline_ms(long ms);
+
 #endif							/* SPARSE_UTIL_H */

@@ -23,10 +23,11 @@
  *
  * Seeds: with SPARSE_FUZZ_SEEDS=DIR set, the binary writes the base's
  * fine-tune variants to DIR/roundtrip/ and the delta of every file in
- * DIR/roundtrip/ against the base to DIR/delta_apply/, plus five dataset
+ * DIR/roundtrip/ against the base to DIR/delta_apply/, plus six dataset
  * deltas (DIR/delta_apply/dataset_*.delta: a CSV with rows edited, removed
  * and added, a JSONL likewise, a JSON array subset in reverse order, a CSV
- * with a column added, question-answer JSONL with every answer rewritten)
+ * with a column added, question-answer JSONL with every answer rewritten, a
+ * CSV with every score changed and rows appended)
  * made with sp_dataset_compress against the dataset parents, then exits
  * (fuzz/make_seeds.py drives it).
  */
@@ -389,7 +390,7 @@ write_dataset_seed(const char *dir, const char *tmp, const char *tag, int k, con
 	unlink(dpath);
 }
 
-/* The five dataset seeds, made in a temporary directory. */
+/* The six dataset seeds, made in a temporary directory. */
 static void
 write_dataset_seeds(const char *dir)
 {
@@ -431,6 +432,13 @@ write_dataset_seeds(const char *dir)
 	for (int i = 0; i < DS_ROWS; i++)
 		edits[i] = DS_TEXT;
 	write_dataset_seed(dir, tmp, "jsonl_text", 3, ids, edits, DS_ROWS);
+	/* every score changed and rows appended: numbers as differences (numeric layout) */
+	for (int i = 0; i < DS_ROWS + 3; i++)
+	{
+		ids[i] = i;
+		edits[i] = DS_VALUE;
+	}
+	write_dataset_seed(dir, tmp, "csv_numbers", 0, ids, edits, DS_ROWS + 3);
 	rmdir(tmp);
 }
 

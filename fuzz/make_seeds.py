@@ -14,7 +14,7 @@ How it works:
   roundtrip/    the small valid files, then the fine-tune variants of the
                 fixed base that build/fuzz/fuzz_delta_apply writes;
   delta_apply/  deltas of every roundtrip/ file against the fixed base of
-                fuzz/fuzz_common.h, and five dataset deltas (dataset_*.delta)
+                fuzz/fuzz_common.h, and six dataset deltas (dataset_*.delta)
                 against the small CSV, JSONL and JSON array parents of
                 fuzz/fuzz_delta_apply.c, all written by
                 build/fuzz/fuzz_delta_apply in seed mode (SPARSE_FUZZ_SEEDS=DIR);

@@ -1327,6 +1327,211 @@ test_dataset_interleaved_walk(void)
 }
 
 /*
+ * A daily series of running totals per region (as covid_countries_1month):
+ * the derived file has days more days in each region's block, and one
+ * earlier row in 40 revised.  Writes both CSV files.
+ */
+static void
+write_series_pair(const char *prel, const char *drel, int regions, int days, int more)
+{
+	size_t		cap = (size_t) regions * (size_t) (days + more) * 48 + 64,
+				pn = 0,
+				dn = 0;
+	char	   *p = t_track(malloc(cap)),
+			   *d = t_track(malloc(cap));
+	uint64_t	s = 5;
+
+	pn = (size_t) snprintf(p, cap, "Date,Region,Confirmed,Deaths\n");
+	dn = (size_t) snprintf(d, cap, "Date,Region,Confirmed,Deaths\n");
+	for (int r = 0; r < regions; r++)
+	{
+		uint64_t	total = fh_rand(&s) % 100000,
+					dead = total / 50;
+
+		for (int day = 0; day < days + more; day++)
+		{
+			/* 28-day months from 2021-01-01, so a month turns over now and then */
+			char		row[96];
+			int			n;
+
+			total += fh_rand(&s) % (200 + (uint64_t) r * 40);
+			dead += fh_rand(&s) % 7 == 0;
+			n = snprintf(row, sizeof(row), "2021-%02d-%02d,region %d,%llu,%llu\n",
+						 1 + day / 28, 1 + day % 28, r, (unsigned long long) total,
+						 (unsigned long long) dead);
+			if (day < days)
+				pn += (size_t) snprintf(p + pn, cap - pn, "%s", row);
+			if (day < days && fh_rand(&s) % 40 == 0)
+				n = snprintf(row, sizeof(row), "2021-%02d-%02d,region %d,%llu,%llu\n",
+							 1 + day / 28, 1 + day % 28, r,
+							 (unsigned long long) (total + fh_rand(&s) % 30),
+							 (unsigned long long) dead);
+			dn += (size_t) snprintf(d + dn, cap - dn, "%.*s", n, row);
+		}
+	}
+	T_REQUIRE(fh_write(t_path(prel), p, pn) && fh_write(t_path(drel), d, dn), "write");
+}
+
+/*
+ * Running totals with days appended: the numeric layout (each new day coded
+ * as its increments over the row above, each revision over the old row) is
+ * chosen, and the delta is under four fifths of zstd -19 with the parent
+ * as prefix (with the numeric layout turned off it took 0.86 of it).
+ */
+static void
+test_dataset_numeric(void)
+{
+	uint64_t	z;
+	uint8_t    *d;
+	size_t		len,
+				plen = 0,
+				roff;
+	ds_rt		r;
+
+	write_series_pair("series_p.csv", "series_d.csv", 60, 300, 30);
+	z = zstd_patch_size(t_path("series_p.csv"), t_path("series_d.csv"), 19);
+	if (!DS_ROUNDTRIP(t_path("series_p.csv"), t_path("series_d.csv"), "rows-csv", z * 4 / 5, &r))
+		return;
+	T_REQUIRE((d = fh_read(r.delta, &len)) != NULL, "read the delta");
+	roff = find_rows_chunk(d, len, &plen);
+	T_REQUIRE(roff > 0, "no ROWS chunk in the delta");
+	T_CHECK(d[roff + 8 + 2] == SP_LAYOUT_NUMERIC, "layout %d", d[roff + 8 + 2]);
+	printf("# numeric: delta %llu bytes, zstd -19 --patch-from %llu\n",
+		   (unsigned long long) r.delta_bytes, (unsigned long long) z);
+}
+
+/* sp_num_code on cell and ref gives want, and decodes back to cell. */
+static void
+num_case(const char *cell, const char *ref, const char *want)
+{
+	size_t		n = strlen(cell);
+	uint8_t		t[64];
+
+	memcpy(t, cell, n);
+	sp_num_code(t, n, (const uint8_t *) ref, strlen(ref), false);
+	T_CHECK(memcmp(t, want, n) == 0, "\"%s\" against \"%s\": \"%.*s\", expected \"%s\"", cell,
+			ref, (int) n, (char *) t, want);
+	sp_num_code(t, n, (const uint8_t *) ref, strlen(ref), true);
+	T_CHECK(memcmp(t, cell, n) == 0, "\"%s\" against \"%s\" decodes to \"%.*s\"", cell, ref,
+			(int) n, (char *) t);
+}
+
+/*
+ * Numbers as differences: exact codes (a rise, a fall, a month turning
+ * over, a run wider or narrower than its reference, runs the reference
+ * lacks, a run too long to code), then 20,000 random cells of digits and
+ * punctuation against random references decode to themselves.
+ */
+static void
+test_dataset_num_code(void)
+{
+	uint64_t	s = 9;
+	int			bad = 0;
+
+	num_case("154000", "153962", "000038");
+	num_case("153900", "153962", "999938");
+	num_case("2021-10-01,", "2021-09-30,", "0000-01-71,");
+	num_case("9", "10", "9");
+	num_case("1000", "999", "0001");
+	num_case("0042", "0040", "0002");
+	num_case("7,8.5", "3", "4,8.5");
+	num_case("x12y", "", "x12y");
+	num_case("1234567890123456789", "1", "1234567890123456789");
+	num_case("123456789012345678", "1", "123456789012345677");
+	for (int i = 0; i < 20000; i++)
+	{
+		static const char alpha[] = "0123456789000999,.-\"e ";
+		uint8_t		cell[40],
+					ref[40],
+					t[40];
+		size_t		n = fh_rand(&s) % 40,
+					rn = fh_rand(&s) % 40;
+
+		for (size_t k = 0; k < n; k++)
+			cell[k] = (uint8_t) alpha[fh_rand(&s) % (sizeof(alpha) - 1)];
+		for (size_t k = 0; k < rn; k++)
+			ref[k] = (uint8_t) alpha[fh_rand(&s) % (sizeof(alpha) - 1)];
+		memcpy(t, cell, n);
+		sp_num_code(t, n, ref, rn, false);
+		sp_num_code(t, n, ref, rn, true);
+		bad += memcmp(t, cell, n) != 0;
+	}
+	T_CHECK(bad == 0, "%d random cells did not decode to themselves", bad);
+}
+
+/* A numeric-layout chunk of rows parent row 0 then one literal: a sizes pass. */
+static sp_status
+walk_num(sp_ctx *ctx, sp_rowspace *rs, sp_rowslay *lay, const uint8_t *ctl, size_t n,
+		 int layout)
+{
+	sp_rows_chunk c = {ctl, n, 2, -1, layout, 6};
+
+	return sp_rows_walk(ctx, rs, lay, SP_WALK_SIZES, &c, NULL, 0);
+}
+
+/*
+ * The numeric layout walked by hand: parent row 0 copied, then a literal
+ * whose changed fields are increments over the row above; then the
+ * selectors a reader must refuse.
+ */
+static void
+test_dataset_numeric_walk(void)
+{
+	static const char parent[] = "a,17,100\nb,5,5\n";
+	static const char want[] = "a,17,100\na,19,105\n";
+	/* copy 1 row from 0, one literal: same row, by fields, numbers against the row above */
+	const uint8_t ok[] = {1, 0, 1, SP_REF_SAME | SP_LIT_COLS | (SP_NUM_ABOVE << SP_LIT_NUM_SHIFT),
+		0x6, 3, 4},
+				first[] = {0, 2, SP_REF_NEXT | SP_LIT_COLS | (SP_NUM_ABOVE << SP_LIT_NUM_SHIFT),
+		0x6, 3, 4, 0},
+				mode3[] = {1, 0, 1, SP_REF_SAME | SP_LIT_COLS | (3 << SP_LIT_NUM_SHIFT), 0x6, 3, 4},
+				whole[] = {1, 0, 1, SP_REF_SAME | (SP_NUM_REF << SP_LIT_NUM_SHIFT)};
+	uint8_t		out[sizeof(want)];
+	sp_ctx		ctx;
+	sp_fileset	fs;
+	sp_rowspace rs = {0};
+	sp_rowslay	lay;
+	size_t		idx = 0;
+	sp_rows_chunk c = {ok, sizeof(ok), 2, -1, SP_LAYOUT_NUMERIC, 7};
+
+	rt_ctx(&ctx);
+	T_REQUIRE(sp_fileset_mem(&ctx, "p.csv", parent, sizeof(parent) - 1, &fs) == SP_OK &&
+			  sp_rowspace_build(&ctx, &rs, &fs, SP_ROWS_CSV, &idx, 1, false, NULL, 0) == SP_OK &&
+			  sp_rowslay_init(&ctx, &lay) == SP_OK, "setup: %s", ctx.err.msg);
+	T_CHECK(sp_rows_walk(&ctx, &rs, &lay, SP_WALK_SIZES, &c, NULL, 0) == SP_OK &&
+			lay.dtotal == 7, "sizes: %s", ctx.err.msg);
+	T_REQUIRE(sp_reserve(&ctx, &lay.prefix.p, &lay.prefix.cap, lay.ptotal + 1) == SP_OK &&
+			  sp_reserve(&ctx, &lay.data.p, &lay.data.cap, 8) == SP_OK, "reserve");
+	T_CHECK(sp_rows_walk(&ctx, &rs, &lay, SP_WALK_PREFIX, &c, NULL, 0) == SP_OK, "prefix: %s",
+			ctx.err.msg);
+	/* field 1 "19," is 2 over "17,", field 2 "105\n" 5 over "100\n" */
+	memcpy(lay.data.p, "02,005\n", 7);
+	T_CHECK(sp_rows_walk(&ctx, &rs, &lay, SP_WALK_EMIT, &c, out, sizeof(want) - 1) == SP_OK &&
+			memcmp(out, want, sizeof(want) - 1) == 0, "emit: %s", ctx.err.msg);
+	/* the encoder's pass lays the same data out from the rows */
+	memset(lay.data.p, 0, 7);
+	memcpy(out, want, sizeof(want) - 1);
+	T_CHECK(sp_rows_walk(&ctx, &rs, &lay, SP_WALK_FILL, &c, out, sizeof(want) - 1) == SP_OK &&
+			memcmp(lay.data.p, "02,005\n", 7) == 0, "fill: %s", ctx.err.msg);
+	rt_ctx(&ctx);
+	T_ERR(&ctx, walk_num(&ctx, &rs, &lay, first, sizeof(first), SP_LAYOUT_NUMERIC),
+		  SP_ERR_CORRUPT, "row chunk is malformed: the chunk's first row has no row above");
+	rt_ctx(&ctx);
+	T_ERR(&ctx, walk_num(&ctx, &rs, &lay, mode3, sizeof(mode3), SP_LAYOUT_NUMERIC),
+		  SP_ERR_CORRUPT, "row chunk is malformed: unknown number coding");
+	rt_ctx(&ctx);
+	T_ERR(&ctx, walk_num(&ctx, &rs, &lay, whole, sizeof(whole), SP_LAYOUT_NUMERIC),
+		  SP_ERR_CORRUPT, "row chunk is malformed: numbers coded in a whole row");
+	/* the numeric bits mean nothing in the column layout */
+	rt_ctx(&ctx);
+	T_ERR(&ctx, walk_num(&ctx, &rs, &lay, ok, sizeof(ok), SP_LAYOUT_COLUMNS),
+		  SP_ERR_CORRUPT, "row chunk is malformed: unknown literal selector");
+	sp_rowslay_free(&ctx, &lay);
+	sp_rowspace_free(&ctx, &rs);
+	sp_fileset_close(&ctx, &fs);
+}
+
+/*
  * A parent that shrinks after it was opened: the read-ahead thread's read
  * fails, and its error reaches the caller (I/O error, exact message).
  */
@@ -1860,6 +2065,22 @@ test_dataset_err_rows_chunk_sweep(void)
 	T_CHECK(sweep_rows_chunk(base, der, delta) == SP_LAYOUT_COLUMNS, "not the column layout");
 }
 
+/* The damage sweep on a chunk of running totals (numeric layout). */
+static void
+test_dataset_err_numeric_sweep(void)
+{
+	sp_ctx		ctx;
+	sp_compress_result cr;
+	char	   *delta = t_path("series.delta");
+
+	write_series_pair("sweep_p.csv", "sweep_d.csv", 3, 12, 4);
+	rt_ctx(&ctx);
+	T_REQUIRE(sp_dataset_compress(&ctx, t_path("sweep_p.csv"), t_path("sweep_d.csv"), delta, 3,
+								  &cr) == SP_OK, "compress: %s", ctx.err.msg);
+	T_CHECK(sweep_rows_chunk(t_path("sweep_p.csv"), t_path("sweep_d.csv"), delta) ==
+			SP_LAYOUT_NUMERIC, "not the numeric layout");
+}
+
 /* The damage sweep on a chunk of rewritten text (interleaved layout). */
 static void
 test_dataset_err_interleaved_sweep(void)
@@ -2199,6 +2420,7 @@ const t_case t_tests_dataset[] = {
 	{"dataset_err_wrong_base_dir", test_dataset_err_wrong_base_dir},
 	{"dataset_err_corrupt_rows_chunk", test_dataset_err_corrupt_rows_chunk},
 	{"dataset_err_rows_chunk_sweep", test_dataset_err_rows_chunk_sweep},
+	{"dataset_err_numeric_sweep", test_dataset_err_numeric_sweep},
 	{"dataset_err_interleaved_sweep", test_dataset_err_interleaved_sweep},
 	{"dataset_err_rows_chunk_format0", test_dataset_err_rows_chunk_format0},
 	{"dataset_err_truncated", test_dataset_err_truncated},
@@ -2208,6 +2430,9 @@ const t_case t_tests_dataset[] = {
 	{"dataset_long_rows", test_dataset_long_rows},
 	{"dataset_interleaved", test_dataset_interleaved},
 	{"dataset_interleaved_walk", test_dataset_interleaved_walk},
+	{"dataset_numeric", test_dataset_numeric},
+	{"dataset_num_code", test_dataset_num_code},
+	{"dataset_numeric_walk", test_dataset_numeric_walk},
 	{"dataset_scan_shrunk", test_dataset_scan_shrunk},
 	{"dataset_alloc_once_sweep", test_dataset_alloc_once_sweep},
 	{"dataset_alloc_once_sweep_dir", test_dataset_alloc_once_sweep_dir},
