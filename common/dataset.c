@@ -3,8 +3,9 @@
  *
  * How it works: each derived file gets a row format from its name and first
  * bytes (rows.h) and is cut into rows in a first pass; a file the format
- * cannot cut is coded as bytes.  The parent files of the first derived row
- * format form a row space (rowindex.h), indexed by row hash.  Each derived
+ * cannot cut is coded as bytes.  The parent files of the delta's row
+ * format (the one whose derived files hold the most bytes, main_format)
+ * form a row space (rowindex.h), indexed by row hash.  Each derived
  * row is then looked up: the parent row after the last one used is tried
  * first, so runs cost one lookup each.  Found rows become runs of parent
  * rows; the others become literals coded against a reference parent row
@@ -206,29 +207,74 @@ cuts(sp_ctx *ctx, sp_fileset *fs, size_t i, sp_rowfmt fmt, uint8_t *buf, bool *o
 	return rc;
 }
 
-/* Give each derived file a row format (checking files up to check_max bytes cut). */
+/*
+ * The row format a set of derived files is coded with: the one whose files
+ * hold the most bytes (one byte more per file, so empty files count; the
+ * earliest file breaks a tie), skipping formats marked in tried.  A
+ * README.md or .gitattributes beside CSV shards must not turn the shards
+ * into bytes.  SP_ROWS_NONE when no format is left.
+ */
+static sp_rowfmt
+main_format(dsenc *e, const bool *tried)
+{
+	uint64_t	score[SP_ROWS_COUNT] = {0};
+	size_t		first[SP_ROWS_COUNT] = {0};
+	sp_rowfmt	best = SP_ROWS_NONE;
+
+	for (size_t i = e->der->n; i-- > 0;)
+	{
+		score[e->dfmt[i]] += e->der->f[i].size + 1;
+		first[e->dfmt[i]] = i;
+	}
+	for (int f = SP_ROWS_NONE + 1; f < SP_ROWS_COUNT; f++)
+		if (score[f] > 0 && !tried[f] &&
+			(best == SP_ROWS_NONE || score[f] > score[best] ||
+			 (score[f] == score[best] && first[f] < first[best])))
+			best = (sp_rowfmt) f;
+	return best;
+}
+
+/*
+ * Guess each derived file's row format, pick the delta's (main_format), and
+ * check that its files cut into rows (those up to check_max bytes; a file
+ * that does not is coded as bytes).  When none of them cuts, the next
+ * format is tried.  Files of the other formats are coded as bytes.
+ */
 static sp_status
 classify(dsenc *e, uint64_t check_max)
 {
 	sp_ctx	   *ctx = e->ctx;
+	bool		tried[SP_ROWS_COUNT] = {false};
+	sp_rowfmt	f = SP_ROWS_NONE;
 
 	for (size_t i = 0; i < e->der->n; i++)
 	{
-		sp_rowfmt	f = SP_ROWS_NONE;
-		bool		ok = true;
-
 		if (guess_file(ctx, e->der, i, e->buf, &f) != SP_OK)
 			return ctx->err.code;
-		if (f != SP_ROWS_NONE && e->fmt != SP_ROWS_NONE && f != e->fmt)
-			f = SP_ROWS_NONE;	/* one row format per delta */
-		if (f != SP_ROWS_NONE && e->der->f[i].size <= check_max &&
-			cuts(ctx, e->der, i, f, e->buf, &ok) != SP_OK)
-			return ctx->err.code;
-		e->dfmt[i] = ok ? (uint8_t) f : SP_ROWS_NONE;
-		if (ok && f != SP_ROWS_NONE)
-			e->fmt = f;
+		e->dfmt[i] = (uint8_t) f;
 		e->total += e->der->f[i].size;
 	}
+	while (e->fmt == SP_ROWS_NONE && (f = main_format(e, tried)) != SP_ROWS_NONE)
+	{
+		tried[f] = true;
+		for (size_t i = 0; i < e->der->n; i++)
+		{
+			bool		ok = true;
+
+			if (e->dfmt[i] != f)
+				continue;
+			if (e->der->f[i].size <= check_max &&
+				cuts(ctx, e->der, i, f, e->buf, &ok) != SP_OK)
+				return ctx->err.code;
+			if (ok)
+				e->fmt = f;
+			else
+				e->dfmt[i] = SP_ROWS_NONE;
+		}
+	}
+	for (size_t i = 0; i < e->der->n; i++)
+		if (e->dfmt[i] != e->fmt)
+			e->dfmt[i] = SP_ROWS_NONE;
 	return SP_OK;
 }
 

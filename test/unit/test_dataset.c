@@ -825,6 +825,30 @@ write_shards(const char *dir, size_t n, int shards, int edit)
 	}
 }
 
+/*
+ * A dataset repository as a hub holds it: .gitattributes and a README.md
+ * beside the CSV shards (re-sharded from two to three, scores edited).  The
+ * shards are coded by rows, the small text files as bytes: the row format
+ * is the one with the most bytes, not the first file's.
+ */
+static void
+test_dataset_repo_layout(void)
+{
+	static const char attrs[] = "*.csv filter=lfs diff=lfs merge=lfs -text\n";
+	static const char readme[] = "---\nlicense: mit\n---\n# Scores\n\nOne row per id.\n";
+	ds_rt		r;
+
+	write_shards("rp/data", NROWS, 2, EDIT_NONE);
+	write_shards("rd/data", NROWS, 3, EDIT_SCORE);
+	T_REQUIRE(fh_write(t_path("rp/.gitattributes"), attrs, sizeof(attrs) - 1) &&
+			  fh_write(t_path("rd/.gitattributes"), attrs, sizeof(attrs) - 1) &&
+			  fh_write(t_path("rp/README.md"), readme, sizeof(readme) - 1) &&
+			  fh_write(t_path("rd/README.md"), readme, sizeof(readme) - 2), "write");
+	DS_ROUNDTRIP(t_path("rp"), t_path("rd"), ".gitattributes=zstd-ref,README.md=zstd-ref,"
+				 "data/part-0000.csv=rows-csv,data/part-0001.csv=rows-csv,"
+				 "data/part-0002.csv=rows-csv", pct_of(t_path("rd"), 2), &r);
+}
+
 /* One file re-sharded into four: a directory against a single file. */
 static void
 test_dataset_reshard_file_to_dir(void)
@@ -2399,6 +2423,7 @@ const t_case t_tests_dataset[] = {
 	{"dataset_header_renamed", test_dataset_header_renamed},
 	{"dataset_reshard_file_to_dir", test_dataset_reshard_file_to_dir},
 	{"dataset_reshard_dir_to_dir", test_dataset_reshard_dir_to_dir},
+	{"dataset_repo_layout", test_dataset_repo_layout},
 	{"dataset_crlf", test_dataset_crlf},
 	{"dataset_no_final_newline", test_dataset_no_final_newline},
 	{"dataset_empty_derived", test_dataset_empty_derived},
