@@ -14,7 +14,9 @@
  * --concurrency N it forks N such processes, each with its own connection.
  * It never deletes an original: it prints the ones whose delta it verified.
  * With --once it stops when no job is queued or running: it waits out jobs
- * other workers hold, since their lease may expire and leave them to us.
+ * other workers hold, since their lease may expire and leave them to us,
+ * but not a failed job's retry time (sparse.retry_delay, a minute or more:
+ * a later run or a long-running worker takes it).
  *
  * migrate: enqueues the rows of a hub table that sparse_storage does not
  * know yet, as 'pending' objects with a job each, a batch per transaction;
@@ -319,12 +321,13 @@ hub_claim(hub_worker *w, bool *err)
 	return r;
 }
 
-/* Are jobs still queued or running (maybe on a worker that died)? */
+/* Are jobs still running (maybe on a worker that died) or queued and due? */
 static bool
 hub_jobs_open(hub_worker *w)
 {
-	PGresult   *r = hub_exec(w->conn, "SELECT EXISTS (SELECT 1 FROM sparse_jobs"
-							 " WHERE state IN ('queued', 'running'))", 0, NULL);
+	PGresult   *r = hub_exec(w->conn, "SELECT EXISTS (SELECT 1 FROM sparse_jobs WHERE state = 'running'"
+							 " OR state = 'queued' AND (retry_at IS NULL OR retry_at <= clock_timestamp()))",
+							 0, NULL);
 	bool		open = r != NULL && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
 
 	PQclear(r);

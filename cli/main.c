@@ -141,7 +141,7 @@ static const cli_command cli_commands[] = {
 		"\n"
 		"  --db CONNSTR        the hub database (required)\n"
 		"  --concurrency N     worker processes, 1..64 (default 1)\n"
-		"  --once              stop when no job is queued (default: wait for more)\n"
+		"  --once              stop when no job is due (default: wait for more)\n"
 		"  --out-root DIR      write deltas under DIR (default: the server's\n"
 		"                      sparse.delta_dir, or next to the original)\n"
 		"  --lease S           seconds a claimed job is ours before another worker\n"

@@ -484,6 +484,7 @@ CREATE TABLE sparse_jobs (
     lease_holder   text,
     lease_expires  timestamptz,
     last_error     text,
+    retry_at       timestamptz,
     created_at     timestamptz NOT NULL DEFAULT now(),
     started_at     timestamptz,
     finished_at    timestamptz,
@@ -496,6 +497,9 @@ COMMENT ON TABLE sparse_jobs IS
 CREATE UNIQUE INDEX sparse_jobs_active ON sparse_jobs (object_id, kind)
     WHERE state IN ('queued', 'running');
 CREATE INDEX sparse_jobs_open ON sparse_jobs (job_id) WHERE state IN ('queued', 'running');
+
+COMMENT ON COLUMN sparse_jobs.retry_at IS
+'after a failed attempt, the job is not claimed before this time (sparse.retry_delay, doubled at each further failure)';
 
 COMMENT ON SEQUENCE sparse_jobs_job_id_seq IS 'ids of sparse_jobs rows';
 
@@ -669,10 +673,11 @@ END $$;
 COMMENT ON FUNCTION sparse_decide_storage() IS
 'AFTER row trigger for a hub table: sparse_decide_storage(id column, path column, base path column, ''model'' | ''dataset'') decides the storage of each inserted row (and of a row whose path or base changes) and queues a job for a delta';
 
--- Claim the oldest open job for worker, for lease_seconds.  A job whose
--- lease expired is taken over (another attempt); one whose lease expired on
--- its last attempt becomes 'failed'.  SKIP LOCKED: concurrent workers never
--- wait on each other or take the same job.
+-- Claim the oldest open job for worker, for lease_seconds.  A queued job
+-- waits for its retry_at.  A job whose lease expired is taken over (another
+-- attempt); one whose lease expired on its last attempt becomes 'failed'.
+-- SKIP LOCKED: concurrent workers never wait on each other or take the same
+-- job.
 CREATE FUNCTION sparse_claim_job(worker text, lease_seconds int DEFAULT 600)
 RETURNS TABLE (job_id bigint, object_id text, kind text, path text, base_path text,
                decision text, attempts int)
@@ -702,7 +707,8 @@ BEGIN
     WITH next AS (
         SELECT j.job_id FROM sparse_jobs j
          WHERE j.state IN ('queued', 'running') AND j.attempts < j.max_attempts
-           AND (j.state = 'queued' OR j.lease_expires < clock_timestamp())
+           AND (j.state = 'queued' AND (j.retry_at IS NULL OR j.retry_at <= clock_timestamp())
+                OR j.state = 'running' AND j.lease_expires < clock_timestamp())
          ORDER BY j.job_id
          LIMIT 1
          FOR UPDATE SKIP LOCKED),
@@ -710,7 +716,7 @@ BEGIN
         UPDATE sparse_jobs j
            SET state = 'running', attempts = j.attempts + 1, lease_holder = worker,
                lease_expires = clock_timestamp() + make_interval(secs => lease_seconds),
-               started_at = clock_timestamp(),
+               started_at = clock_timestamp(), retry_at = NULL,
                last_error = CASE WHEN j.state = 'running'
                                  THEN format('taken over from %s after its lease expired', j.lease_holder)
                                  ELSE j.last_error END
@@ -721,7 +727,7 @@ BEGIN
 END $$;
 
 COMMENT ON FUNCTION sparse_claim_job(text, int) IS
-'claim the oldest queued job (or one whose lease expired) for worker for lease_seconds; no row when there is none';
+'claim the oldest queued job whose retry time has come (or one whose lease expired) for worker for lease_seconds; no row when there is none';
 
 CREATE FUNCTION sparse_renew_lease(job_id bigint, worker text, lease_seconds int DEFAULT 600)
 RETURNS bool
@@ -780,18 +786,25 @@ END $$;
 COMMENT ON FUNCTION sparse_complete_job(bigint, text, text, text, text, bigint, bigint, text) IS
 'mark a job done and record its delta (path, sizes, SHA-256) in sparse_storage, in the caller''s transaction; false if worker lost the job';
 
--- A failed attempt: queued again, or 'failed' (and the object 'error')
--- after max_attempts.  Returns the job's new state, NULL if worker lost it.
+-- A failed attempt: queued again, not to be claimed before sparse.retry_delay
+-- seconds doubled once per earlier attempt (at most a day), or 'failed' (and
+-- the object 'error') after max_attempts.  Returns the job's new state, NULL
+-- if worker lost it.
 CREATE FUNCTION sparse_fail_job(job_id bigint, worker text, error text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 DECLARE
-    j  record;
+    j      record;
+    delay  float8 := sparse_setting('sparse.retry_delay')::float8;
 BEGIN
     UPDATE sparse_jobs x
        SET state = CASE WHEN x.attempts >= x.max_attempts THEN 'failed' ELSE 'queued' END,
            last_error = $3, lease_holder = NULL, lease_expires = NULL,
+           retry_at = CASE WHEN x.attempts < x.max_attempts AND delay > 0
+                           THEN clock_timestamp() + make_interval(
+                                    secs => least(delay * 2 ^ greatest(x.attempts - 1, 0), 86400))
+                      END,
            finished_at = CASE WHEN x.attempts >= x.max_attempts THEN clock_timestamp() END
      WHERE x.job_id = $1 AND x.state = 'running' AND x.lease_holder = $2
     RETURNING x.state, x.object_id, x.kind, x.attempts INTO j;
@@ -807,7 +820,7 @@ BEGIN
 END $$;
 
 COMMENT ON FUNCTION sparse_fail_job(bigint, text, text) IS
-'record a failed attempt: the job is queued again, or failed (and its object''s decision ''error'') after max_attempts';
+'record a failed attempt: the job is queued again (claimed no sooner than sparse.retry_delay seconds later, doubled per earlier attempt), or failed (and its object''s decision ''error'') after max_attempts';
 
 CREATE FUNCTION sparse_release_job(job_id bigint, worker text)
 RETURNS bool
@@ -847,7 +860,9 @@ COMMENT ON FUNCTION sparse_work_job(bigint, text, text, text, text, text, text) 
 'carry out one claimed job: decide a pending object, write and verify a delta, complete the job';
 
 -- Run up to max_jobs jobs (NULL: until none is left) in this backend, for
--- small deployments; each failed attempt is recorded and the loop goes on.
+-- small deployments; each failed attempt is recorded and the loop goes on (a
+-- failed job waits for its retry time, so with sparse.retry_delay above 0 it
+-- is tried again by a later run, not this one).
 CREATE FUNCTION sparse_run_jobs(max_jobs int DEFAULT NULL)
 RETURNS int
 LANGUAGE plpgsql VOLATILE AS $$

@@ -2,7 +2,8 @@
  * store_pg.c -- PostgreSQL side of hub storage decisions and jobs.
  *
  * The settings (sparse.model_min_savings_pct, sparse.dataset_min_savings_pct,
- * sparse.strict, sparse.delta_dir, sparse.storage_cost_per_gb_month) and
+ * sparse.strict, sparse.delta_dir, sparse.storage_cost_per_gb_month,
+ * sparse.retry_delay) and
  * sparse_setting(name), which the SQL code reads them with (calling it loads
  * this library, so the settings are defined even in a fresh session where
  * current_setting would not know them yet), and three functions over
@@ -30,6 +31,7 @@ static double store_dataset_min_pct = 70.0;
 static bool store_strict = false;
 static char *store_delta_dir = NULL;
 static double store_cost_per_gb_month = 0.023;
+static int	store_retry_delay = 60;
 
 PG_FUNCTION_INFO_V1(sparse_store_estimate);
 PG_FUNCTION_INFO_V1(sparse_delta_path);
@@ -72,6 +74,11 @@ sparse_store_init(void)
 							 "Storage price per GiB and month used by sparse_savings_report.",
 							 NULL, &store_cost_per_gb_month, 0.023, 0.0, 1e9,
 							 PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("sparse.retry_delay",
+							"Seconds before a failed storage job is tried again, doubled at each further failure.",
+							"At most a day; 0 retries at once.",
+							&store_retry_delay, 60, 0, 86400, PGC_USERSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
 }
 
 /* Text argument n as a C string, or NULL for SQL NULL. */

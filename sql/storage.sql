@@ -4,7 +4,8 @@
 -- sparse_delta_path, sparse_run_jobs (deltas written, verified and recorded;
 -- leftovers of a dead worker cleared; a file in the way fails the job after
 -- max_attempts), the queue functions with their leases (claim, take-over,
--- renew, complete, fail, release, expiry on the last attempt), the report's
+-- renew, complete, fail, release, expiry on the last attempt, the wait
+-- before a failed job is retried: sparse.retry_delay), the report's
 -- arithmetic, every argument error with its SQLSTATE, and the privileges.
 -- Delta sizes depend on the zstd build, so they are checked against the
 -- files rather than printed.
@@ -105,6 +106,7 @@ SELECT sparse_setting('work_mem');
 \echo :SQLSTATE
 
 -- ==== running jobs in the database ====
+SET sparse.retry_delay = 0;  -- failed jobs are retried at once (the wait has its own section)
 -- leftovers of a worker killed while writing model 2's delta: its temporary
 -- file, and for model 3 a finished delta it never recorded (here: another
 -- model's delta, so only a fresh one verifies against model 3)
@@ -206,6 +208,37 @@ SELECT pg_sleep(1.2);
 SELECT count(*) AS claimed FROM sparse_claim_job('w2');
 SELECT state, last_error FROM sparse_jobs WHERE object_id = 'q6';
 SELECT decision, error FROM sparse_storage WHERE object_id = 'q6';
+
+-- ==== retries wait ====
+-- by default a failed job waits a minute before it can be claimed again,
+-- twice that after its second failure; the claim clears the wait
+RESET sparse.retry_delay;
+SHOW sparse.retry_delay;
+SELECT sparse_set_decision('q7', 'model', '/q/7', '/q/base', 95, 1000) AS q7;
+SELECT object_id, attempts FROM sparse_claim_job('w1');
+SELECT sparse_fail_job(job_id, 'w1', 'disk full') AS first_failure FROM sparse_jobs WHERE object_id = 'q7';
+SELECT extract(epoch FROM retry_at - clock_timestamp()) BETWEEN 50 AND 60 AS waits_a_minute
+FROM sparse_jobs WHERE object_id = 'q7';
+SELECT count(*) AS claimed_too_early FROM sparse_claim_job('w2');
+UPDATE sparse_jobs SET retry_at = clock_timestamp() - interval '1 second' WHERE object_id = 'q7';  -- the minute passes
+SELECT object_id, attempts FROM sparse_claim_job('w2');
+SELECT retry_at IS NULL AS wait_cleared FROM sparse_jobs WHERE object_id = 'q7';
+SELECT sparse_fail_job(job_id, 'w2', 'disk full again') AS second_failure FROM sparse_jobs WHERE object_id = 'q7';
+SELECT extract(epoch FROM retry_at - clock_timestamp()) BETWEEN 110 AND 120 AS waits_two_minutes
+FROM sparse_jobs WHERE object_id = 'q7';
+-- the last attempt fails the job: no wait is left
+UPDATE sparse_jobs SET retry_at = NULL WHERE object_id = 'q7';
+SELECT attempts FROM sparse_claim_job('w3');
+SELECT sparse_fail_job(job_id, 'w3', 'disk full for good') AS third_failure FROM sparse_jobs WHERE object_id = 'q7';
+SELECT state, retry_at IS NULL AS no_wait FROM sparse_jobs WHERE object_id = 'q7';
+-- the setting takes units and is bounded: 0 to a day
+SET sparse.retry_delay = '5min';
+SELECT sparse_setting('sparse.retry_delay') AS seconds;
+SET sparse.retry_delay = -1;
+\echo :SQLSTATE
+SET sparse.retry_delay = '2d';
+\echo :SQLSTATE
+RESET sparse.retry_delay;
 
 -- argument errors
 SELECT * FROM sparse_claim_job(NULL);

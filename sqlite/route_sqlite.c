@@ -456,6 +456,7 @@ rt_install_fn(sqlite3_context *out, int argc, sqlite3_value **argv)
 	rt_conn    *conn = sqlite3_user_data(out);
 	rt_call		c;
 	sp_status	rc = SP_OK;
+	int			irc;
 	char	   *msg;
 
 	(void) argc;
@@ -470,6 +471,8 @@ rt_install_fn(sqlite3_context *out, int argc, sqlite3_value **argv)
 		rc = rt_exec(&c, rt_install_sql[i], "sparse_install()");
 	for (int i = 0; rc == SP_OK && i < sq_store_install_n; i++)
 		rc = rt_exec(&c, sq_store_install_sql[i], "sparse_install()");
+	if (rc == SP_OK && (irc = sq_store_upgrade(c.hook.db)) != SQLITE_OK)
+		rc = rt_sql_fail(&c, irc, "sparse_install()");
 	if (rc == SP_OK)
 		rc = rt_exec(&c, "RELEASE sparse_install", "sparse_install()");
 	if (rc != SP_OK)

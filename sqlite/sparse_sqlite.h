@@ -45,6 +45,7 @@ SQ_HIDDEN int sq_store_register(sqlite3 *db, sq_conn *conn, char **errmsg);
 /* What sparse_install() adds for storage (store_sqlite.c), in order. */
 extern SQ_HIDDEN const char *const sq_store_install_sql[];
 extern SQ_HIDDEN const int sq_store_install_n;
+SQ_HIDDEN int sq_store_upgrade(sqlite3 *db);
 
 /* Interrupt hook (user is an sq_call): has sqlite3_interrupt() been called? */
 SQ_HIDDEN int sq_interrupted(void *user);

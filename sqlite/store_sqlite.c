@@ -12,8 +12,10 @@
  * sparse_savings_report view (sq_store_install_sql).  Settings are rows of
  * sparse_settings with PostgreSQL's names and defaults:
  * sparse.model_min_savings_pct (60), sparse.dataset_min_savings_pct (70),
- * sparse.strict (off), sparse.delta_dir (empty: next to the original) and
- * sparse.storage_cost_per_gb_month (0.023).
+ * sparse.strict (off), sparse.delta_dir (empty: next to the original),
+ * sparse.storage_cost_per_gb_month (0.023) and sparse.retry_delay (60:
+ * seconds before a failed job may run again, doubled at each further
+ * failure, at most a day).
  *
  * sparse_watch() creates TEMP triggers on the hub's table that call
  * sparse_decide() for each inserted row (and each row whose id, path or
@@ -76,6 +78,7 @@ SQ_HIDDEN const char *const sq_store_install_sql[] = {
 	" lease_holder TEXT,"
 	" lease_expires TEXT,"
 	" last_error TEXT,"
+	" retry_at TEXT,"
 	" created_at TEXT NOT NULL DEFAULT " ST_NOW ","
 	" started_at TEXT,"
 	" finished_at TEXT,"
@@ -107,11 +110,35 @@ SQ_HIDDEN const char *const sq_store_install_sql[] = {
 SQ_HIDDEN const int sq_store_install_n =
 	(int) (sizeof(sq_store_install_sql) / sizeof(sq_store_install_sql[0]));
 
+/*
+ * Bring a sparse_jobs table made by an older sparse_install() up to date
+ * (CREATE TABLE IF NOT EXISTS left it as it was): add retry_at.
+ */
+SQ_HIDDEN int
+sq_store_upgrade(sqlite3 *db)
+{
+	sqlite3_stmt *st = NULL;
+	int			rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM pragma_table_info('sparse_jobs', 'main')"
+										" WHERE name = 'retry_at'", -1, &st, NULL);
+	bool		has = false;
+
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+	{
+		has = sqlite3_column_int(st, 0) > 0;
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_OK && !has)
+		rc = sqlite3_exec(db, "ALTER TABLE main.sparse_jobs ADD COLUMN retry_at TEXT", NULL, NULL, NULL);
+	return rc;
+}
+
 /* The storage settings, as read from sparse_settings. */
 typedef struct st_settings
 {
 	double		model_min_pct;
 	double		dataset_min_pct;
+	double		retry_delay;	/* seconds; doubled per earlier attempt */
 	bool		strict;
 	char		delta_dir[SP_PATH_MAX];
 } st_settings;
@@ -211,9 +238,9 @@ st_setting(st_call *c, const char *name, char *out, size_t cap)
 				   "SELECT value FROM main.sparse_settings WHERE name = ?1", 1, p, out, cap);
 }
 
-/* A percentage setting (0..100), or dflt when unset. */
+/* A number setting from 0 to hi, or dflt when unset. */
 static bool
-st_setting_pct(st_call *c, const char *name, double dflt, double *out)
+st_setting_num(st_call *c, const char *name, double dflt, double hi, double *out)
 {
 	char		v[64];
 	char	   *end;
@@ -224,10 +251,10 @@ st_setting_pct(st_call *c, const char *name, double dflt, double *out)
 	if (v[0] == '\0')
 		return true;
 	*out = strtod(v, &end);
-	if (*end != '\0' || !(*out >= 0 && *out <= 100))
+	if (*end != '\0' || !(*out >= 0 && *out <= hi))
 		return st_fail(c, SQLITE_ERROR,
-					   "invalid value for setting \"%s\" in sparse_settings: '%s' (a number from 0 to 100)",
-					   name, v);
+					   "invalid value for setting \"%s\" in sparse_settings: '%s' (a number from 0 to %g)",
+					   name, v, hi);
 	return true;
 }
 
@@ -237,8 +264,9 @@ st_load_settings(st_call *c, st_settings *s)
 {
 	char		v[16];
 
-	if (!st_setting_pct(c, "sparse.model_min_savings_pct", 60, &s->model_min_pct) ||
-		!st_setting_pct(c, "sparse.dataset_min_savings_pct", 70, &s->dataset_min_pct) ||
+	if (!st_setting_num(c, "sparse.model_min_savings_pct", 60, 100, &s->model_min_pct) ||
+		!st_setting_num(c, "sparse.dataset_min_savings_pct", 70, 100, &s->dataset_min_pct) ||
+		!st_setting_num(c, "sparse.retry_delay", 60, 86400, &s->retry_delay) ||
 		!st_setting(c, "sparse.delta_dir", s->delta_dir, sizeof(s->delta_dir)) ||
 		!st_setting(c, "sparse.strict", v, sizeof(v)))
 		return false;
@@ -455,7 +483,7 @@ st_job_free(st_job *j)
 	j->object_id = j->path = j->base = NULL;
 }
 
-/* Claim the oldest queued job; false with no error when there is none. */
+/* Claim the oldest queued job whose retry time has come; false with no error when there is none. */
 static bool
 st_claim(st_call *c, st_job *j)
 {
@@ -465,9 +493,10 @@ st_claim(st_call *c, st_job *j)
 	memset(j, 0, sizeof(*j));
 	if (!st_exec(c, "claiming a job",
 				 "UPDATE main.sparse_jobs SET state = 'running', attempts = attempts + 1,"
-				 " lease_holder = 'sqlite', started_at = " ST_NOW
+				 " lease_holder = 'sqlite', started_at = " ST_NOW ", retry_at = NULL"
 				 " WHERE job_id = (SELECT job_id FROM main.sparse_jobs"
-				 "  WHERE state = 'queued' AND attempts < max_attempts ORDER BY job_id LIMIT 1)"
+				 "  WHERE state = 'queued' AND attempts < max_attempts"
+				 "  AND (retry_at IS NULL OR retry_at <= " ST_NOW ") ORDER BY job_id LIMIT 1)"
 				 " RETURNING job_id", 0, NULL, j->id, sizeof(j->id)) || j->id[0] == '\0')
 		return false;
 	rc = sqlite3_prepare_v2(c->db, "SELECT s.object_id, s.kind, s.path, s.base_path, s.decision"
@@ -525,17 +554,26 @@ st_complete(st_call *c, const st_job *j, const sp_compress_result *res)
 				" WHERE job_id = ?1", 1, p, NULL, 0);
 }
 
-/* A failed attempt: queued again, or failed (and the object 'error'). */
+/*
+ * A failed attempt: queued again, not to run before retry_delay seconds
+ * doubled once per earlier attempt (at most a day), or failed (and the
+ * object 'error').
+ */
 static bool
-st_fail_job(st_call *c, const st_job *j, const char *msg)
+st_fail_job(st_call *c, const st_settings *s, const st_job *j, const char *msg)
 {
-	const char *p[2] = {j->id, msg};
+	char		delay[32];
+	const char *p[3] = {j->id, msg, delay};
 
+	snprintf(delay, sizeof(delay), "%.17g", s->retry_delay);
 	return st_exec(c, "recording the failure",
 				   "UPDATE main.sparse_jobs SET last_error = ?2,"
 				   " state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END,"
+				   " retry_at = CASE WHEN attempts < max_attempts AND CAST(?3 AS REAL) > 0 THEN"
+				   "  strftime('%Y-%m-%dT%H:%M:%fZ', 'now', printf('%+.3f seconds',"
+				   "   min(CAST(?3 AS REAL) * (1 << min(max(attempts - 1, 0), 20)), 86400))) END,"
 				   " finished_at = CASE WHEN attempts >= max_attempts THEN " ST_NOW " END"
-				   " WHERE job_id = ?1", 2, p, NULL, 0) &&
+				   " WHERE job_id = ?1", 3, p, NULL, 0) &&
 		st_exec(c, "recording the failure",
 				"UPDATE main.sparse_storage SET decision = 'error',"
 				" error = printf('job %s failed %d times; last: %s', j.job_id, j.attempts, ?2)"
@@ -570,7 +608,7 @@ st_run_one(st_call *c, const st_settings *s, int level, const st_job *j, bool *d
 	{
 		if (c->ctx.err.code == SP_ERR_CANCELLED || c->ctx.err.code == SP_ERR_NOMEM)
 			return st_fail(c, sq_status_code(&c->ctx.err), "%s", c->ctx.err.msg);
-		return st_fail_job(c, j, c->ctx.err.msg);
+		return st_fail_job(c, s, j, c->ctx.err.msg);
 	}
 	return (*done = st_complete(c, j, &res));
 }

@@ -191,10 +191,18 @@ q "INSERT INTO models SELECT format('c%s', i), '$H/mlp/ft.bf16.safetensors', '$H
 rc=$?
 is "$rc $(q "SELECT count(*) FROM sparse_jobs WHERE state <> 'done'")" "0 0" "--concurrency 2 drains 4 new jobs"
 
-# a non-delta file where the delta would go: three attempts, then 'failed'
+# a non-delta file where the delta would go: the failed attempt waits
+# sparse.retry_delay (60 s) before the job can be claimed again ...
 echo "not a delta" >"$H/out/model-blocked.sdelta"
 q "INSERT INTO models VALUES ('blocked', '$H/mlp/ft.bf16.safetensors', '$H/mlp/base.bf16.safetensors')" >/dev/null
-"$SPARSE" worker --db "$CONN" --once --out-root "$H/out" >"$H/fail.log" 2>&1
+"$SPARSE" worker --db "$CONN" --once --out-root "$H/out" >"$H/wait.log" 2>&1
+rc=$?
+is "$rc $(q "SELECT state || ' ' || attempts || ' ' || (retry_at > now() + interval '50 seconds') FROM sparse_jobs WHERE object_id = 'blocked'")" \
+   "1 queued 1 true" "a failed job waits sparse.retry_delay before its next attempt"
+# ... and, once that has passed, with no wait (the worker's session sets it):
+# three attempts, then 'failed'
+q "UPDATE sparse_jobs SET retry_at = now() WHERE object_id = 'blocked'" >/dev/null
+"$SPARSE" worker --db "$CONN options='-csparse.retry_delay=0'" --once --out-root "$H/out" >"$H/fail.log" 2>&1
 rc=$?
 is "$rc $(q "SELECT state || ' ' || attempts FROM sparse_jobs WHERE object_id = 'blocked'")" "1 failed 3" \
    "a job that keeps failing stops after max_attempts"

@@ -12,6 +12,8 @@
 # sparse_run_jobs writes every delta, which rebuilds the original
 # (sha256sum), clears a killed writer's temporary file, fails a job after
 # three attempts when a non-delta file is in the way (left untouched);
+# sparse.retry_delay: a failed job waits a minute, then two, before a run
+# takes it again (and an older sparse_jobs table gets the column it needs);
 # the report's arithmetic; DIRECTONLY (a trigger stored in the database
 # cannot call sparse_decide); argument errors with their exact messages.
 
@@ -96,6 +98,8 @@ st_sql "DELETE FROM sparse_settings WHERE name IN ('sparse.strict', 'sparse.data
 # a writer killed mid-delta left a temporary file for model 1; a non-delta file sits where model 2's goes
 echo partial > "$S/out/.model-1.sdelta.sparse-tmp-abc123"
 echo "keep me" > "$S/out/model-2.sdelta"
+# failed jobs are retried at once here (the wait has its own section below)
+st_sql "INSERT INTO sparse_settings VALUES ('sparse.retry_delay', 0);" > /dev/null
 is "sparse_run_jobs(1) runs one job" "$(st_sql "SELECT sparse_run_jobs(1);")" "1"
 is "sparse_run_jobs() runs the rest; the blocked one fails three times" \
 	"$(st_sql "SELECT sparse_run_jobs();
@@ -155,3 +159,38 @@ is "sparse_decide before sparse_install() says to run it" \
 	"$(printf '.load %s\nSELECT sparse_decide(%s, %s, %s, NULL);\n' "$EXT" "'model'" "'1'" "'/x'" | sqlite3 -batch -bail 2>&1 | sed -n 's/^Runtime error near line [0-9]*: //p')" \
 	"reading sparse_settings: no such table: main.sparse_settings (run SELECT sparse_install() first)"
 is "sparse_decide with no path decides nothing" "$(st_sql "SELECT coalesce(sparse_decide('model', '1', NULL, NULL), 'null');")" "null"
+
+# ---- retries wait -----------------------------------------------------------------
+# model 2's job queued again (the file in its way is still there): with the
+# default delay its failure makes it wait a minute, in which no run takes it;
+# once the minute is over, the next failure waits two minutes
+st_sql "DELETE FROM sparse_settings WHERE name = 'sparse.retry_delay';
+UPDATE sparse_jobs SET state = 'queued', attempts = 0, finished_at = NULL WHERE object_id = '2';
+UPDATE sparse_storage SET decision = 'delta', error = NULL WHERE object_id = '2';" > /dev/null
+is "a failed attempt waits a minute" \
+	"$(st_sql "SELECT sparse_run_jobs();
+SELECT state, attempts, (julianday(retry_at) - julianday('now')) * 86400 BETWEEN 50 AND 60 FROM sparse_jobs WHERE object_id = '2';")" \
+	"0
+queued|1|1"
+is "a run in that minute leaves it" \
+	"$(st_sql "SELECT sparse_run_jobs(); SELECT attempts FROM sparse_jobs WHERE object_id = '2';")" "0
+1"
+is "after it, the next failure waits two minutes" \
+	"$(st_sql "UPDATE sparse_jobs SET retry_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 seconds') WHERE object_id = '2';
+SELECT sparse_run_jobs();
+SELECT state, attempts, (julianday(retry_at) - julianday('now')) * 86400 BETWEEN 110 AND 120 FROM sparse_jobs WHERE object_id = '2';")" \
+	"0
+queued|2|1"
+is "a bad sparse.retry_delay is an error naming it" \
+	"$(st_err "INSERT INTO sparse_settings VALUES ('sparse.retry_delay', '-5'); SELECT sparse_run_jobs();")" \
+	"invalid value for setting \"sparse.retry_delay\" in sparse_settings: '-5' (a number from 0 to 86400)"
+# a hub made before retry_at existed: sparse_install() adds the column
+OLD=$S/old.db
+printf '.load %s\nSELECT sparse_install();\n' "$EXT" | sqlite3 -batch -bail "$OLD" > /dev/null 2>&1
+sqlite3 -batch "$OLD" "ALTER TABLE sparse_jobs DROP COLUMN retry_at;" 2>/dev/null
+is "sparse_install() adds retry_at to an older sparse_jobs" \
+	"$(printf '.load %s\nSELECT count(*) FROM pragma_table_info(%s) WHERE name = %s;\nSELECT sparse_install();\nSELECT count(*) FROM pragma_table_info(%s) WHERE name = %s;\n' \
+		"$EXT" "'sparse_jobs'" "'retry_at'" "'sparse_jobs'" "'retry_at'" | sqlite3 -batch -bail "$OLD" 2>&1)" \
+	"0
+sparse $(printf '.load %s\nSELECT sparse_version();\n' "$EXT" | sqlite3 -batch 2>/dev/null) installed
+1"

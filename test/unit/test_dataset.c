@@ -1257,6 +1257,23 @@ write_qa_pair(const char *pdir, const char *ddir, size_t rows)
 			  fh_write(t_path(drel), d, dn), "write");
 }
 
+/* The first ROWS chunk of r's delta has this layout; print its size next to zstd's z. */
+static void
+check_layout(const ds_rt *r, int layout, const char *what, uint64_t z)
+{
+	uint8_t    *d;
+	size_t		len,
+				plen = 0,
+				roff;
+
+	T_REQUIRE((d = fh_read(r->delta, &len)) != NULL, "read the delta");
+	roff = find_rows_chunk(d, len, &plen);
+	T_REQUIRE(roff > 0, "no ROWS chunk in the delta");
+	T_CHECK(d[roff + 8 + 2] == layout, "layout %d, expected %d", d[roff + 8 + 2], layout);
+	printf("# %s: delta %llu bytes, zstd -19 --patch-from %llu\n", what,
+		   (unsigned long long) r->delta_bytes, (unsigned long long) z);
+}
+
 /*
  * Rewritten text that keeps the old text: the interleaved layout (each
  * reference row repeated before the rest of its edited row) is chosen, and
@@ -1266,22 +1283,35 @@ static void
 test_dataset_interleaved(void)
 {
 	uint64_t	z;
-	uint8_t    *d;
-	size_t		len,
-				plen = 0,
-				roff;
 	ds_rt		r;
 
 	write_qa_pair("qp", "qd", 3000);
 	z = zstd_patch_size(t_path("qp/qa.jsonl"), t_path("qd/qa.jsonl"), 19);
-	if (!DS_ROUNDTRIP(t_path("qp/qa.jsonl"), t_path("qd/qa.jsonl"), "rows-jsonl", z, &r))
-		return;
-	T_REQUIRE((d = fh_read(r.delta, &len)) != NULL, "read the delta");
-	roff = find_rows_chunk(d, len, &plen);
-	T_REQUIRE(roff > 0, "no ROWS chunk in the delta");
-	T_CHECK(d[roff + 8 + 2] == SP_LAYOUT_INTERLEAVED, "layout %d", d[roff + 8 + 2]);
-	printf("# interleaved: delta %llu bytes, zstd -19 --patch-from %llu\n",
-		   (unsigned long long) r.delta_bytes, (unsigned long long) z);
+	if (DS_ROUNDTRIP(t_path("qp/qa.jsonl"), t_path("qd/qa.jsonl"), "rows-jsonl", z, &r))
+		check_layout(&r, SP_LAYOUT_INTERLEAVED, "interleaved", z);
+}
+
+/* A row space over text (one file, name) and a layout, for walking chunks by hand. */
+static bool
+walk_setup(sp_ctx *ctx, const char *name, const char *text, sp_rowfmt fmt, sp_fileset *fs,
+		   sp_rowspace *rs, sp_rowslay *lay)
+{
+	size_t		idx = 0;
+
+	rt_ctx(ctx);
+	memset(rs, 0, sizeof(*rs));
+	return sp_fileset_mem(ctx, name, text, strlen(text), fs) == SP_OK &&
+		sp_rowspace_build(ctx, rs, fs, fmt, &idx, 1, false, NULL, 0) == SP_OK &&
+		sp_rowslay_init(ctx, lay) == SP_OK;
+}
+
+/* Free what walk_setup made. */
+static void
+walk_teardown(sp_ctx *ctx, sp_fileset *fs, sp_rowspace *rs, sp_rowslay *lay)
+{
+	sp_rowslay_free(ctx, lay);
+	sp_rowspace_free(ctx, rs);
+	sp_fileset_close(ctx, fs);
 }
 
 /* One interleaved literal against parent row 0 (ctl: group, selector, first field...). */
@@ -1316,13 +1346,10 @@ test_dataset_interleaved_walk(void)
 	sp_fileset	fs;
 	sp_rowspace rs = {0};
 	sp_rowslay	lay;
-	size_t		idx = 0;
 	sp_rows_chunk c = {ok, sizeof(ok), 1, -1, SP_LAYOUT_INTERLEAVED, pn + sn};
 
-	rt_ctx(&ctx);
-	T_REQUIRE(sp_fileset_mem(&ctx, "p.jsonl", parent, pn, &fs) == SP_OK &&
-			  sp_rowspace_build(&ctx, &rs, &fs, SP_ROWS_JSONL, &idx, 1, false, NULL, 0) == SP_OK &&
-			  sp_rowslay_init(&ctx, &lay) == SP_OK, "setup: %s", ctx.err.msg);
+	T_REQUIRE(walk_setup(&ctx, "p.jsonl", parent, SP_ROWS_JSONL, &fs, &rs, &lay), "setup: %s",
+			  ctx.err.msg);
 	/* decode: sizes, prefix, then the data (reference row, rest of the row) */
 	T_CHECK(sp_rows_walk(&ctx, &rs, &lay, SP_WALK_SIZES, &c, NULL, 0) == SP_OK &&
 			lay.dtotal == pn + sn && lay.ptotal == pn, "sizes: %s", ctx.err.msg);
@@ -1345,9 +1372,7 @@ test_dataset_interleaved_walk(void)
 	rt_ctx(&ctx);
 	T_ERR(&ctx, walk_one(&ctx, &rs, &lay, ok, sizeof(ok), pn - 1), SP_ERR_CORRUPT,
 		  "row chunk is malformed: column sizes disagree with the data length");
-	sp_rowslay_free(&ctx, &lay);
-	sp_rowspace_free(&ctx, &rs);
-	sp_fileset_close(&ctx, &fs);
+	walk_teardown(&ctx, &fs, &rs, &lay);
 }
 
 /*
@@ -1406,22 +1431,12 @@ static void
 test_dataset_numeric(void)
 {
 	uint64_t	z;
-	uint8_t    *d;
-	size_t		len,
-				plen = 0,
-				roff;
 	ds_rt		r;
 
 	write_series_pair("series_p.csv", "series_d.csv", 60, 300, 30);
 	z = zstd_patch_size(t_path("series_p.csv"), t_path("series_d.csv"), 19);
-	if (!DS_ROUNDTRIP(t_path("series_p.csv"), t_path("series_d.csv"), "rows-csv", z * 4 / 5, &r))
-		return;
-	T_REQUIRE((d = fh_read(r.delta, &len)) != NULL, "read the delta");
-	roff = find_rows_chunk(d, len, &plen);
-	T_REQUIRE(roff > 0, "no ROWS chunk in the delta");
-	T_CHECK(d[roff + 8 + 2] == SP_LAYOUT_NUMERIC, "layout %d", d[roff + 8 + 2]);
-	printf("# numeric: delta %llu bytes, zstd -19 --patch-from %llu\n",
-		   (unsigned long long) r.delta_bytes, (unsigned long long) z);
+	if (DS_ROUNDTRIP(t_path("series_p.csv"), t_path("series_d.csv"), "rows-csv", z * 4 / 5, &r))
+		check_layout(&r, SP_LAYOUT_NUMERIC, "numeric", z);
 }
 
 /* sp_num_code on cell and ref gives want, and decodes back to cell. */
@@ -1515,13 +1530,10 @@ test_dataset_numeric_walk(void)
 	sp_fileset	fs;
 	sp_rowspace rs = {0};
 	sp_rowslay	lay;
-	size_t		idx = 0;
 	sp_rows_chunk c = {ok, sizeof(ok), 2, -1, SP_LAYOUT_NUMERIC, 7};
 
-	rt_ctx(&ctx);
-	T_REQUIRE(sp_fileset_mem(&ctx, "p.csv", parent, sizeof(parent) - 1, &fs) == SP_OK &&
-			  sp_rowspace_build(&ctx, &rs, &fs, SP_ROWS_CSV, &idx, 1, false, NULL, 0) == SP_OK &&
-			  sp_rowslay_init(&ctx, &lay) == SP_OK, "setup: %s", ctx.err.msg);
+	T_REQUIRE(walk_setup(&ctx, "p.csv", parent, SP_ROWS_CSV, &fs, &rs, &lay), "setup: %s",
+			  ctx.err.msg);
 	T_CHECK(sp_rows_walk(&ctx, &rs, &lay, SP_WALK_SIZES, &c, NULL, 0) == SP_OK &&
 			lay.dtotal == 7, "sizes: %s", ctx.err.msg);
 	T_REQUIRE(sp_reserve(&ctx, &lay.prefix.p, &lay.prefix.cap, lay.ptotal + 1) == SP_OK &&
@@ -1550,9 +1562,7 @@ test_dataset_numeric_walk(void)
 	rt_ctx(&ctx);
 	T_ERR(&ctx, walk_num(&ctx, &rs, &lay, ok, sizeof(ok), SP_LAYOUT_COLUMNS),
 		  SP_ERR_CORRUPT, "row chunk is malformed: unknown literal selector");
-	sp_rowslay_free(&ctx, &lay);
-	sp_rowspace_free(&ctx, &rs);
-	sp_fileset_close(&ctx, &fs);
+	walk_teardown(&ctx, &fs, &rs, &lay);
 }
 
 /*
