@@ -1128,6 +1128,32 @@ test_dataset_fallback_unbalanced_quote(void)
 		T_CHECK(r.cres.rows_total == 0, "rows_total %lld", (long long) r.cres.rows_total);
 }
 
+/*
+ * The format with the most bytes does not cut: a directory whose larger CSV
+ * has an unbalanced quote and whose smaller JSON Lines file is fine.  The
+ * next format is tried, so the JSON Lines file is still coded by rows.
+ */
+static void
+test_dataset_fallback_next_format(void)
+{
+	tspec		c = table_spec(T_CSV, NROWS_LIT),
+				j = table_spec(T_JSONL, NROWS_LIT / 4),
+				jd = j;
+	const char	row[] = "9999,\"open quote,Oslo,1,2.000,x\n";
+	ds_rt		r;
+
+	T_REQUIRE(fh_mkdirs(t_path("d")), "mkdir");
+	write_table("p/a.csv", &c);
+	write_table("p/b.jsonl", &j);
+	derived_with("d/a.csv", &c, NROWS_LIT / 2, row, sizeof(row) - 1);
+	jd.edit = EDIT_SCORE;
+	jd.every = 10;
+	write_table("d/b.jsonl", &jd);
+	if (DS_ROUNDTRIP(t_path("p"), t_path("d"), "a.csv=zstd-ref,b.jsonl=rows-jsonl",
+					 pct_of(t_path("d"), 3), &r))
+		T_CHECK(r.cres.rows_total == NROWS_LIT / 4, "rows_total %lld", (long long) r.cres.rows_total);
+}
+
 /* A JSON array that never closes. */
 static void
 test_dataset_fallback_json_unclosed(void)
@@ -2444,6 +2470,7 @@ const t_case t_tests_dataset[] = {
 	{"dataset_tsv", test_dataset_tsv},
 	{"dataset_lines", test_dataset_lines},
 	{"dataset_fallback_unbalanced_quote", test_dataset_fallback_unbalanced_quote},
+	{"dataset_fallback_next_format", test_dataset_fallback_next_format},
 	{"dataset_fallback_json_unclosed", test_dataset_fallback_json_unclosed},
 	{"dataset_invalid_utf8", test_dataset_invalid_utf8},
 	{"dataset_ragged", test_dataset_ragged},
