@@ -33,6 +33,8 @@
 #define PROBE_BYTES (64u << 10)
 #define NOISE_MIN 4096			/* smaller planes: level as is */
 #define NOISE_LEVEL (-20)			/* zstd level of noise-like planes (match search all but off) */
+#define POLL_LEVEL 10				/* planes coded from this level on poll for a cancel */
+#define POLL_STEP (64u << 10)		/* bytes fed to zstd between two polls */
 
 /* Worst-case payload size of a chunk of n bytes. */
 size_t
@@ -297,6 +299,34 @@ zstd_plane(sp_codec *c, int level, const uint8_t *p, size_t m, uint8_t *out, siz
 	return z;
 }
 
+static int	compress_polled(sp_ctx *ctx, sp_codec *c, const uint8_t *src, size_t n,
+							uint8_t *out, size_t cap, size_t *out_len);
+
+/*
+ * zstd frame of a plane at a high level, fed POLL_STEP bytes at a time with
+ * a poll for a cancel in between: level 19 codes about 1 MB/s here, so a
+ * plane in one call would hold a cancel for up to half a second (zstd works
+ * in blocks of 128 KiB, so a cancel now waits for about one).  The frame
+ * decodes like any other.  0 on success, 1 with the error recorded.
+ */
+static int
+plane_polled(sp_ctx *ctx, sp_codec *c, int level, const uint8_t *p, size_t m, uint8_t *out,
+			 size_t cap, size_t *z)
+{
+	int			rc;
+
+	ZSTD_CCtx_reset(c->cctx, ZSTD_reset_session_and_parameters);
+	if (ZSTD_isError(ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_compressionLevel, level)) ||
+		ZSTD_isError(ZSTD_CCtx_setPledgedSrcSize(c->cctx, m)))
+	{
+		sp_fail(ctx, SP_ERR_NOMEM, "could not set up zstd");
+		return 1;
+	}
+	rc = compress_polled(ctx, c, p, m, out, cap, z);
+	ZSTD_CCtx_reset(c->cctx, ZSTD_reset_session_and_parameters);
+	return rc;
+}
+
 /* Store one plane of m bytes at out; returns bytes used or 0 on error. */
 static size_t
 encode_plane(sp_ctx *ctx, sp_codec *c, int level, const uint8_t *p, size_t m,
@@ -313,7 +343,13 @@ encode_plane(sp_ctx *ctx, sp_codec *c, int level, const uint8_t *p, size_t m,
 		out[1] = p[0];
 		return 2;
 	}
-	z = zstd_plane(c, level, p, m, out + 5, cap - 5);
+	if (level >= POLL_LEVEL && m > POLL_STEP)
+	{
+		if (plane_polled(ctx, c, level, p, m, out + 5, cap - 5, &z) != 0)
+			return 0;
+	}
+	else
+		z = zstd_plane(c, level, p, m, out + 5, cap - 5);
 	if (ZSTD_isError(z))
 	{
 		sp_fail(ctx, ZSTD_getErrorCode(z) == ZSTD_error_memory_allocation
@@ -524,7 +560,7 @@ compress_polled(sp_ctx *ctx, sp_codec *c, const uint8_t *src, size_t n,
 
 	for (;;)
 	{
-		size_t		step = SP_MIN(n - fed, (size_t) 64 << 10);
+		size_t		step = SP_MIN(n - fed, (size_t) POLL_STEP);
 		ZSTD_inBuffer ib = {src + fed, step, 0};
 		ZSTD_EndDirective mode = fed + step == n ? ZSTD_e_end : ZSTD_e_continue;
 

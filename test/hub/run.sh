@@ -14,7 +14,9 @@
 # trigger as the OS user postgres); the workers run as root and write the
 # deltas under /tmp/sparse_hub/out (--out-root).  A ~0.3 GB BF16 pair from
 # bench/mkpair.py makes one job long enough to kill its worker mid-write;
-# its lease is 3 s, so a surviving worker takes it over.  Each assertion
+# its lease is 3 s, so a surviving worker takes it over; the same pair
+# keeps a delta_compress at level 19 busy while pg_terminate_backend ends
+# it.  Each assertion
 # prints "ok N - desc" or "not ok N - desc"; the script ends with
 # "N passed, N failed" and exits 1 if anything failed.
 set -u
@@ -184,6 +186,31 @@ is "$has_table $has_bar" "2 0" "sparse report prints the table, and no bars when
 tty=$(script -qec "$SPARSE report --db '$CONN'" /dev/null | tr -d '\r')
 is "$(echo "$tty" | grep -Ec '^(all|model|dataset) +((█)+(░)*|#+\.*) +[0-9.]+% saved \(.* stored of .*\)$')" "3" \
    "on a terminal, a bar per row"
+
+# ---- a backend terminated in the middle of a compression ------------------------------
+# pg_terminate_backend while delta_compress codes the 0.3 GB pair at level 19
+# (minutes of work): the backend is gone within a second, its client was told
+# why, and neither the delta nor its temporary file is left
+mkdir -p "$H/term" && chmod 1777 "$H/term"  # the server writes there as postgres
+psql -X -q -c "SELECT * FROM delta_compress('$H/big/base', '$H/big/ft', '$H/term/term.delta', 19)" \
+  >"$H/term.log" 2>&1 &
+bg=$!
+pid=
+for _ in $(seq 1 100); do
+  pid=$(q "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%term.delta%' AND pid <> pg_backend_pid()")
+  [ -n "$pid" ] && break
+  sleep 0.1
+done
+sleep 1
+term=$(q "WITH t AS (SELECT clock_timestamp() AS t0, pg_terminate_backend(${pid:-0}, 5000) AS gone)
+          SELECT gone, round(1000 * extract(epoch FROM clock_timestamp() - t0)) FROM t")
+echo "# pg_terminate_backend returned after ${term#*|} ms"
+is "$(echo "$term" | awk -F'|' '{ print $1, ($2 < 1000) }')" "t 1" \
+   "pg_terminate_backend ends a running delta_compress within a second"
+wait "$bg"
+ok "grep -q 'terminating connection due to administrator command' '$H/term.log'" \
+   "the terminated client is told why"
+is "$(find "$H/term" -type f | wc -l)" "0" "a terminated compression leaves no file"
 
 # ---- concurrency, failures, usage ------------------------------------------------------
 q "INSERT INTO models SELECT format('c%s', i), '$H/mlp/ft.bf16.safetensors', '$H/mlp/base.bf16.safetensors' FROM generate_series(1, 4) i" >/dev/null
