@@ -13,7 +13,9 @@
  * stages do the entropy coding; at the default level a noise-like plane,
  * such as the low bytes of a difference, skips zstd's match search).  The
  * transform is chosen per chunk: both are tried on a probe of up to 64 KiB
- * and the smaller wins (at level >= 10 on the whole chunk).  Payload: for
+ * and the smaller wins (at level >= 10 on the whole chunk).  From level 10
+ * on, a plane is fed to zstd 64 KiB at a time with a check for a cancel in
+ * between (plane_polled), so a cancel waits for one zstd block, not a plane.  Payload: for
  * each plane, u8 mode then CONST: u8 value | RAW: n/w bytes | ZSTD: u32
  * length + frame.
  *
@@ -299,8 +301,49 @@ zstd_plane(sp_codec *c, int level, const uint8_t *p, size_t m, uint8_t *out, siz
 	return z;
 }
 
-static int	compress_polled(sp_ctx *ctx, sp_codec *c, const uint8_t *src, size_t n,
-							uint8_t *out, size_t cap, size_t *out_len);
+/*
+ * Feed zstd POLL_STEP bytes at a time and poll for interrupts in between,
+ * so even a level-19 chunk with an 8 MiB prefix stops within about one
+ * block's work.  Returns 0 on success, 1 with the error recorded.
+ */
+static int
+compress_polled(sp_ctx *ctx, sp_codec *c, const uint8_t *src, size_t n,
+				uint8_t *out, size_t cap, size_t *out_len)
+{
+	ZSTD_outBuffer ob = {out, cap, 0};
+	size_t		fed = 0,
+				r;
+
+	for (;;)
+	{
+		size_t		step = SP_MIN(n - fed, (size_t) POLL_STEP);
+		ZSTD_inBuffer ib = {src + fed, step, 0};
+		ZSTD_EndDirective mode = fed + step == n ? ZSTD_e_end : ZSTD_e_continue;
+
+		if (sp_check_interrupt(ctx) != SP_OK)
+			return 1;
+		do
+			r = ZSTD_compressStream2(c->cctx, &ob, &ib, mode);
+		while (!ZSTD_isError(r) && (ib.pos < ib.size || (mode == ZSTD_e_end && r != 0)) &&
+			   ob.pos < ob.size);
+		if (ZSTD_isError(r))
+		{
+			sp_fail(ctx, ZSTD_getErrorCode(r) == ZSTD_error_memory_allocation
+					? SP_ERR_NOMEM : SP_ERR_INTERNAL, "zstd: %s", ZSTD_getErrorName(r));
+			return 1;
+		}
+		if (ib.pos < ib.size || (mode == ZSTD_e_end && r != 0))
+		{
+			sp_fail(ctx, SP_ERR_INTERNAL, "zstd: output buffer too small");
+			return 1;
+		}
+		fed += step;
+		if (mode == ZSTD_e_end)
+			break;
+	}
+	*out_len = ob.pos;
+	return 0;
+}
 
 /*
  * zstd frame of a plane at a high level, fed POLL_STEP bytes at a time with
@@ -545,49 +588,6 @@ window_log_for(size_t n)
 	return lg;
 }
 
-/*
- * Feed zstd 64 KiB at a time and poll for interrupts in between, so even a
- * level-19 chunk with an 8 MiB prefix stops within about one block's work.
- * Returns 0 on success, 1 with the error recorded.
- */
-static int
-compress_polled(sp_ctx *ctx, sp_codec *c, const uint8_t *src, size_t n,
-				uint8_t *out, size_t cap, size_t *out_len)
-{
-	ZSTD_outBuffer ob = {out, cap, 0};
-	size_t		fed = 0,
-				r;
-
-	for (;;)
-	{
-		size_t		step = SP_MIN(n - fed, (size_t) POLL_STEP);
-		ZSTD_inBuffer ib = {src + fed, step, 0};
-		ZSTD_EndDirective mode = fed + step == n ? ZSTD_e_end : ZSTD_e_continue;
-
-		if (sp_check_interrupt(ctx) != SP_OK)
-			return 1;
-		do
-			r = ZSTD_compressStream2(c->cctx, &ob, &ib, mode);
-		while (!ZSTD_isError(r) && (ib.pos < ib.size || (mode == ZSTD_e_end && r != 0)) &&
-			   ob.pos < ob.size);
-		if (ZSTD_isError(r))
-		{
-			sp_fail(ctx, ZSTD_getErrorCode(r) == ZSTD_error_memory_allocation
-					? SP_ERR_NOMEM : SP_ERR_INTERNAL, "zstd: %s", ZSTD_getErrorName(r));
-			return 1;
-		}
-		if (ib.pos < ib.size || (mode == ZSTD_e_end && r != 0))
-		{
-			sp_fail(ctx, SP_ERR_INTERNAL, "zstd: output buffer too small");
-			return 1;
-		}
-		fed += step;
-		if (mode == ZSTD_e_end)
-			break;
-	}
-	*out_len = ob.pos;
-	return 0;
-}
 
 /* Compress a generic chunk with zstd against a prefix window. */
 sp_status

@@ -113,7 +113,7 @@ typedef struct dsenc
 	uint8_t    *cbuf;
 	size_t		clen;
 	variant		v[DS_NVAR];			/* VAR_WHOLE, VAR_CELLS, VAR_INTER, VAR_NUM */
-	uint64_t	num_cells;			/* VAR_NUM's fields stored as differences */
+	uint64_t	num_cells;			/* VAR_NUM literals whose numbers are differences */
 	size_t		row_off;			/* the last row's start in cbuf */
 	size_t		above_off;			/* the row before it, when nrows > 1 */
 	uint32_t   *afe;				/* field ends of that row */
