@@ -474,8 +474,8 @@ static unsigned
 num_mode(dsenc *e, const uint8_t *row, size_t nd, const uint8_t *ref)
 {
 	size_t		cost[SP_NUM_MODES] = {0};
-	unsigned	best = SP_NUM_AS_IS,
-				modes = e->nrows >= 2 ? SP_NUM_MODES : SP_NUM_ABOVE;
+	unsigned	best = SP_NUM_AS_IS;
+	bool		above_ok = e->nrows >= 2;	/* the chunk's first row has none */
 
 	e->above_nf = SIZE_MAX;
 	for (size_t k = 0; k < nd; k++)
@@ -493,14 +493,14 @@ num_mode(dsenc *e, const uint8_t *row, size_t nd, const uint8_t *ref)
 			return SP_NUM_AS_IS;
 		cost[SP_NUM_AS_IS] += num_cost(row + ds, dl, ref + rs, rl, false);
 		cost[SP_NUM_REF] += num_cost(row + ds, dl, ref + rs, rl, true);
-		if (modes > SP_NUM_ABOVE)
+		if (above_ok)
 		{
 			above = above_field(e, k, &al);
 			cost[SP_NUM_ABOVE] += num_cost(row + ds, dl, above, al, true);
 		}
 	}
-	for (unsigned m = 1; m < modes; m++)
-		if (cost[m] <= cost[best])
+	for (unsigned m = 1; m < SP_NUM_MODES; m++)
+		if ((m != SP_NUM_ABOVE || above_ok) && cost[m] <= cost[best])
 			best = m;
 	e->num_cells += best != SP_NUM_AS_IS;
 	return best;

@@ -804,6 +804,25 @@ digits_mod(const uint8_t *p, size_t n, uint64_t m)
 	return v;
 }
 
+/* Code one run of d digits against the reference run ref (rn digits, maybe none). */
+static void
+code_run(uint8_t *run, size_t d, const uint8_t *ref, size_t rn, bool decode)
+{
+	uint64_t	m = 1,
+				x,
+				y;
+
+	if (d > SP_NUM_DIGITS)
+		return;					/* stored as it is */
+	for (size_t k = 0; k < d; k++)
+		m *= 10;
+	x = digits_mod(run, d, m);
+	y = digits_mod(ref, rn, m);
+	x = decode ? (x + y) % m : (x + m - y) % m;
+	for (size_t k = d; k > 0; k--, x /= 10)
+		run[k - 1] = (uint8_t) ('0' + x % 10);
+}
+
 /* Code the digit runs of cell against those of ref (see rowindex.h). */
 void
 sp_num_code(uint8_t *cell, size_t n, const uint8_t *ref, size_t rn, bool decode)
@@ -813,13 +832,9 @@ sp_num_code(uint8_t *cell, size_t n, const uint8_t *ref, size_t rn, bool decode)
 	for (size_t i = 0; i < n;)
 	{
 		size_t		e = run_end(cell, n, i),
-					d = e - i,
 					re;
-		uint64_t	m = 1,
-					x,
-					y = 0;
 
-		if (d == 0)
+		if (e == i)
 		{
 			i++;
 			continue;
@@ -827,16 +842,7 @@ sp_num_code(uint8_t *cell, size_t n, const uint8_t *ref, size_t rn, bool decode)
 		while (r < rn && !is_digit(ref[r]))
 			r++;
 		re = run_end(ref, rn, r);
-		for (size_t k = 0; k < d && d <= SP_NUM_DIGITS; k++)
-			m *= 10;
-		if (d <= SP_NUM_DIGITS)
-		{
-			x = digits_mod(cell + i, d, m);
-			y = re > r ? digits_mod(ref + r, re - r, m) : 0;
-			x = decode ? (x + y) % m : (x + m - y) % m;
-			for (size_t k = e; k > i; k--, x /= 10)
-				cell[k - 1] = (uint8_t) ('0' + x % 10);
-		}
+		code_run(cell + i, e - i, ref + r, re - r, decode);
 		r = re;
 		i = e;
 	}

@@ -491,7 +491,7 @@ CREATE TABLE sparse_jobs (
     FOREIGN KEY (object_id, kind) REFERENCES sparse_storage ON DELETE CASCADE);
 
 COMMENT ON TABLE sparse_jobs IS
-'the migration queue: one job per object to bring to its decided storage; claimed with FOR UPDATE SKIP LOCKED and a lease (sparse_claim_job), taken over when the lease expires, failed after max_attempts';
+'the migration queue: one job per object to bring to its decided storage; claimed with FOR UPDATE SKIP LOCKED and a lease (sparse_claim_job), taken over when the lease expires, claimed again sparse.retry_delay after a failure (retry_at), failed after max_attempts';
 
 -- at most one queued or running job per object
 CREATE UNIQUE INDEX sparse_jobs_active ON sparse_jobs (object_id, kind)
@@ -897,7 +897,7 @@ BEGIN
 END $$;
 
 COMMENT ON FUNCTION sparse_run_jobs(int) IS
-'run up to max_jobs storage jobs (NULL: all) in this session; returns how many completed; failures are recorded in sparse_jobs and sparse_storage';
+'run up to max_jobs storage jobs (NULL: every one that can be claimed; a failed job waiting for its retry_at is left) in this session; returns how many completed; failures are recorded in sparse_jobs and sparse_storage';
 
 -- Bytes in GiB at sparse.storage_cost_per_gb_month.  An object counts as
 -- stored in its delta only once a job wrote and verified it; until then,
