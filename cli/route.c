@@ -28,12 +28,14 @@
  * it does every other path of the tool.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "files.h"				/* sp_path_input: --root for our two files */
@@ -231,6 +233,8 @@ read_file(sp_ctx *ctx, const char *path, const char *kind, size_t max,
 	char	   *canon;
 	FILE	   *f;
 	sp_status	rc;
+	int			fd,
+				err;
 
 	if (strcmp(path, "-") == 0)
 	{
@@ -240,10 +244,18 @@ read_file(sp_ctx *ctx, const char *path, const char *kind, size_t max,
 	snprintf(what, sizeof(what), "%s \"%s\"", kind, path);
 	if ((rc = sp_path_input(ctx, path, &canon)) != SP_OK)
 		return rc;
-	f = fopen(canon, "rb");
+	/* opened as checked: a link swapped into the path since is refused */
+	fd = sp_open_canon(canon, O_RDONLY | O_CLOEXEC, 0, sp_confined(ctx));
+	f = fd >= 0 ? fdopen(fd, "rb") : NULL;
+	err = errno;
+	if (f == NULL && fd >= 0)
+		close(fd);
+	if (f == NULL && err == ELOOP && sp_confined(ctx))
+		rc = sp_fail_open(ctx, err, "", canon);
 	ctx->hooks.free(ctx->hooks.user, canon);
 	if (f == NULL)
-		return route_fail(ctx, SP_ERR_IO, errno, "could not open %s", what);
+		return err == ELOOP && sp_confined(ctx) ? rc
+			: route_fail(ctx, SP_ERR_IO, err, "could not open %s", what);
 	rc = read_stream(ctx, f, what, max, out, len);
 	fclose(f);
 	return rc;

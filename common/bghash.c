@@ -111,7 +111,7 @@ hash_all(sp_bghash *bh, sp_basehash *h)
 
 		if (f->mem)				/* a file set in memory (the *_mem entry points) */
 			err = hash_mem(bh, h, f->mem, f->size, i);
-		else if ((fd = open(f->path, O_RDONLY | O_CLOEXEC)) < 0)
+		else if ((fd = sp_open_canon(f->path, O_RDONLY | O_CLOEXEC, 0, bh->confined)) < 0)
 			err = errno;
 		else
 		{
@@ -158,6 +158,7 @@ sp_bghash_start(sp_ctx *ctx, sp_bghash *bh, sp_fileset *fs, const size_t *idx, s
 	bh->fs = fs;
 	bh->n = n;
 	bh->what = what;
+	bh->confined = sp_confined(ctx);	/* read here: the helper never touches ctx */
 	if ((bh->idx = sp_calloc(ctx, n ? n : 1, sizeof(size_t))) == NULL ||
 		((what & SP_BH_SHA256) && (bh->digests = sp_calloc(ctx, n ? n : 1, SP_SHA256_LEN)) == NULL) ||
 		((what & SP_BH_FP) && (bh->fps = sp_calloc(ctx, n ? n : 1, SP_FP_LEN)) == NULL) ||
@@ -207,6 +208,8 @@ bghash_error(sp_ctx *ctx, sp_bghash *bh)
 	}
 	if (bh->err == ENOMEM)
 		return sp_fail(ctx, SP_ERR_NOMEM, "could not initialize SHA-256");
+	if (bh->err == ELOOP && bh->confined)
+		return sp_fail_open(ctx, bh->err, "", f->path);
 	return sp_fail_io(ctx, bh->err, "could not read \"%s\"", f->path ? f->path : f->rel);
 }
 

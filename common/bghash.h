@@ -41,6 +41,7 @@ typedef struct sp_bghash
 	size_t		n;
 	size_t	   *idx;			/* file indexes in fs */
 	unsigned	what;			/* SP_BH_*: the digests computed */
+	bool		confined;		/* a root is set: open files refusing links */
 	uint8_t    *digests;		/* n * SP_SHA256_LEN when SP_BH_SHA256, filled when done */
 	uint8_t    *fps;			/* n * SP_FP_LEN when SP_BH_FP, likewise */
 	uint8_t    *buf;

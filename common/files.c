@@ -7,7 +7,13 @@
  * while walking a model directory are resolved too, so a symlink inside the
  * tree cannot lead outside the root.  Names read from a delta are checked by
  * sp_rel_name_ok before they become paths, so a hostile delta cannot write
- * outside its output directory.
+ * outside its output directory.  Under a root, a checked path is then
+ * opened by sp_open_canon, which refuses any symbolic link met on the way:
+ * the path is canonical, so a link in it means a directory was swapped for
+ * one after the check (a race to leave the root), and the open fails
+ * instead of following it.  A file output is created, renamed into place,
+ * fsynced and (on failure) removed through a descriptor of its checked
+ * directory, opened the same way.
  *
  * Atomicity: a file output is written as ".NAME.sparse-tmp-XXXXXX" in the
  * destination directory, fsynced, and renamed with RENAME_NOREPLACE (falling
@@ -37,8 +43,10 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <linux/openat2.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -71,6 +79,167 @@ check_root(sp_ctx *ctx, const char *canon, const char *shown)
 	if (!ok)
 		return sp_fail(ctx, SP_ERR_OUTSIDE_ROOT,
 					   "path \"%s\" is outside the allowed root \"%s\"", shown, ctx->root);
+	return SP_OK;
+}
+
+/* Test hook: when set, sp_open_canon walks the path as on kernels without openat2. */
+bool		sp_open_canon_walk_only = false;
+
+/* Open the next component of a walk below dfd, refusing a symbolic link. */
+static int
+walk_step(int dfd, const char *name, int flags, mode_t mode, bool last)
+{
+	struct stat st;
+	int			fd = last ? openat(dfd, name, flags | O_NOFOLLOW, mode)
+		: openat(dfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	/* a link met as a directory reads ENOTDIR: say what it is, as openat2 does */
+	if (fd < 0 && errno == ENOTDIR && fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		S_ISLNK(st.st_mode))
+		errno = ELOOP;
+	return fd;
+}
+
+/* sp_open_canon without openat2: one component at a time from "/", with O_NOFOLLOW. */
+static int
+open_walk(const char *path, int flags, mode_t mode)
+{
+	char		buf[PATH_MAX];
+	char	   *p = buf,
+			   *slash;
+	int			dfd,
+				fd,
+				err;
+
+	if (path[0] != '/' || strlen(path) >= sizeof(buf))
+		return errno = path[0] != '/' ? EINVAL : ENAMETOOLONG, -1;
+	strcpy(buf, path);
+	while (*p == '/')
+		p++;
+	if (*p == '\0')
+		return open("/", flags, mode);
+	if ((dfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -1;
+	for (;;)
+	{
+		bool		last;
+
+		if ((slash = strchr(p, '/')) != NULL)
+			*slash = '\0';
+		last = slash == NULL || slash[1 + strspn(slash + 1, "/")] == '\0';
+		fd = walk_step(dfd, p, flags, mode, last);
+		err = errno;
+		close(dfd);
+		if (fd < 0 || last)
+			return errno = err, fd;
+		dfd = fd;
+		for (p = slash + 1; *p == '/'; p++)
+			;
+	}
+}
+
+/*
+ * Open a canonical absolute path (realpath's output or a name joined to it).
+ * When confined (a root is set), every symbolic link on the way is refused,
+ * the last component included: what opens is then the object the root
+ * check saw, not one a concurrent process swapped a link in for (ELOOP).
+ * openat2 with RESOLVE_NO_SYMLINKS does it in the kernel; on a kernel
+ * without it (before 5.6, ENOSYS) or where a seccomp filter refuses it
+ * (EPERM), the path is walked one component at a time with O_NOFOLLOW,
+ * which gives the same guarantee.  Unconfined, links are followed as by
+ * open(2): there is no root to leave.
+ */
+int
+sp_open_canon(const char *path, int flags, mode_t mode, bool confined)
+{
+	struct open_how how = {.flags = (uint64_t) flags,
+		.mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0,
+	.resolve = RESOLVE_NO_SYMLINKS};
+	long		fd = -1;
+
+	if (!confined)
+		return open(path, flags, mode);
+	if (!sp_open_canon_walk_only)
+	{
+		fd = syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof(how));
+		if (fd >= 0 || (errno != ENOSYS && errno != EPERM))
+			return (int) fd;
+	}
+	return open_walk(path, flags, mode);
+}
+
+/* Is ctx confined to a root (sp_open_canon's confined)? */
+bool
+sp_confined(const sp_ctx *ctx)
+{
+	return ctx->root != NULL && ctx->root[0] != '\0';
+}
+
+/*
+ * The failure of an open of a checked path: under a root, a symbolic link
+ * that appeared in it since the check is refused as outside the root (the
+ * swap is how a path would leave it).
+ */
+sp_status
+sp_fail_open(sp_ctx *ctx, int err, const char *what, const char *path)
+{
+	if (err == ELOOP && sp_confined(ctx))
+		return sp_fail(ctx, SP_ERR_OUTSIDE_ROOT,
+					   "path \"%s\" changed after it was checked: a symbolic link appeared in it",
+					   path);
+	return sp_fail_io(ctx, err, "%s \"%s\"", what, path);
+}
+
+/*
+ * Open the directory holding canonical path p (O_PATH, by sp_open_canon) and
+ * point *name at p's last component; -1 with errno on failure.
+ */
+static int
+open_parent(const char *p, int flags, bool confined, const char **name)
+{
+	char		dir[PATH_MAX];
+	const char *slash = strrchr(p, '/');
+
+	if (slash == NULL || (size_t) (slash - p) >= sizeof(dir))
+		return errno = EINVAL, -1;
+	snprintf(dir, sizeof(dir), "%.*s", slash == p ? 1 : (int) (slash - p), p);
+	*name = slash + 1;
+	return sp_open_canon(dir, flags, 0, confined);
+}
+
+/* mkdir of a canonical path, through its parent opened by open_parent. */
+static int
+mkdir_canon(const char *path, mode_t mode, bool confined)
+{
+	const char *name;
+	int			dfd = open_parent(path, O_PATH | O_DIRECTORY | O_CLOEXEC, confined, &name),
+				rc,
+				err;
+
+	if (dfd < 0)
+		return -1;
+	rc = mkdirat(dfd, name, mode);
+	err = errno;
+	close(dfd);
+	return errno = err, rc;
+}
+
+/* Rename within one directory, through a descriptor of it (dfd). */
+static sp_status
+rename_at(sp_ctx *ctx, int dfd, const char *from, const char *to, const char *fname,
+		  const char *tname)
+{
+	if (renameat2(dfd, fname, dfd, tname, RENAME_NOREPLACE) == 0)
+		return SP_OK;
+	if (errno == EEXIST)
+		return sp_fail(ctx, SP_ERR_EXISTS, "output \"%s\" already exists", to);
+	if (errno != EINVAL && errno != ENOSYS)
+		return sp_fail_io(ctx, errno, "could not rename \"%s\" to \"%s\"", from, to);
+	/* file systems without RENAME_NOREPLACE: link() also refuses to replace */
+	if (linkat(dfd, fname, dfd, tname, 0) != 0)
+		return errno == EEXIST ? sp_fail(ctx, SP_ERR_EXISTS, "output \"%s\" already exists", to)
+			: sp_fail_io(ctx, errno, "could not rename \"%s\" to \"%s\"", from, to);
+	unlinkat(dfd, fname, 0);
 	return SP_OK;
 }
 
@@ -501,9 +670,9 @@ fileset_fd(sp_ctx *ctx, sp_fileset *fs, size_t idx)
 		return SP_OK;
 	if (fs->fd >= 0)
 		close(fs->fd);
-	fs->fd = open(fs->f[idx].path, O_RDONLY | O_CLOEXEC);
+	fs->fd = sp_open_canon(fs->f[idx].path, O_RDONLY | O_CLOEXEC, 0, sp_confined(ctx));
 	if (fs->fd < 0)
-		return sp_fail_io(ctx, errno, "could not open \"%s\"", fs->f[idx].path);
+		return sp_fail_open(ctx, errno, "could not open", fs->f[idx].path);
 	fs->fd_idx = idx;
 	fs->ra_end = fs->ra_ahead = UINT64_MAX;	/* no run of reads yet */
 	return SP_OK;
@@ -703,13 +872,24 @@ sp_out_file(sp_ctx *ctx, sp_out *o, const char *final_path)
 	o->final_path = sp_strdup(ctx, final_path);
 	if (o->final_path == NULL)
 		return SP_ERR_NOMEM;
+	/*
+	 * The checked directory is held open and the temporary file created,
+	 * renamed and (on failure) removed through it, so a link swapped into
+	 * the directory's path meanwhile can move nothing elsewhere.
+	 */
+	if ((o->dir_fd = open_parent(o->final_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC,
+								 sp_confined(ctx), &o->final_name)) < 0)
+		return sp_fail_open(ctx, errno, "could not open the directory of", final_path);
+	o->has_dir = true;
 	/* mode 0666 less the umask, as any new file (a server's umask 077 stays private) */
 	for (int tries = 0; tries < 100 && o->fd < 0; tries++)
 	{
 		sp_free(ctx, o->tmp_path);
 		if ((o->tmp_path = tmp_name_for(ctx, final_path)) == NULL)
 			return SP_ERR_NOMEM;
-		o->fd = open(o->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+		o->tmp_name = strrchr(o->tmp_path, '/') + 1;
+		o->fd = openat(o->dir_fd, o->tmp_name,
+					   O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
 		if (o->fd < 0 && errno != EEXIST)
 			break;
 	}
@@ -1048,9 +1228,9 @@ fsync_parent(sp_ctx *ctx, const char *path)
 
 	snprintf(dir, sizeof(dir), "%.*s", slash && slash != path ? (int) (slash - path) : 1,
 			 slash ? path : ".");
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = sp_open_canon(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, sp_confined(ctx));
 	if (fd < 0)
-		return sp_fail_io(ctx, errno, "could not open directory \"%s\"", dir);
+		return sp_fail_open(ctx, errno, "could not open directory", dir);
 	if (fsync(fd) != 0 && errno != EINVAL)
 	{
 		int			err = errno;
@@ -1062,22 +1242,28 @@ fsync_parent(sp_ctx *ctx, const char *path)
 	return SP_OK;
 }
 
-/* Rename from to to, failing rather than replacing an existing to. */
+/*
+ * Rename from to to (both canonical, in one directory), failing rather than
+ * replacing an existing to.  Through a descriptor of the checked directory,
+ * so a link swapped into its path since cannot move the output elsewhere.
+ */
 static sp_status
 rename_noreplace(sp_ctx *ctx, const char *from, const char *to)
 {
-	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
-		return SP_OK;
-	if (errno == EEXIST)
-		return sp_fail(ctx, SP_ERR_EXISTS, "output \"%s\" already exists", to);
-	if (errno != EINVAL && errno != ENOSYS)
-		return sp_fail_io(ctx, errno, "could not rename \"%s\" to \"%s\"", from, to);
-	/* file systems without RENAME_NOREPLACE: link() also refuses to replace */
-	if (link(from, to) != 0)
-		return errno == EEXIST ? sp_fail(ctx, SP_ERR_EXISTS, "output \"%s\" already exists", to)
-			: sp_fail_io(ctx, errno, "could not rename \"%s\" to \"%s\"", from, to);
-	unlink(from);
-	return SP_OK;
+	const char *fname,
+			   *tname;
+	int			dfd = open_parent(to, O_PATH | O_DIRECTORY | O_CLOEXEC, sp_confined(ctx), &tname);
+	sp_status	rc;
+
+	if (dfd < 0)
+		return sp_fail_open(ctx, errno, "could not open the directory of", to);
+	fname = strrchr(from, '/') ? strrchr(from, '/') + 1 : from;
+	if ((size_t) (fname - from) != (size_t) (tname - to) || memcmp(from, to, (size_t) (tname - to)) != 0)
+		rc = sp_fail(ctx, SP_ERR_INTERNAL, "rename across directories: \"%s\" to \"%s\"", from, to);
+	else
+		rc = rename_at(ctx, dfd, from, to, fname, tname);
+	close(dfd);
+	return rc;
 }
 
 /*
@@ -1141,11 +1327,15 @@ sp_out_commit(sp_ctx *ctx, sp_out *o)
 	o->fd = -1;
 	if (o->tmp_path == NULL)
 		return SP_OK;			/* inside a temporary directory: renamed with it */
-	if (rename_noreplace(ctx, o->tmp_path, o->final_path) != SP_OK)
+	if (rename_at(ctx, o->dir_fd, o->tmp_path, o->final_path, o->tmp_name, o->final_name) != SP_OK)
 		return ctx->err.code;
 	sp_free(ctx, o->tmp_path);
 	o->tmp_path = NULL;
-	return fsync_parent(ctx, o->final_path);
+	if (fsync(o->dir_fd) != 0 && errno != EINVAL)
+		return sp_fail_io(ctx, errno, "could not fsync the directory of \"%s\"", o->final_path);
+	close(o->dir_fd);
+	o->has_dir = false;
+	return SP_OK;
 }
 
 /* Files at least this large are closed by close_later on a thread of its own. */
@@ -1186,8 +1376,13 @@ void
 sp_out_abort(sp_ctx *ctx, sp_out *o)
 {
 	sw_stop(ctx, o);			/* it may be writing to fd: first */
-	if (o->tmp_path)
+	if (o->tmp_path && o->has_dir)
+		unlinkat(o->dir_fd, o->tmp_name, 0);
+	else if (o->tmp_path)
 		unlink(o->tmp_path);
+	if (o->has_dir)
+		close(o->dir_fd);
+	o->has_dir = false;
 	if (o->fd >= 0)
 		close_later(o->fd);
 	o->fd = -1;
@@ -1214,7 +1409,7 @@ sp_outdir_begin(sp_ctx *ctx, const char *final_path, char **tmp_dir)
 		sp_free(ctx, *tmp_dir);
 		if ((*tmp_dir = tmp_name_for(ctx, final_path)) == NULL)
 			return SP_ERR_NOMEM;
-		rc = mkdir(*tmp_dir, 0777);
+		rc = mkdir_canon(*tmp_dir, 0777, sp_confined(ctx));
 		if (rc != 0 && errno != EEXIST)
 			break;
 	}
@@ -1224,7 +1419,8 @@ sp_outdir_begin(sp_ctx *ctx, const char *final_path, char **tmp_dir)
 
 		sp_free(ctx, *tmp_dir);
 		*tmp_dir = NULL;
-		return sp_fail_io(ctx, err, "could not create a temporary directory for \"%s\"", final_path);
+		return err == ELOOP ? sp_fail_open(ctx, err, "", final_path)
+			: sp_fail_io(ctx, err, "could not create a temporary directory for \"%s\"", final_path);
 	}
 	return SP_OK;
 }
@@ -1244,8 +1440,8 @@ make_parents(sp_ctx *ctx, const char *dir, const char *rel)
 	for (char *p = path + dlen + 1; (p = strchr(p, '/')) != NULL; p++)
 	{
 		*p = '\0';
-		if (mkdir(path, 0755) != 0 && errno != EEXIST)
-			return sp_fail_io(ctx, errno, "could not create directory \"%s\"", path);
+		if (mkdir_canon(path, 0755, sp_confined(ctx)) != 0 && errno != EEXIST)
+			return sp_fail_open(ctx, errno, "could not create directory", path);
 		*p = '/';
 	}
 	return SP_OK;
@@ -1266,11 +1462,12 @@ sp_outdir_file(sp_ctx *ctx, const char *tmp_dir, const char *rel, sp_out *o)
 	if (o->final_path == NULL)
 		return SP_ERR_NOMEM;
 	sprintf(o->final_path, "%s/%s", tmp_dir, rel);
-	o->fd = open(o->final_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	o->fd = sp_open_canon(o->final_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644,
+						  sp_confined(ctx));
 	if (o->fd < 0)
 		return errno == EEXIST
 			? sp_fail(ctx, SP_ERR_CORRUPT, "delta names file \"%s\" twice", rel)
-			: sp_fail_io(ctx, errno, "could not create \"%s\"", o->final_path);
+			: sp_fail_open(ctx, errno, "could not create", o->final_path);
 	return SP_OK;
 }
 
@@ -1300,8 +1497,8 @@ fsync_tree(sp_ctx *ctx, const char *path, int depth)
 	free(names);
 	if (rc != SP_OK)
 		return rc;
-	if ((fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-		return sp_fail_io(ctx, errno, "could not open directory \"%s\"", path);
+	if ((fd = sp_open_canon(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, sp_confined(ctx))) < 0)
+		return sp_fail_open(ctx, errno, "could not open directory", path);
 	if (fsync(fd) != 0 && errno != EINVAL)
 		rc = sp_fail_io(ctx, errno, "could not fsync directory \"%s\"", path);
 	close(fd);

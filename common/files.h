@@ -7,6 +7,8 @@
 #ifndef SPARSE_FILES_H
 #define SPARSE_FILES_H
 
+#include <sys/types.h>
+
 #include "sparse.h"
 
 #define SP_MAX_FILES 100000		/* files in one model directory */
@@ -45,6 +47,18 @@ sp_status	sp_path_input(sp_ctx *ctx, const char *path, char **out);
 
 /* Canonicalize a path that must not exist yet (its parent must). */
 sp_status	sp_path_output(sp_ctx *ctx, const char *path, char **out);
+
+/*
+ * Open a canonical absolute path; when confined (a root is set: see
+ * sp_confined), refusing any symbolic link on the way (openat2
+ * RESOLVE_NO_SYMLINKS, or a walk with O_NOFOLLOW): -1 with errno, ELOOP for
+ * a link.  sp_fail_open reports such a failure (under a root, a link means
+ * the path changed since its check).
+ */
+int			sp_open_canon(const char *path, int flags, mode_t mode, bool confined);
+bool		sp_confined(const sp_ctx *ctx);
+sp_status	sp_fail_open(sp_ctx *ctx, int err, const char *what, const char *path);
+extern bool sp_open_canon_walk_only;	/* tests: never use openat2 */
 
 /* Open a model: one file, or every regular file under a directory. */
 sp_status	sp_fileset_open(sp_ctx *ctx, const char *path, sp_fileset *fs);
@@ -98,6 +112,10 @@ typedef struct sp_out
 	char	   *final_path;		/* where the file or directory goes */
 	char	   *tmp_path;		/* the temporary file or directory */
 	char	   *dir_tmp;		/* temporary directory when building a tree */
+	bool		has_dir;		/* a file output: dir_fd is open ... */
+	int			dir_fd;			/* ... on the checked directory it goes in */
+	const char *final_name;		/* final_path's and tmp_path's last components */
+	const char *tmp_name;
 	uint8_t    *mem;
 	size_t		mem_len;
 	size_t		mem_cap;

@@ -283,9 +283,10 @@ sp_store_clear(sp_ctx *ctx, const char *delta_path, int *removed)
 		snprintf(dirbuf, sizeof(dirbuf), "%.*s", (int) (slash - delta_path), delta_path);
 	if ((rc = sp_path_input(ctx, dirbuf, &dir)) != SP_OK)
 		return rc;
-	dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	/* opened as checked: under a root, a link swapped in since is refused */
+	dirfd = sp_open_canon(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, sp_confined(ctx));
 	if (dirfd < 0)
-		rc = sp_fail_io(ctx, errno, "could not open directory \"%s\"", dir);
+		rc = sp_fail_open(ctx, errno, "could not open directory", dir);
 	else
 	{
 		rc = remove_temps(ctx, dirfd, dir, name, removed);

@@ -48,6 +48,9 @@ char	   *rt_unique(const char *stem, const char *suffix);
 /* True if path is a directory. */
 bool		rt_is_dir(const char *path);
 
+/* Entries of directory dir (not . or ..), or -1 if it cannot be listed. */
+int			rt_entries(const char *dir);
+
 /* Counting allocator and interrupt hook state. */
 typedef struct ds_hooks
 {

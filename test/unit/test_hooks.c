@@ -11,17 +11,22 @@
  * call must return SP_ERR_CANCELLED with the PostgreSQL-style message and
  * leave the output directory as it was (no output, no temporary file).
  * Root: with ctx.root set, a path outside it is refused whether it is
- * named directly, reached through "..", or through a symlink.
+ * named directly, reached through "..", or through a symlink, and a
+ * directory swapped for a symlink after the check (the race the check
+ * alone cannot stop) is refused when the file is opened.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "files.h"
 #include "harness.h"
 #include "rt_util.h"
 #include "st_writer.h"
+#include "util.h"
 
 /* State of the counting allocator and the interrupt hook. */
 typedef struct hook_state
@@ -501,6 +506,111 @@ test_root_symlink_in_directory(void)
 						   t_path("no-such-root")));
 }
 
+/* Swap dir <r>/d for a symlink to <o>/d (way 1), or back (way 0). */
+static bool
+swap_dir(const char *r, const char *o, bool way)
+{
+	char	   *d = t_fmt("%s/d", r),
+			   *kept = t_fmt("%s/d.kept", r);
+
+	if (way)
+		return rename(d, kept) == 0 && symlink(t_fmt("%s/d", o), d) == 0;
+	return unlink(d) == 0 && rename(kept, d) == 0;
+}
+
+/*
+ * Paths are checked, then opened: a directory swapped for a link to outside
+ * the root in between must not be followed, for reads, new files, the
+ * rename into place and directory outputs, with openat2 and with the
+ * component walk used where the kernel lacks it.  The message names the
+ * checked path.  With no root set, links are followed.
+ */
+static void
+test_root_swap_race(void)
+{
+	char	   *r0 = t_path("swaproot"),
+			   *o0 = t_path("swapout");
+
+	T_REQUIRE(fh_mkdirs(t_fmt("%s/d", r0)) && fh_mkdirs(t_fmt("%s/d", o0)) &&
+			  fh_write(t_fmt("%s/d/x.bin", r0), "inside", 6) &&
+			  fh_write(t_fmt("%s/d/x.bin", o0), "OUTSIDE", 7), "setup");
+	char	   *r = t_track(realpath(r0, NULL)),
+			   *o = t_track(realpath(o0, NULL));
+
+	T_REQUIRE(r && o, "realpath");
+	for (int walk = 0; walk <= 1; walk++)
+	{
+		sp_ctx		ctx;
+		sp_fileset	fs;
+		sp_out		out;
+		char		buf[8];
+		char	   *canon,
+				   *tmpdir;
+		char	   *x = t_fmt("%s/d/x.bin", r);
+		const char *msg = t_fmt("path \"%s\" changed after it was checked: "
+								"a symbolic link appeared in it", x);
+
+		sp_open_canon_walk_only = walk;
+		/* a read: the file set was checked, then its directory swapped */
+		rt_ctx(&ctx);
+		ctx.root = r;
+		T_OK(&ctx, sp_fileset_open(&ctx, t_fmt("%s/d", r), &fs));
+		T_REQUIRE(swap_dir(r, o, true), "swap");
+		T_ERR(&ctx, sp_fileset_read(&ctx, &fs, 0, 0, buf, 6), SP_ERR_OUTSIDE_ROOT, msg);
+		sp_fileset_close(&ctx, &fs);
+		/* no root, nothing to leave: links are followed as by open(2) */
+		T_REQUIRE(swap_dir(r, o, false), "swap back");
+		rt_ctx(&ctx);
+		T_OK(&ctx, sp_fileset_open(&ctx, x, &fs));
+		T_REQUIRE(swap_dir(r, o, true), "swap");
+		T_OK(&ctx, sp_fileset_read(&ctx, &fs, 0, 0, buf, 6));
+		sp_fileset_close(&ctx, &fs);
+		T_REQUIRE(swap_dir(r, o, false), "swap back");
+		/* a new file: checked, swapped, then created */
+		rt_ctx(&ctx);
+		ctx.root = r;
+		T_OK(&ctx, sp_path_output(&ctx, t_fmt("%s/d/new.delta", r), &canon));
+		T_REQUIRE(swap_dir(r, o, true), "swap");
+		T_ERR(&ctx, sp_out_file(&ctx, &out, canon), SP_ERR_OUTSIDE_ROOT,
+			  t_fmt("path \"%s\" changed after it was checked: a symbolic link appeared in it", canon));
+		sp_out_abort(&ctx, &out);
+		T_REQUIRE(swap_dir(r, o, false), "swap back");
+		/* created before the swap: the rename stays in the checked directory */
+		rt_ctx(&ctx);
+		ctx.root = r;
+		T_OK(&ctx, sp_out_file(&ctx, &out, canon));
+		T_OK(&ctx, sp_out_write(&ctx, &out, "data", 4));
+		T_REQUIRE(swap_dir(r, o, true), "swap");
+		T_OK(&ctx, sp_out_commit(&ctx, &out));
+		sp_out_abort(&ctx, &out);
+		T_CHECK(fh_exists(t_fmt("%s/d.kept/new.delta", r)) &&
+				rt_entries(t_fmt("%s/d", o)) == 1,
+				"the output left its checked directory (%d entries outside)",
+				rt_entries(t_fmt("%s/d", o)));
+		T_REQUIRE(swap_dir(r, o, false) && unlink(t_fmt("%s/d/new.delta", r)) == 0, "swap back");
+		/* a failed file output is removed from the checked directory, not the swapped one */
+		rt_ctx(&ctx);
+		ctx.root = r;
+		T_OK(&ctx, sp_out_file(&ctx, &out, canon));
+		T_REQUIRE(swap_dir(r, o, true), "swap");
+		sp_out_abort(&ctx, &out);
+		T_CHECK(rt_entries(t_fmt("%s/d.kept", r)) == 1, "temporary file left behind");
+		T_REQUIRE(swap_dir(r, o, false), "swap back");
+		/* a directory output */
+		rt_ctx(&ctx);
+		ctx.root = r;
+		sp_free(&ctx, canon);
+		T_OK(&ctx, sp_path_output(&ctx, t_fmt("%s/d/tree", r), &canon));
+		T_REQUIRE(swap_dir(r, o, true), "swap");
+		T_ERR(&ctx, sp_outdir_begin(&ctx, canon, &tmpdir), SP_ERR_OUTSIDE_ROOT,
+			  t_fmt("path \"%s\" changed after it was checked: a symbolic link appeared in it", canon));
+		T_CHECK(rt_entries(t_fmt("%s/d", o)) == 1, "a directory was made outside the root");
+		T_REQUIRE(swap_dir(r, o, false), "swap back");
+		sp_free(&ctx, canon);
+	}
+	sp_open_canon_walk_only = false;
+}
+
 /* The progress hook sees done grow within total on compress and apply. */
 static void
 test_progress_hook(void)
@@ -534,6 +644,7 @@ const t_case t_tests_hooks[] = {
 	{"mem_too_large", test_mem_too_large},
 	{"root_confinement", test_root_confinement},
 	{"root_symlink_in_directory", test_root_symlink_in_directory},
+	{"root_swap_race", test_root_swap_race},
 	{"progress_hook", test_progress_hook},
 	{NULL, NULL}
 };

@@ -14,7 +14,6 @@
  * (the base is then hashed on the caller's thread too).
  */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,22 +107,6 @@ write_pair(const char *bpath, const char *fpath)
 	}
 }
 
-/* Entries of directory dir (not . or ..). */
-static int
-entries(const char *dir)
-{
-	DIR		   *d = opendir(dir);
-	struct dirent *e;
-	int			n = 0;
-
-	if (d == NULL)
-		return -1;
-	while ((e = readdir(d)) != NULL)
-		n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
-	closedir(d);
-	return n;
-}
-
 /* The same delta whatever the thread count, rebuilt exactly, hooks on the caller's thread. */
 static void
 test_compress_threads_same_bytes(void)
@@ -200,11 +183,11 @@ test_compress_threads_cancel(void)
 		}
 		if (st != SP_ERR_CANCELLED ||
 			strcmp(ctx.err.msg, "canceling statement due to user request") != 0 ||
-			h.live != 0 || h.foreign != 0 || entries(dir) != 0)
+			h.live != 0 || h.foreign != 0 || rt_entries(dir) != 0)
 		{
 			t_fail(__FILE__, __LINE__, "cancel at poll %ld of %ld: status %d \"%s\", %ld blocks"
 				   " live, %ld foreign hook calls, %d files left", k, polls, st, ctx.err.msg,
-				   h.live, h.foreign, entries(dir));
+				   h.live, h.foreign, rt_entries(dir));
 			return;
 		}
 	}
@@ -215,7 +198,7 @@ static int
 max_tasks_hook(void *user)
 {
 	int		   *most = user;
-	int			n = entries("/proc/self/task");
+	int			n = rt_entries("/proc/self/task");
 
 	if (n > *most)
 		*most = n;
@@ -243,7 +226,7 @@ test_compress_one_thread_alone(void)
 
 	T_REQUIRE(write_pair(b, f), "write the pair");
 	/* 1, or 2 under ThreadSanitizer, which runs a thread of its own */
-	before = entries("/proc/self/task");
+	before = rt_entries("/proc/self/task");
 	sp_ctx_init(&ctx);
 	ctx.threads = 1;
 	ctx.hooks.interrupted = max_tasks_hook;
