@@ -135,15 +135,19 @@ hub_interrupted(void *user)
 	return cli_was_interrupted();
 }
 
-/* Record a failed attempt with its message. */
+/*
+ * Record a failed attempt with its message; a permanent one (the core's
+ * error would recur: sp_error_permanent) fails the job without retries.
+ */
 static void
-hub_fail(hub_worker *w, const char *msg)
+hub_fail(hub_worker *w, const char *msg, bool permanent)
 {
-	const char *p[3] = {w->job_id, w->name, msg};
+	const char *p[4] = {w->job_id, w->name, msg, permanent ? "true" : "false"};
 
-	PQclear(hub_exec(w->conn, "SELECT sparse_fail_job($1, $2, $3)", 3, p));
+	PQclear(hub_exec(w->conn, "SELECT sparse_fail_job($1, $2, $3, $4)", 4, p));
 	w->failed++;
-	fprintf(stderr, "sparse: worker %s: job %s failed: %s\n", w->name, w->job_id, msg);
+	fprintf(stderr, "sparse: worker %s: job %s failed%s: %s\n", w->name, w->job_id,
+			permanent ? " (not retried)" : "", msg);
 }
 
 /* Decide a 'pending' object here; its new decision (static), or NULL (stopped, or a database error). */
@@ -244,7 +248,7 @@ hub_store(hub_worker *w, sp_kind kind, PGresult *job)
 
 	if (!hub_delta_path(w, kind, job, delta))
 	{
-		hub_fail(w, "could not compute the delta path");
+		hub_fail(w, "could not compute the delta path", false);
 		return;
 	}
 	sp_ctx_init(&ctx);
@@ -257,7 +261,7 @@ hub_store(hub_worker *w, sp_kind kind, PGresult *job)
 	{
 		if (ctx.err.code == SP_ERR_CANCELLED)
 			return;				/* the caller hands the job back */
-		hub_fail(w, ctx.err.msg);
+		hub_fail(w, ctx.err.msg, sp_error_permanent(&ctx.err));
 		return;
 	}
 	if (!hub_complete(w, job, &res))
@@ -280,13 +284,13 @@ hub_work(hub_worker *w, PGresult *job)
 	sp_ctx_init(&ctx);
 	if (sp_kind_parse(&ctx, PQgetvalue(job, 0, 2), &kind) != SP_OK)
 	{
-		hub_fail(w, ctx.err.msg);
+		hub_fail(w, ctx.err.msg, sp_error_permanent(&ctx.err));
 		return;
 	}
 	if (strcmp(dec, "pending") == 0 && (dec = hub_decide(w, kind, job)) == NULL)
 	{
 		if (!cli_was_interrupted())
-			hub_fail(w, PQerrorMessage(w->conn));
+			hub_fail(w, PQerrorMessage(w->conn), false);
 		return;
 	}
 	if (strcmp(dec, "delta") == 0)

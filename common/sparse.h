@@ -156,6 +156,18 @@ void		sp_ctx_init(sp_ctx *ctx);
 /* Short stable name of a status code, e.g. "SP_ERR_CORRUPT". */
 const char *sp_status_name(sp_status code);
 
+/*
+ * Would the same call fail the same way if tried again?  True for bad
+ * input (not safetensors, a bad argument, a format version this build cannot
+ * read), a path outside the root, a file in the way of an output and a
+ * permission the system refused (EACCES, EPERM, EROFS; EEXIST likewise):
+ * a job queue fails such a job at once instead of retrying it.  Everything
+ * else (other I/O errors, memory, a cancel, a damaged or mismatched file
+ * that may be rewritten meanwhile) may pass on a later try.  The PostgreSQL binding's
+ * SQLSTATEs for exactly these are 22023, 22P03, 58P02, 42501, 0A000, 54000.
+ */
+bool		sp_error_permanent(const sp_error *err);
+
 /* Library version string, e.g. "0.1.0". */
 const char *sp_version(void);
 

@@ -82,6 +82,32 @@ sp_status_name(sp_status code)
 	return "SP_ERR_UNKNOWN";
 }
 
+/* Would the same call fail the same way again (see sparse.h)? */
+bool
+sp_error_permanent(const sp_error *err)
+{
+	switch (err->code)
+	{
+		case SP_ERR_IO:
+			return err->sys_errno == EACCES || err->sys_errno == EPERM ||
+				err->sys_errno == EROFS || err->sys_errno == EEXIST;
+		case SP_ERR_INVALID_ARG:
+		case SP_ERR_EXISTS:
+		case SP_ERR_OUTSIDE_ROOT:
+		case SP_ERR_NOT_SAFETENSORS:
+		case SP_ERR_HEADER_TOO_LARGE:
+		case SP_ERR_BAD_JSON:
+		case SP_ERR_BAD_OFFSETS:
+		case SP_ERR_UNKNOWN_DTYPE:
+		case SP_ERR_SHAPE_MISMATCH:
+		case SP_ERR_UNSUPPORTED_VERSION:
+		case SP_ERR_TOO_LARGE:
+			return true;
+		default:
+			return false;
+	}
+}
+
 /*
  * Replace control characters (from tensor names or paths read from input)
  * with '?': a message stays one line and cannot forge lines in a server log.

@@ -788,9 +788,12 @@ COMMENT ON FUNCTION sparse_complete_job(bigint, text, text, text, text, bigint, 
 
 -- A failed attempt: queued again, not to be claimed before sparse.retry_delay
 -- seconds doubled once per earlier attempt (at most a day), or 'failed' (and
--- the object 'error') after max_attempts.  Returns the job's new state, NULL
--- if worker lost it.
-CREATE FUNCTION sparse_fail_job(job_id bigint, worker text, error text)
+-- the object 'error') after max_attempts, or at once when permanent (the
+-- same attempt would fail the same way: bad input, a path outside
+-- sparse.root, a file in the way).  Returns the job's new state, NULL if
+-- worker lost it.
+CREATE FUNCTION sparse_fail_job(job_id bigint, worker text, error text,
+                                permanent bool DEFAULT false)
 RETURNS text
 LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
@@ -799,13 +802,13 @@ DECLARE
     delay  float8 := sparse_setting('sparse.retry_delay')::float8;
 BEGIN
     UPDATE sparse_jobs x
-       SET state = CASE WHEN x.attempts >= x.max_attempts THEN 'failed' ELSE 'queued' END,
+       SET state = CASE WHEN x.attempts >= x.max_attempts OR $4 THEN 'failed' ELSE 'queued' END,
            last_error = $3, lease_holder = NULL, lease_expires = NULL,
-           retry_at = CASE WHEN x.attempts < x.max_attempts AND delay > 0
+           retry_at = CASE WHEN x.attempts < x.max_attempts AND NOT $4 AND delay > 0
                            THEN clock_timestamp() + make_interval(
                                     secs => least(delay * 2 ^ greatest(x.attempts - 1, 0), 86400))
                       END,
-           finished_at = CASE WHEN x.attempts >= x.max_attempts THEN clock_timestamp() END
+           finished_at = CASE WHEN x.attempts >= x.max_attempts OR $4 THEN clock_timestamp() END
      WHERE x.job_id = $1 AND x.state = 'running' AND x.lease_holder = $2
     RETURNING x.state, x.object_id, x.kind, x.attempts INTO j;
     IF NOT FOUND THEN
@@ -813,14 +816,16 @@ BEGIN
     END IF;
     IF j.state = 'failed' THEN
         UPDATE sparse_storage s
-           SET decision = 'error', error = format('job %s failed %s times; last: %s', $1, j.attempts, $3)
+           SET decision = 'error',
+               error = CASE WHEN $4 THEN format('job %s failed and was not retried: %s', $1, $3)
+                            ELSE format('job %s failed %s times; last: %s', $1, j.attempts, $3) END
          WHERE s.object_id = j.object_id AND s.kind = j.kind;
     END IF;
     RETURN j.state;
 END $$;
 
-COMMENT ON FUNCTION sparse_fail_job(bigint, text, text) IS
-'record a failed attempt: the job is queued again (claimed no sooner than sparse.retry_delay seconds later, doubled per earlier attempt), or failed (and its object''s decision ''error'') after max_attempts';
+COMMENT ON FUNCTION sparse_fail_job(bigint, text, text, bool) IS
+'record a failed attempt: the job is queued again (claimed no sooner than sparse.retry_delay seconds later, doubled per earlier attempt), or failed (and its object''s decision ''error'') after max_attempts, or at once when permanent is true (an error that would recur: bad input, a path outside sparse.root, a file in the way)';
 
 CREATE FUNCTION sparse_release_job(job_id bigint, worker text)
 RETURNS bool
@@ -873,6 +878,7 @@ DECLARE
     tried   int := 0;
     done    int := 0;
     err     text;
+    code    text;
 BEGIN
     IF max_jobs < 0 THEN
         RAISE EXCEPTION 'max_jobs must be at least 0, not %', max_jobs
@@ -888,9 +894,13 @@ BEGIN
                 done := done + 1;
             END IF;
         EXCEPTION WHEN OTHERS THEN
-            GET STACKED DIAGNOSTICS err = MESSAGE_TEXT;
+            GET STACKED DIAGNOSTICS err = MESSAGE_TEXT, code = RETURNED_SQLSTATE;
             RAISE WARNING 'sparse job % (% %) failed: %', j.job_id, j.kind, j.object_id, err;
-            PERFORM sparse_fail_job(j.job_id, worker, err);
+            -- the SQLSTATEs of the core's permanent errors (sp_error_permanent):
+            -- invalid parameter, invalid safetensors, a file in the way, outside
+            -- sparse.root or no permission, unsupported version, too large
+            PERFORM sparse_fail_job(j.job_id, worker, err,
+                                    code IN ('22023', '22P03', '58P02', '42501', '0A000', '54000'));
         END;
     END LOOP;
     RETURN done;

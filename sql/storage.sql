@@ -2,11 +2,12 @@
 -- the sparse_decide_storage trigger on a hub's own tables (decisions,
 -- thresholds, strict mode, re-decision when the base changes, misuse),
 -- sparse_delta_path, sparse_run_jobs (deltas written, verified and recorded;
--- leftovers of a dead worker cleared; a file in the way fails the job after
--- max_attempts), the queue functions with their leases (claim, take-over,
--- renew, complete, fail, release, expiry on the last attempt, the wait
--- before a failed job is retried: sparse.retry_delay), the report's
--- arithmetic, every argument error with its SQLSTATE, and the privileges.
+-- leftovers of a dead worker cleared; a file in the way fails the job at
+-- once, a missing file after max_attempts), the queue functions with
+-- their leases (claim, take-over, renew, complete, fail, release, expiry on
+-- the last attempt, the wait before a failed job is retried:
+-- sparse.retry_delay, a permanent failure), the report's arithmetic, every
+-- argument error with its SQLSTATE, and the privileges.
 -- Delta sizes depend on the zstd build, so they are checked against the
 -- files rather than printed.
 SET client_min_messages = warning;
@@ -120,7 +121,12 @@ COPY (SELECT 'keep me') TO '/tmp/sparse_regress/out/hub/dataset-shards.sdelta';
 SELECT sparse_run_jobs(1) AS first_run;
 SELECT count(*) FILTER (WHERE state = 'done') AS done, count(*) FILTER (WHERE state = 'queued') AS queued
 FROM sparse_jobs;
-SET client_min_messages = error;  -- the warnings of the failing job's three attempts
+-- a job whose file is missing when it runs: an error that may pass (58P01),
+-- so it is tried max_attempts times; the file in the way of the shards'
+-- delta would stay (58P02), so that job fails at its first attempt
+SELECT sparse_set_decision('gone', 'model', '/tmp/sparse_regress/data/gone.safetensors',
+                           '/tmp/sparse_regress/data/mlp/base.bf16.safetensors', 95, 1000) AS gone;
+SET client_min_messages = error;  -- the warnings of the failing attempts
 SELECT sparse_run_jobs() AS second_run;
 RESET client_min_messages;
 SELECT object_id, kind, state, attempts, last_error FROM sparse_jobs ORDER BY job_id;
@@ -231,6 +237,14 @@ UPDATE sparse_jobs SET retry_at = NULL WHERE object_id = 'q7';
 SELECT attempts FROM sparse_claim_job('w3');
 SELECT sparse_fail_job(job_id, 'w3', 'disk full for good') AS third_failure FROM sparse_jobs WHERE object_id = 'q7';
 SELECT state, retry_at IS NULL AS no_wait FROM sparse_jobs WHERE object_id = 'q7';
+-- a permanent failure (the error would recur) fails the job at once, with no wait
+SELECT sparse_set_decision('q8', 'model', '/q/8', '/q/base', 95, 1000) AS q8;
+SELECT object_id, attempts FROM sparse_claim_job('w1');
+SELECT sparse_fail_job(job_id, 'w1', 'not a safetensors file', permanent => true) AS permanent_failure
+FROM sparse_jobs WHERE object_id = 'q8';
+SELECT state, attempts, retry_at IS NULL AS no_wait, finished_at IS NOT NULL AS finished
+FROM sparse_jobs WHERE object_id = 'q8';
+SELECT decision, error FROM sparse_storage WHERE object_id = 'q8';
 -- the setting takes units and is bounded: 0 to a day
 SET sparse.retry_delay = '5min';
 SELECT sparse_setting('sparse.retry_delay') AS seconds;

@@ -557,30 +557,32 @@ st_complete(st_call *c, const st_job *j, const sp_compress_result *res)
 /*
  * A failed attempt: queued again, not to run before retry_delay seconds
  * doubled once per earlier attempt (at most a day), or failed (and the
- * object 'error').
+ * object 'error') after max_attempts, or at once when permanent (the
+ * error would recur: sp_error_permanent).
  */
 static bool
-st_fail_job(st_call *c, const st_settings *s, const st_job *j, const char *msg)
+st_fail_job(st_call *c, const st_settings *s, const st_job *j, const char *msg, bool permanent)
 {
 	char		delay[32];
-	const char *p[3] = {j->id, msg, delay};
+	const char *p[4] = {j->id, msg, delay, permanent ? "1" : "0"};
 
 	snprintf(delay, sizeof(delay), "%.17g", s->retry_delay);
 	return st_exec(c, "recording the failure",
 				   "UPDATE main.sparse_jobs SET last_error = ?2,"
-				   " state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END,"
-				   " retry_at = CASE WHEN attempts < max_attempts AND CAST(?3 AS REAL) > 0 THEN"
+				   " state = CASE WHEN attempts >= max_attempts OR CAST(?4 AS INTEGER) THEN 'failed' ELSE 'queued' END,"
+				   " retry_at = CASE WHEN attempts < max_attempts AND NOT CAST(?4 AS INTEGER) AND CAST(?3 AS REAL) > 0 THEN"
 				   "  strftime('%Y-%m-%dT%H:%M:%fZ', 'now', printf('%+.3f seconds',"
 				   "   min(CAST(?3 AS REAL) * (1 << min(max(attempts - 1, 0), 20)), 86400))) END,"
-				   " finished_at = CASE WHEN attempts >= max_attempts THEN " ST_NOW " END"
-				   " WHERE job_id = ?1", 3, p, NULL, 0) &&
+				   " finished_at = CASE WHEN attempts >= max_attempts OR CAST(?4 AS INTEGER) THEN " ST_NOW " END"
+				   " WHERE job_id = ?1", 4, p, NULL, 0) &&
 		st_exec(c, "recording the failure",
 				"UPDATE main.sparse_storage SET decision = 'error',"
-				" error = printf('job %s failed %d times; last: %s', j.job_id, j.attempts, ?2)"
+				" error = CASE WHEN CAST(?4 AS INTEGER) THEN printf('job %s failed and was not retried: %s', j.job_id, ?2)"
+				"  ELSE printf('job %s failed %d times; last: %s', j.job_id, j.attempts, ?2) END"
 				" FROM (SELECT job_id, object_id, kind, attempts FROM main.sparse_jobs"
 				"  WHERE job_id = ?1 AND state = 'failed') j"
 				" WHERE sparse_storage.object_id = j.object_id AND sparse_storage.kind = j.kind",
-				2, p, NULL, 0);
+				4, p, NULL, 0);
 }
 
 /*
@@ -608,7 +610,7 @@ st_run_one(st_call *c, const st_settings *s, int level, const st_job *j, bool *d
 	{
 		if (c->ctx.err.code == SP_ERR_CANCELLED || c->ctx.err.code == SP_ERR_NOMEM)
 			return st_fail(c, sq_status_code(&c->ctx.err), "%s", c->ctx.err.msg);
-		return st_fail_job(c, s, j, c->ctx.err.msg);
+		return st_fail_job(c, s, j, c->ctx.err.msg, sp_error_permanent(&c->ctx.err));
 	}
 	return (*done = st_complete(c, j, &res));
 }

@@ -218,24 +218,37 @@ q "INSERT INTO models SELECT format('c%s', i), '$H/mlp/ft.bf16.safetensors', '$H
 rc=$?
 is "$rc $(q "SELECT count(*) FROM sparse_jobs WHERE state <> 'done'")" "0 0" "--concurrency 2 drains 4 new jobs"
 
-# a non-delta file where the delta would go: the failed attempt waits
-# sparse.retry_delay (60 s) before the job can be claimed again ...
-echo "not a delta" >"$H/out/model-blocked.sdelta"
-q "INSERT INTO models VALUES ('blocked', '$H/mlp/ft.bf16.safetensors', '$H/mlp/base.bf16.safetensors')" >/dev/null
+# a fine-tune removed after its insert (an error that may pass): the failed
+# attempt waits sparse.retry_delay (60 s) before the job can be claimed again ...
+cp "$H/mlp/ft.bf16.safetensors" "$H/flaky.safetensors"
+q "INSERT INTO models VALUES ('flaky', '$H/flaky.safetensors', '$H/mlp/base.bf16.safetensors')" >/dev/null
+rm "$H/flaky.safetensors"
 "$SPARSE" worker --db "$CONN" --once --out-root "$H/out" >"$H/wait.log" 2>&1
 rc=$?
-is "$rc $(q "SELECT state || ' ' || attempts || ' ' || (retry_at > now() + interval '50 seconds') FROM sparse_jobs WHERE object_id = 'blocked'")" \
+is "$rc $(q "SELECT state || ' ' || attempts || ' ' || (retry_at > now() + interval '50 seconds') FROM sparse_jobs WHERE object_id = 'flaky'")" \
    "1 queued 1 true" "a failed job waits sparse.retry_delay before its next attempt"
 # ... and, once that has passed, with no wait (the worker's session sets it):
 # three attempts, then 'failed'
-q "UPDATE sparse_jobs SET retry_at = now() WHERE object_id = 'blocked'" >/dev/null
+q "UPDATE sparse_jobs SET retry_at = now() WHERE object_id = 'flaky'" >/dev/null
 "$SPARSE" worker --db "$CONN options='-csparse.retry_delay=0'" --once --out-root "$H/out" >"$H/fail.log" 2>&1
 rc=$?
-is "$rc $(q "SELECT state || ' ' || attempts FROM sparse_jobs WHERE object_id = 'blocked'")" "1 failed 3" \
+is "$rc $(q "SELECT state || ' ' || attempts FROM sparse_jobs WHERE object_id = 'flaky'")" "1 failed 3" \
    "a job that keeps failing stops after max_attempts"
-is "$(q "SELECT decision || ': ' || error FROM sparse_storage WHERE object_id = 'blocked'")" \
-   "error: job $(q "SELECT job_id FROM sparse_jobs WHERE object_id = 'blocked'") failed 3 times; last: \"$H/out/model-blocked.sdelta\" exists and is not a sparse delta; not removing it" \
+is "$(q "SELECT decision || ': ' || error FROM sparse_storage WHERE object_id = 'flaky'")" \
+   "error: job $(q "SELECT job_id FROM sparse_jobs WHERE object_id = 'flaky'") failed 3 times; last: could not open \"$H/flaky.safetensors\": No such file or directory" \
    "the object says why"
+# a non-delta file where the delta would go would stay there: the job fails
+# at its first attempt, without a wait
+echo "not a delta" >"$H/out/model-blocked.sdelta"
+q "INSERT INTO models VALUES ('blocked', '$H/mlp/ft.bf16.safetensors', '$H/mlp/base.bf16.safetensors')" >/dev/null
+"$SPARSE" worker --db "$CONN" --once --out-root "$H/out" >"$H/blocked.log" 2>&1
+rc=$?
+is "$rc $(q "SELECT state || ' ' || attempts || ' ' || (retry_at IS NULL) FROM sparse_jobs WHERE object_id = 'blocked'")" \
+   "1 failed 1 true" "a failure that would recur fails the job at once"
+is "$(q "SELECT decision || ': ' || error FROM sparse_storage WHERE object_id = 'blocked'")" \
+   "error: job $(q "SELECT job_id FROM sparse_jobs WHERE object_id = 'blocked'") failed and was not retried: \"$H/out/model-blocked.sdelta\" exists and is not a sparse delta; not removing it" \
+   "the object says why it was not retried"
+ok "grep -q 'failed (not retried): ' \"$H/blocked.log\"" "the worker says it was not retried"
 is "$(cat "$H/out/model-blocked.sdelta")" "not a delta" "the file that was in the way is untouched"
 
 out=$("$SPARSE" worker --db "dbname=no_such_db_here" --once 2>&1); rc=$?

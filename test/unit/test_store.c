@@ -6,7 +6,8 @@
  * unrecorded delta go; a file that is not a delta, a symlink, another
  * object's temporaries stay), sp_store_run (a verified delta at the path;
  * nothing left after a failure, a cancel or a wrong base path), and the
- * abort of a large output (name gone at once, descriptor closed soon).
+ * abort of a large output (name gone at once, descriptor closed soon),
+ * and which failures a job queue should not retry (sp_error_permanent).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -40,6 +41,56 @@ exists(const char *path)
 	struct stat st;
 
 	return lstat(path, &st) == 0;
+}
+
+/*
+ * The failures a queue fails at once: bad input, a file in the way, the
+ * root, a refused permission; I/O in general, memory, a cancel, a damaged
+ * or mismatched delta are retried.  Each real failure of sp_store_run is
+ * classified as its queue would see it.
+ */
+static void
+store_permanent_errors(void)
+{
+	static const sp_status permanent[] = {
+		SP_ERR_INVALID_ARG, SP_ERR_EXISTS, SP_ERR_OUTSIDE_ROOT, SP_ERR_NOT_SAFETENSORS,
+		SP_ERR_HEADER_TOO_LARGE, SP_ERR_BAD_JSON, SP_ERR_BAD_OFFSETS, SP_ERR_UNKNOWN_DTYPE,
+		SP_ERR_SHAPE_MISMATCH, SP_ERR_UNSUPPORTED_VERSION, SP_ERR_TOO_LARGE
+	};
+	int			npermanent = 0;
+	sp_ctx		ctx;
+	sp_compress_result res;
+	char	   *junk = t_path("junk.safetensors");
+	const char *base = t_model("gpt2-lora-r8/base.safetensors");
+
+	for (int code = SP_OK; code <= SP_ERR_INTERNAL; code++)
+	{
+		sp_error	e = {(sp_status) code, code == SP_ERR_IO ? EIO : 0, ""};
+		bool		want = false;
+
+		for (size_t i = 0; i < sizeof(permanent) / sizeof(permanent[0]); i++)
+			want |= (int) permanent[i] == code;
+		npermanent += want;
+		T_CHECK(sp_error_permanent(&e) == want, "%s: permanent %d, expected %d",
+				sp_status_name((sp_status) code), sp_error_permanent(&e), want);
+	}
+	T_CHECK(npermanent == 11, "%d permanent statuses", npermanent);
+	for (int i = 0; i < 5; i++)
+	{
+		static const int errs[] = {EACCES, EPERM, EROFS, EEXIST, ENOENT};
+		sp_error	e = {SP_ERR_IO, errs[i], ""};
+
+		T_CHECK(sp_error_permanent(&e) == (errs[i] != ENOENT), "I/O error %s", strerror(errs[i]));
+	}
+	/* as sp_store_run fails: a missing original may come back, a file that is not safetensors not */
+	T_REQUIRE(put(junk, "not a model"), "write");
+	sp_ctx_init(&ctx);
+	T_CHECK(sp_store_run(&ctx, SP_KIND_MODEL, base, t_path("gone.safetensors"), t_path("a.sdelta"),
+						 3, &res) == SP_ERR_IO && !sp_error_permanent(&ctx.err), "missing: %s",
+			ctx.err.msg);
+	sp_ctx_init(&ctx);
+	T_CHECK(sp_store_run(&ctx, SP_KIND_MODEL, base, junk, t_path("b.sdelta"), 3, &res) ==
+			SP_ERR_HEADER_TOO_LARGE && sp_error_permanent(&ctx.err), "junk: %s", ctx.err.msg);
 }
 
 /* Kinds parse both ways; anything else is the exact error. */
@@ -315,6 +366,7 @@ store_abort_large_output(void)
 
 const t_case t_tests_store[] = {
 	{"store_kind_names", store_kind_names},
+	{"store_permanent_errors", store_permanent_errors},
 	{"store_delta_paths", store_delta_paths},
 	{"store_sizes_and_estimate", store_sizes_and_estimate},
 	{"store_clear_leftovers", store_clear_leftovers},
