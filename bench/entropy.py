@@ -28,6 +28,11 @@ coder lands above them.  One line is an achievable size instead:
                 below the leading one given the bit length, the rest raw.
                 Slow (a Python loop per element): meant for the small
                 shared pairs.
+  adaptive,2d   the same with the magnitude exponent coded bit by bit (6
+                binary decisions, adaptive counts halved at 255) in the
+                context of both means, along the row so far and down the
+                column in the rows above, in stored order; sign, second bit
+                and raw bits as in adaptive,line.  Also slow.
 Needs numpy (Debian's python3-numpy).
 """
 import json
@@ -114,10 +119,58 @@ def adaptive_line(d, shape, exp, bsign):
     return cost + float(np.maximum(nb - 2, 0).sum())
 
 
+class BitModel:
+    """Adaptive binary contexts (counts halved past 255); bits holds the cost so far."""
+
+    def __init__(self):
+        self.counts, self.bits = {}, 0.0
+
+    def code(self, ctx, bit):
+        """Add the cost of bit in context ctx, then learn it."""
+        n = self.counts.setdefault(ctx, [0.4, 0.4])
+        self.bits -= math.log2(n[bit] / (n[0] + n[1]))
+        n[bit] += 1
+        if n[0] + n[1] > 255:
+            n[0], n[1] = max(n[0] / 2, 0.05), max(n[1] / 2, 0.05)
+
+
+def adaptive_2d(d, shape, exp, bsign):
+    """Bits of the adaptive,2d model (see the top of this file) for one tensor's differences d."""
+    ad, neg = np.abs(d), (d < 0).astype(np.int64)
+    nb = np.where(ad > 0, np.floor(np.log2(np.maximum(ad, 1))).astype(np.int64) + 1, 0)
+    m = np.clip(nb + exp - 100, 0, 63).reshape(shape).tolist()
+    nbl, adl, negl = nb.reshape(shape).tolist(), ad.reshape(shape).tolist(), neg.reshape(shape).tolist()
+    bsl = bsign.reshape(shape).tolist()
+    bm = BitModel()
+    rows, cols = len(m), len(m[0])
+    colsum, prev_mean = [0] * cols, 0.0
+    for r in range(rows):
+        rsum, psign = 0, 0
+        for c in range(cols):
+            rmean = rsum / c if c else prev_mean
+            cmean = round(colsum[c] / r) if r else -1
+            ctx, sym, node = (round(rmean), cmean, min(c, 2)), m[r][c], 1
+            for k in range(5, -1, -1):
+                bit = (sym >> k) & 1
+                bm.code(("m", ctx, node), bit)
+                node = node * 2 + bit
+            n = nbl[r][c]
+            if n > 0:
+                bm.code(("s", psign, bsl[r][c]), negl[r][c])
+                psign = negl[r][c]
+            if n >= 2:
+                bm.code(("b2", min(n, 40)), (adl[r][c] >> (n - 2)) & 1)
+            bm.bits += max(n - 2, 0)
+            rsum += sym
+            colsum[c] += sym
+        prev_mean = rsum / cols
+    return bm.bits
+
+
 def main():
     base, ft = load(sys.argv[1]), load(sys.argv[2])
     acc = dict.fromkeys(["planes", "planes|exp", "nbits+raw", "nbits|exp", "nbits|exp,prev",
-                         "adaptive,line"], 0.0)
+                         "adaptive,line", "adaptive,2d"], 0.0)
     nbytes = 0
     for name, (dt, f, shape) in ft.items():
         if name not in base or base[name][0] != dt or len(base[name][1]) != len(f):
@@ -141,6 +194,7 @@ def main():
         acc["nbits|exp"] += cond_entropy(nb, exp) + raw
         acc["nbits|exp,prev"] += cond_entropy(nb, prev * 256 + exp) + raw
         acc["adaptive,line"] += adaptive_line(d, shape, exp, (b >> (bits - 1)) & 1)
+        acc["adaptive,2d"] += adaptive_2d(d, shape, exp, (b >> (bits - 1)) & 1)
     print("tensor bytes %d" % nbytes)
     for k, v in acc.items():
         print("%-15s %.4f" % (k, v / 8 / nbytes))
