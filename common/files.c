@@ -191,8 +191,8 @@ sp_fail_open(sp_ctx *ctx, int err, const char *what, const char *path)
 }
 
 /*
- * Open the directory holding canonical path p (O_PATH, by sp_open_canon) and
- * point *name at p's last component; -1 with errno on failure.
+ * Open the directory holding canonical path p with flags (by sp_open_canon)
+ * and point *name at p's last component; -1 with errno on failure.
  */
 static int
 open_parent(const char *p, int flags, bool confined, const char **name)
@@ -1419,8 +1419,7 @@ sp_outdir_begin(sp_ctx *ctx, const char *final_path, char **tmp_dir)
 
 		sp_free(ctx, *tmp_dir);
 		*tmp_dir = NULL;
-		return err == ELOOP ? sp_fail_open(ctx, err, "", final_path)
-			: sp_fail_io(ctx, err, "could not create a temporary directory for \"%s\"", final_path);
+		return sp_fail_open(ctx, err, "could not create a temporary directory for", final_path);
 	}
 	return SP_OK;
 }

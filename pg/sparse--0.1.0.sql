@@ -800,15 +800,16 @@ LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     j      record;
     delay  float8 := sparse_setting('sparse.retry_delay')::float8;
+    perm   bool := coalesce($4, false);  -- NULL: an ordinary failure
 BEGIN
     UPDATE sparse_jobs x
-       SET state = CASE WHEN x.attempts >= x.max_attempts OR $4 THEN 'failed' ELSE 'queued' END,
+       SET state = CASE WHEN x.attempts >= x.max_attempts OR perm THEN 'failed' ELSE 'queued' END,
            last_error = $3, lease_holder = NULL, lease_expires = NULL,
-           retry_at = CASE WHEN x.attempts < x.max_attempts AND NOT $4 AND delay > 0
+           retry_at = CASE WHEN x.attempts < x.max_attempts AND NOT perm AND delay > 0
                            THEN clock_timestamp() + make_interval(
                                     secs => least(delay * 2 ^ greatest(x.attempts - 1, 0), 86400))
                       END,
-           finished_at = CASE WHEN x.attempts >= x.max_attempts OR $4 THEN clock_timestamp() END
+           finished_at = CASE WHEN x.attempts >= x.max_attempts OR perm THEN clock_timestamp() END
      WHERE x.job_id = $1 AND x.state = 'running' AND x.lease_holder = $2
     RETURNING x.state, x.object_id, x.kind, x.attempts INTO j;
     IF NOT FOUND THEN
@@ -817,7 +818,7 @@ BEGIN
     IF j.state = 'failed' THEN
         UPDATE sparse_storage s
            SET decision = 'error',
-               error = CASE WHEN $4 THEN format('job %s failed and was not retried: %s', $1, $3)
+               error = CASE WHEN perm THEN format('job %s failed and was not retried: %s', $1, $3)
                             ELSE format('job %s failed %s times; last: %s', $1, j.attempts, $3) END
          WHERE s.object_id = j.object_id AND s.kind = j.kind;
     END IF;
