@@ -631,8 +631,12 @@ COMMENT ON FUNCTION sparse_decide(text, text, text, text) IS
 'estimate an object against its base and record the decision (sparse_set_decision); a failed estimate is recorded as ''error'' unless sparse.strict is on';
 
 -- The trigger a hub attaches to its own table, naming its columns:
---   CREATE TRIGGER models_storage AFTER INSERT OR UPDATE OF path, base_path ON models
+--   CREATE TRIGGER models_storage AFTER INSERT OR UPDATE OF id, path, base_path OR DELETE ON models
 --     FOR EACH ROW EXECUTE FUNCTION sparse_decide_storage('id', 'path', 'base_path', 'model');
+-- A deleted row (or the old id of a row whose id changed) is forgotten: its
+-- sparse_storage row and jobs go, so the savings report no longer counts
+-- it; a delta file already written stays on disk (sparse never deletes a
+-- file it did not just write).
 CREATE FUNCTION sparse_decide_storage()
 RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -643,19 +647,28 @@ DECLARE
     col      text;
 BEGIN
     -- AFTER only: as a BEFORE trigger its NULL result would drop the row
-    IF TG_NARGS <> 4 OR TG_LEVEL <> 'ROW' OR TG_WHEN <> 'AFTER' OR TG_OP NOT IN ('INSERT', 'UPDATE') THEN
-        RAISE EXCEPTION 'sparse_decide_storage must be an AFTER row trigger on INSERT or UPDATE with 4 arguments: id column, path column, base path column, kind'
+    IF TG_NARGS <> 4 OR TG_LEVEL <> 'ROW' OR TG_WHEN <> 'AFTER' THEN
+        RAISE EXCEPTION 'sparse_decide_storage must be an AFTER row trigger on INSERT, UPDATE or DELETE with 4 arguments: id column, path column, base path column, kind'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    new_row := to_jsonb(NEW);
+    IF TG_OP <> 'INSERT' THEN
+        old_row := to_jsonb(OLD);
+    END IF;
+    new_row := CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) ELSE old_row END;
     FOREACH col IN ARRAY TG_ARGV[0:2] LOOP
         IF NOT new_row ? col THEN
             RAISE EXCEPTION 'sparse_decide_storage: table %.% has no column "%"',
                 TG_TABLE_SCHEMA, TG_TABLE_NAME, col USING ERRCODE = 'undefined_column';
         END IF;
     END LOOP;
+    IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND old_row -> TG_ARGV[0] <> new_row -> TG_ARGV[0]) THEN
+        DELETE FROM sparse_storage s
+         WHERE s.object_id = old_row ->> TG_ARGV[0] AND s.kind = TG_ARGV[3];
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+        RETURN NULL;
+    END IF;
     IF TG_OP = 'UPDATE' THEN
-        old_row := to_jsonb(OLD);
         IF old_row -> TG_ARGV[1] = new_row -> TG_ARGV[1] AND
            old_row -> TG_ARGV[2] = new_row -> TG_ARGV[2] AND
            old_row -> TG_ARGV[0] = new_row -> TG_ARGV[0] THEN
@@ -671,7 +684,7 @@ BEGIN
 END $$;
 
 COMMENT ON FUNCTION sparse_decide_storage() IS
-'AFTER row trigger for a hub table: sparse_decide_storage(id column, path column, base path column, ''model'' | ''dataset'') decides the storage of each inserted row (and of a row whose path or base changes) and queues a job for a delta';
+'AFTER row trigger for a hub table: sparse_decide_storage(id column, path column, base path column, ''model'' | ''dataset'') decides the storage of each inserted row (and of a row whose path or base changes) and queues a job for a delta; on DELETE (and for the old id of a row whose id changes) it forgets the object (its sparse_storage row and jobs; a delta file stays on disk)';
 
 -- Claim the oldest open job for worker, for lease_seconds.  A queued job
 -- waits for its retry_at.  A job whose lease expired is taken over (another

@@ -307,6 +307,27 @@ SELECT * FROM sparse_store_run('model', '/tmp/sparse_regress/data/mlp/base.bf16.
 \echo :SQLSTATE
 RESET ROLE;
 
+-- ==== rows the hub deletes or renames ====
+-- with OR DELETE on the trigger, a deleted row's object is forgotten (its
+-- row and jobs; the delta file stays on disk), and so is the old id of a
+-- row whose id changes; the savings report stops counting them
+CREATE TRIGGER hub_models_forget AFTER UPDATE OF id OR DELETE ON hub_models
+  FOR EACH ROW EXECUTE FUNCTION sparse_decide_storage('id', 'path', 'base_path', 'model');
+SELECT objects FROM sparse_savings_report WHERE kind = 'model';
+SELECT sparse_set_decision('21', 'model', '/q/21', '/q/base', 95, 1000) AS q21;
+INSERT INTO hub_models VALUES (21, NULL, NULL);  -- as if inserted while the trigger was off
+DELETE FROM hub_models WHERE id = 2;
+SELECT count(*) AS model_2_rows FROM sparse_storage WHERE object_id = '2';
+SELECT count(*) AS model_2_jobs FROM sparse_jobs WHERE object_id = '2';
+SELECT (pg_stat_file('/tmp/sparse_regress/out/hub/model-2.sdelta')).size > 0 AS delta_kept;
+UPDATE hub_models SET id = 22 WHERE id = 21;
+SELECT object_id, decision FROM sparse_storage WHERE object_id IN ('21', '22') ORDER BY object_id;
+SELECT objects FROM sparse_savings_report WHERE kind = 'model';
+-- a dataset of the same id is another object: it stays
+SELECT sparse_set_decision('3', 'dataset', '/d/3', '/d/base', 95, 10) AS dataset_3;
+DELETE FROM hub_models WHERE id = 3;
+SELECT object_id, kind FROM sparse_storage WHERE object_id = '3';
+
 DROP TABLE hub_models, hub_datasets;
 DELETE FROM sparse_storage;
 DROP OWNED BY regress_hub_app;

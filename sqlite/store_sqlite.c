@@ -404,8 +404,10 @@ st_has_column(st_call *c, const char *table, const char *col)
 /*
  * sparse_watch(table, id_col, path_col, base_col, kind): TEMP triggers on
  * main.table that decide each new row and each row whose id, path or base
- * changes.  Every name is checked against the table and quoted (%w), never
- * pasted as SQL.  Returns 2 (the triggers created or replaced).
+ * changes, and forget (sparse_storage row and jobs; a delta file stays on
+ * disk) each deleted row and the old id of a row whose id changes.  Every
+ * name is checked against the table and quoted (%w), never pasted as SQL.
+ * Returns 3 (the triggers created or replaced).
  */
 static void
 st_watch_fn(sqlite3_context *fn, int argc, sqlite3_value **argv)
@@ -435,16 +437,34 @@ st_watch_fn(sqlite3_context *fn, int argc, sqlite3_value **argv)
 		st_result_fail(fn, &c);
 		return;
 	}
+	/*
+	 * ids are stored as text (sparse_decide reads them so): compared the same
+	 * way.  Jobs are deleted by name: SQLite enforces their foreign key's
+	 * ON DELETE CASCADE only under PRAGMA foreign_keys.  A trigger may not
+	 * qualify the table it deletes from: the names resolve to main's tables
+	 * (the only ones sparse_install creates).
+	 */
 	sql = sqlite3_mprintf(
 		"DROP TRIGGER IF EXISTS temp.\"sparse_watch_%w_ins\";"
 		"DROP TRIGGER IF EXISTS temp.\"sparse_watch_%w_upd\";"
+		"DROP TRIGGER IF EXISTS temp.\"sparse_watch_%w_del\";"
 		"CREATE TEMP TRIGGER \"sparse_watch_%w_ins\" AFTER INSERT ON main.\"%w\""
 		" BEGIN SELECT sparse_decide(%Q, NEW.\"%w\", NEW.\"%w\", NEW.\"%w\"); END;"
 		"CREATE TEMP TRIGGER \"sparse_watch_%w_upd\" AFTER UPDATE ON main.\"%w\""
 		" WHEN NEW.\"%w\" IS NOT OLD.\"%w\" OR NEW.\"%w\" IS NOT OLD.\"%w\" OR NEW.\"%w\" IS NOT OLD.\"%w\""
-		" BEGIN SELECT sparse_decide(%Q, NEW.\"%w\", NEW.\"%w\", NEW.\"%w\"); END;",
-		t, t, t, t, sp_kind_name(kind), id, path, base,
-		t, t, id, id, path, path, base, base, sp_kind_name(kind), id, path, base);
+		" BEGIN DELETE FROM sparse_jobs WHERE NEW.\"%w\" IS NOT OLD.\"%w\""
+		"  AND object_id = CAST(OLD.\"%w\" AS TEXT) AND kind = %Q;"
+		" DELETE FROM sparse_storage WHERE NEW.\"%w\" IS NOT OLD.\"%w\""
+		"  AND object_id = CAST(OLD.\"%w\" AS TEXT) AND kind = %Q;"
+		" SELECT sparse_decide(%Q, NEW.\"%w\", NEW.\"%w\", NEW.\"%w\"); END;"
+		"CREATE TEMP TRIGGER \"sparse_watch_%w_del\" AFTER DELETE ON main.\"%w\""
+		" BEGIN DELETE FROM sparse_jobs WHERE object_id = CAST(OLD.\"%w\" AS TEXT) AND kind = %Q;"
+		" DELETE FROM sparse_storage WHERE object_id = CAST(OLD.\"%w\" AS TEXT) AND kind = %Q; END;",
+		t, t, t, t, t, sp_kind_name(kind), id, path, base,
+		t, t, id, id, path, path, base, base,
+		id, id, id, sp_kind_name(kind), id, id, id, sp_kind_name(kind),
+		sp_kind_name(kind), id, path, base,
+		t, t, id, sp_kind_name(kind), id, sp_kind_name(kind));
 	if (sql == NULL)
 		st_fail(&c, SQLITE_NOMEM, "out of memory");
 	else if (sqlite3_exec(c.db, sql, NULL, NULL, NULL) != SQLITE_OK)
@@ -453,7 +473,7 @@ st_watch_fn(sqlite3_context *fn, int argc, sqlite3_value **argv)
 	if (c.rc != SQLITE_OK)
 		st_result_fail(fn, &c);
 	else
-		sqlite3_result_int(fn, 2);
+		sqlite3_result_int(fn, 3);
 }
 
 /* ---- jobs ----------------------------------------------------------------------- */

@@ -58,8 +58,8 @@ INSERT INTO datasets VALUES ('csv', $(q "$SPARSE_DATA/datasets/covid_countries_1
 SELECT object_id || ' ' || kind || ' ' || decision || ' ' || coalesce(round(est_savings_pct), '-')
        || ' ' || coalesce(stored_bytes, '-') || ' ' || coalesce(base_object_id, '-') || ' ' || coalesce(error, '-')
 FROM sparse_storage ORDER BY kind, object_id;")
-is "sparse_watch's triggers decide every inserted row (base_object_id: a base registered before)" "$out" "2
-2
+is "sparse_watch's triggers decide every inserted row (base_object_id: a base registered before)" "$out" "3
+3
 csv dataset delta 100.0 - - -
 1 model delta 71.0 - - -
 2 model delta 89.0 - - -
@@ -196,3 +196,23 @@ is "sparse_install() adds retry_at to an older sparse_jobs" \
 	"0
 sparse $(printf '.load %s\nSELECT sparse_version();\n' "$EXT" | sqlite3 -batch 2>/dev/null) installed
 1"
+
+# ---- rows the hub deletes or renames ----------------------------------------------
+# the watch triggers forget a deleted row's object (its row and jobs; a delta
+# file stays on disk) and the old id of a row whose id changes; a dataset of
+# the same id is another object
+st_sql "DELETE FROM sparse_settings WHERE name = 'sparse.retry_delay';" > /dev/null
+is "sparse_watch creates three triggers per table" "$(st_sql "$WATCH" | tr '\n' ' ')" "3 3 "
+is "a deleted row's object and jobs are forgotten, its delta file stays" \
+	"$(st_sql "$WATCH
+INSERT INTO sparse_storage (object_id, kind, path, decision) VALUES ('1', 'dataset', '/d/1', 'full');
+DELETE FROM models WHERE id IN (1, 2);
+SELECT count(*) FROM sparse_storage WHERE kind = 'model' AND object_id IN ('1', '2');
+SELECT count(*) FROM sparse_jobs WHERE kind = 'model' AND object_id IN ('1', '2');
+SELECT count(*) FROM sparse_storage WHERE kind = 'dataset' AND object_id = '1';" | tail -n 3 | tr '\n' ' ')$(test -s "$S/out/model-1.sdelta" && echo kept)" \
+	"0 0 1 kept"
+is "a renamed row: the old id is forgotten, the new one decided" \
+	"$(st_sql "$WATCH
+UPDATE models SET id = 30 WHERE id = 3;
+SELECT group_concat(object_id, ' ') FROM (SELECT object_id FROM sparse_storage WHERE kind = 'model' AND object_id IN ('3', '30') ORDER BY object_id);" | tail -n 1)" \
+	"30"
