@@ -731,7 +731,8 @@ decode_rows_chunk(decoder *d, const sp_chunk_hdr *h)
 
 /*
  * Expand the parent pages a SNAPPY chunk lists (u8 count, then per page
- * u64 offset, u32 stored bytes, u32 expanded bytes) into d->pq_pre.
+ * u64 offset, u32 stored bytes, u32 expanded bytes) into d->pq_pre, with
+ * the chunk's page codec (its transform byte).
  */
 static sp_status
 snappy_prefix(decoder *d, const sp_chunk_hdr *h, const uint8_t *p, size_t n, size_t *pos,
@@ -757,7 +758,7 @@ snappy_prefix(decoder *d, const sp_chunk_hdr *h, const uint8_t *p, size_t n, siz
 		if (read_base(d, h->base, off, clen, d->bbuf) != SP_OK)
 			return d->ctx->err.code;
 		/* the base was checked by SHA-256: a page that does not expand is the delta's fault */
-		if (!sp_snappy_expand(d->bbuf, clen, d->pq_pre + *plen, ulen))
+		if (!sp_pq_expand(&d->codec, h->transform, d->bbuf, clen, d->pq_pre + *plen, ulen))
 			return corrupt(d, "a parent page named by a SNAPPY chunk does not expand");
 		*plen += ulen;
 	}
@@ -766,8 +767,9 @@ snappy_prefix(decoder *d, const sp_chunk_hdr *h, const uint8_t *p, size_t n, siz
 
 /*
  * Decode a SNAPPY chunk into dst: the expanded page is a zstd frame
- * against expanded parent pages; snappy compresses it back to the stored
- * page, which the chunk checksum then checks.
+ * against expanded parent pages; its page codec (transform: snappy, or
+ * zstd at the level in dtype) compresses it back to the stored page, which
+ * the chunk checksum then checks.
  */
 static sp_status
 decode_snappy_chunk(decoder *d, const sp_chunk_hdr *h)
@@ -779,22 +781,25 @@ decode_snappy_chunk(decoder *d, const sp_chunk_hdr *h)
 				got;
 	uint32_t	ulen;
 
-	if (h->transform || h->dtype || h->base_dtype || h->base_off || h->base_len || n < 5 ||
+	if (h->transform > SP_PQ_ZSTD || (h->transform == SP_PQ_SNAPPY) != (h->dtype == 0) ||
+		h->dtype > SP_PQ_ZSTD_LEVEL_MAX || h->base_dtype || h->base_off || h->base_len || n < 5 ||
 		(ulen = sp_get32(p)) > SP_PQ_PAGE_MAX)
 		return corrupt(d, "bad SNAPPY chunk");
 	if (snappy_prefix(d, h, p, n, &pos, &plen) != SP_OK)
 		return d->ctx->err.code;
 	if (sp_reserve(d->ctx, &d->pq_page, &d->pq_page_cap, (size_t) ulen + 1) != SP_OK ||
-		sp_reserve(d->ctx, &d->cbuf, &d->ccap, sp_snappy_bound(ulen)) != SP_OK)
+		sp_reserve(d->ctx, &d->cbuf, &d->ccap, sp_pq_bound(ulen)) != SP_OK)
 		return SP_ERR_NOMEM;
 	if (sp_codec_decode_zstd(d->ctx, &d->codec, d->pq_pre, plen, p + pos, n - pos, d->pq_page,
 							 ulen) != SP_OK)
 		return d->ctx->err.code;
-	got = sp_snappy_compress(d->pq_page, ulen, d->cbuf, sp_snappy_bound(ulen));
+	got = sp_pq_compress(&d->codec, h->transform, h->dtype, d->pq_page, ulen, d->cbuf,
+						 sp_pq_bound(ulen));
 	if (got != h->out_len)
 		return sp_fail(d->ctx, SP_ERR_CORRUPT,
 					   "delta \"%s\" is corrupted: a Parquet page of \"%s\" does not compress back "
-					   "to its size (or this libsnappy differs from the writer's)", d->rd.name, d->name);
+					   "to its size (or this %s differs from the writer's)", d->rd.name, d->name,
+					   h->transform == SP_PQ_ZSTD ? "libzstd" : "libsnappy");
 	memcpy(d->dst, d->cbuf, got);
 	return SP_OK;
 }

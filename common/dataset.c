@@ -27,8 +27,8 @@
  * before writing it, and stores a chunk as plain zstd instead when that is
  * smaller (a translation, an unrelated file).  Files without rows get zstd
  * chunks with their same-named parent file as prefix; in Parquet files,
- * snappy pages that compress back byte-identically are expanded and coded
- * against the parent's pages (SNAPPY chunks, parquet.h).
+ * snappy and zstd pages that compress back byte-identically are expanded
+ * and coded against the parent's pages (SNAPPY chunks, parquet.h).
  *
  * The estimator cuts sample_rows derived rows from a few windows spread over
  * the derived files, scans the parent once for rows with the same tags, and
@@ -146,6 +146,8 @@ typedef struct dsenc
 	uint64_t	chunks;
 	uint64_t	row_chunks;
 	uint64_t	pq_chunks;			/* SNAPPY chunks of the current file */
+	int			pq_zlevel;			/* zstd level its pages were found at, or 0 */
+	bool		pq_zfail;			/* a zstd page of it did not compress back */
 	uint8_t    *pq_scratch;			/* a compressed page */
 	uint8_t    *pq_pre;				/* expanded parent pages */
 	uint64_t	pq_window;			/* prefix half-width between pages, or 0 */
@@ -1281,19 +1283,19 @@ pq_buffers(dsenc *e)
 {
 	if (e->pq_scratch)
 		return SP_OK;
-	e->pq_scratch = sp_alloc(e->ctx, sp_snappy_bound(SP_PQ_PAGE_MAX));
+	e->pq_scratch = sp_alloc(e->ctx, sp_pq_bound(SP_PQ_PAGE_MAX));
 	e->pq_pre = sp_alloc(e->ctx, SP_PREFIX_MAX);
 	return e->pq_scratch && e->pq_pre ? SP_OK : SP_ERR_NOMEM;
 }
 
 /*
- * Expand the partner's pages around page k (those that expand) into the
- * prefix, listing them in the payload at *pos; *plen the prefix length.  A
- * page that does not expand is left out; a read error is an error.
+ * Expand the partner's pages around page k (those that expand with codec)
+ * into the prefix, listing them in the payload at *pos; *plen the prefix
+ * length.  A page that does not expand is left out; a read error is an error.
  */
 static sp_status
-pq_prefix(dsenc *e, long partner, const sp_pq_page *bp, size_t nb, size_t k, size_t *pos,
-		  size_t *plen_out)
+pq_prefix(dsenc *e, int codec, long partner, const sp_pq_page *bp, size_t nb, size_t k,
+		  size_t *pos, size_t *plen_out)
 {
 	size_t		plen = 0,
 				count_at = (*pos)++;
@@ -1309,7 +1311,7 @@ pq_prefix(dsenc *e, long partner, const sp_pq_page *bp, size_t nb, size_t k, siz
 		if (sp_fileset_read(e->ctx, e->base, (size_t) partner, b->off, e->pq_scratch,
 							b->clen) != SP_OK)
 			return e->ctx->err.code;
-		if (!sp_snappy_expand(e->pq_scratch, b->clen, e->pq_pre + plen, b->ulen))
+		if (!sp_pq_expand(&e->codec, codec, e->pq_scratch, b->clen, e->pq_pre + plen, b->ulen))
 			continue;
 		sp_put64(e->pay + *pos, b->off);
 		sp_put32(e->pay + *pos + 8, b->clen);
@@ -1324,9 +1326,34 @@ pq_prefix(dsenc *e, long partner, const sp_pq_page *bp, size_t nb, size_t k, siz
 }
 
 /*
- * A snappy page (already read into e->buf) whose expansion compresses back
- * to the same bytes: a SNAPPY chunk, the expanded page coded against the
- * partner's expanded pages around the same index.  *done false if not.
+ * How the page in e->buf was compressed, expanded into e->cbuf: snappy, or
+ * zstd at *level (the file's level tried first); false when neither
+ * compresses the expansion back to the stored bytes.  A file whose first
+ * zstd page does not is not tried again (each try recompresses the page).
+ */
+static bool
+pq_codec(dsenc *e, const sp_pq_page *pg, int *codec, int *level)
+{
+	*codec = SP_PQ_SNAPPY;
+	*level = 0;
+	if (sp_snappy_roundtrips(e->buf, pg->clen, e->cbuf, pg->ulen, e->pq_scratch,
+							 sp_snappy_bound(SP_PQ_PAGE_MAX)))
+		return true;
+	if (e->pq_zfail || pg->clen < 4 || sp_get32(e->buf) != ZSTD_MAGICNUMBER)
+		return false;
+	*codec = SP_PQ_ZSTD;
+	*level = sp_pq_zstd_level(&e->codec, e->buf, pg->clen, e->cbuf, pg->ulen, e->pq_scratch,
+							  sp_pq_bound(SP_PQ_PAGE_MAX), e->pq_zlevel);
+	e->pq_zfail = *level == 0;
+	e->pq_zlevel = *level;
+	return *level > 0;
+}
+
+/*
+ * A snappy or zstd page (already read into e->buf) whose expansion
+ * compresses back to the same bytes: a SNAPPY chunk, the expanded page
+ * coded against the partner's expanded pages around the same index.  *done
+ * false if not.
  */
 static sp_status
 pq_page(dsenc *e, long partner, const sp_pq_page *pg, const sp_pq_page *bp, size_t nb,
@@ -1337,15 +1364,18 @@ pq_page(dsenc *e, long partner, const sp_pq_page *pg, const sp_pq_page *bp, size
 	size_t		pos = SP_CHUNK_HDR + 4,
 				plen = 0,
 				used;
+	int			codec,
+				level;
 
 	*done = false;
-	if (!sp_snappy_roundtrips(e->buf, pg->clen, e->cbuf, pg->ulen, e->pq_scratch,
-							  sp_snappy_bound(SP_PQ_PAGE_MAX)))
+	if (!pq_codec(e, pg, &codec, &level))
 		return SP_OK;
+	h.transform = (uint8_t) codec;
+	h.dtype = (uint8_t) level;
 	if (reserve_payload(e, SP_CHUNK_HDR + 5 + 3 * 16 + sp_codec_bound(pg->ulen)) != SP_OK)
 		return SP_ERR_NOMEM;
 	sp_put32(e->pay + SP_CHUNK_HDR, pg->ulen);
-	if (pq_prefix(e, partner, bp, nb, k, &pos, &plen) != SP_OK)
+	if (pq_prefix(e, codec, partner, bp, nb, k, &pos, &plen) != SP_OK)
 		return e->ctx->err.code;
 	/* pages are bulk data, like tensors: coded at the caller's level itself */
 	if (sp_codec_encode_zstd(e->ctx, &e->codec, e->level, e->cbuf, pg->ulen, e->pq_pre, plen,
@@ -1356,7 +1386,7 @@ pq_page(dsenc *e, long partner, const sp_pq_page *pg, const sp_pq_page *bp, size
 	return emit_chunk(e, &h, pos + used - SP_CHUNK_HDR);
 }
 
-/* Code a Parquet file: bytes between pages as zstd, snappy pages expanded. */
+/* Code a Parquet file: bytes between pages as zstd, snappy and zstd pages expanded. */
 static sp_status
 code_parquet(dsenc *e, size_t fi, long partner, const sp_pq_page *dp, size_t nd)
 {
@@ -1404,6 +1434,8 @@ code_bytes(dsenc *e, size_t fi, long partner)
 		return rc;
 	e->cur_file = fi;
 	e->pq_window = nd > 0 ? DS_PQ_WINDOW : 0;
+	e->pq_zlevel = 0;
+	e->pq_zfail = false;
 	e->saw_parquet |= nd > 0;
 	rc = nd > 0 ? code_parquet(e, fi, partner, dp, nd)
 		: code_range(e, fi, partner, 0, e->der->f[fi].size);

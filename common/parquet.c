@@ -7,7 +7,9 @@
  * (uncompressed size) and 3 (compressed size) is a PageHeader, whose
  * payload follows it; any other struct (a ColumnChunk some writers add) is
  * skipped.  Anything malformed ends the walk with no pages, and the caller
- * codes the file as plain bytes.  Snappy comes from libsnappy.
+ * codes the file as plain bytes.  Snappy comes from libsnappy, zstd pages
+ * (a frame's magic first) are expanded and compressed again by libzstd
+ * through the caller's codec, whose contexts use the caller's allocator.
  */
 #include <snappy-c.h>
 
@@ -336,4 +338,73 @@ sp_snappy_roundtrips(const uint8_t *src, size_t clen, uint8_t *dst, size_t ulen,
 		return false;
 	n = sp_snappy_compress(dst, ulen, scratch, scratch_cap);
 	return n == clen && memcmp(scratch, src, clen) == 0;
+}
+
+/* Largest compressed page, either codec, for n input bytes. */
+size_t
+sp_pq_bound(size_t n)
+{
+	return SP_MAX(snappy_max_compressed_length(n), ZSTD_compressBound(n));
+}
+
+/* Does the page start with a zstd frame's magic number? */
+static bool
+is_zstd(const uint8_t *src, size_t clen)
+{
+	return clen >= 4 && sp_get32(src) == ZSTD_MAGICNUMBER;
+}
+
+/* Expand a page of codec into exactly ulen bytes. */
+bool
+sp_pq_expand(sp_codec *c, int codec, const uint8_t *src, size_t clen, uint8_t *dst, size_t ulen)
+{
+	size_t		got;
+
+	if (codec == SP_PQ_SNAPPY)
+		return sp_snappy_expand(src, clen, dst, ulen);
+	if (codec != SP_PQ_ZSTD || !is_zstd(src, clen))
+		return false;
+	ZSTD_DCtx_reset(c->dctx, ZSTD_reset_session_and_parameters);
+	got = ZSTD_decompressDCtx(c->dctx, dst, ulen, src, clen);
+	return !ZSTD_isError(got) && got == ulen;
+}
+
+/* Compress a page with codec (zstd: as ZSTD_compress at level). */
+size_t
+sp_pq_compress(sp_codec *c, int codec, int level, const uint8_t *src, size_t n, uint8_t *dst,
+			   size_t cap)
+{
+	size_t		got;
+
+	if (codec == SP_PQ_SNAPPY)
+		return sp_snappy_compress(src, n, dst, cap);
+	if (codec != SP_PQ_ZSTD || level < 1 || level > SP_PQ_ZSTD_LEVEL_MAX)
+		return 0;
+	/* ZSTD_compressCCtx ignores advanced parameters: the bytes of ZSTD_compress */
+	ZSTD_CCtx_reset(c->cctx, ZSTD_reset_session_and_parameters);
+	got = ZSTD_compressCCtx(c->cctx, dst, cap, src, n, level);
+	return ZSTD_isError(got) ? 0 : got;
+}
+
+/* The level at which a zstd page compresses back to its own bytes, or 0. */
+int
+sp_pq_zstd_level(sp_codec *c, const uint8_t *src, size_t clen, uint8_t *dst, size_t ulen,
+				 uint8_t *scratch, size_t scratch_cap, int hint)
+{
+	/* 3: zstd's default (DuckDB, Polars); 1: Arrow's; then the rest of the fast ones */
+	static const int levels[] = {3, 1, 2, 4, 5, 6, 7, 8, 9};
+
+	if (!sp_pq_expand(c, SP_PQ_ZSTD, src, clen, dst, ulen))
+		return 0;
+	for (int i = -1; i < (int) (sizeof(levels) / sizeof(levels[0])); i++)
+	{
+		int			level = i < 0 ? hint : levels[i];
+
+		if (level < 1 || (i >= 0 && level == hint))
+			continue;
+		if (sp_pq_compress(c, SP_PQ_ZSTD, level, dst, ulen, scratch, scratch_cap) == clen &&
+			memcmp(scratch, src, clen) == 0)
+			return level;
+	}
+	return 0;
 }

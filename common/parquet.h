@@ -12,6 +12,7 @@
 #ifndef SPARSE_PARQUET_H
 #define SPARSE_PARQUET_H
 
+#include "codec.h"
 #include "files.h"
 #include "util.h"
 
@@ -49,5 +50,35 @@ bool		sp_snappy_expand(const uint8_t *src, size_t clen, uint8_t *dst, size_t ule
 
 /* Largest snappy output for n input bytes. */
 size_t		sp_snappy_bound(size_t n);
+
+/* Page codecs a SNAPPY chunk knows (its transform byte). */
+enum
+{
+	SP_PQ_SNAPPY = 0, SP_PQ_ZSTD = 1
+};
+
+#define SP_PQ_ZSTD_LEVEL_MAX 22		/* zstd levels a page may name */
+
+/* Largest compressed page, either codec, for n input bytes. */
+size_t		sp_pq_bound(size_t n);
+
+/* Expand a page of codec (SP_PQ_*) into exactly ulen bytes; false if it is not that. */
+bool		sp_pq_expand(sp_codec *c, int codec, const uint8_t *src, size_t clen, uint8_t *dst,
+						 size_t ulen);
+
+/*
+ * Compress a page with codec into dst (cap bytes; zstd: at level, exactly
+ * as ZSTD_compress does); its length, or 0 on failure.
+ */
+size_t		sp_pq_compress(sp_codec *c, int codec, int level, const uint8_t *src, size_t n,
+						   uint8_t *dst, size_t cap);
+
+/*
+ * A zstd page (clen bytes at src): expand it into dst (ulen bytes) and find
+ * the level (hint first, then the common ones up to 9) at which zstd
+ * compresses it back to the same bytes; 0 if none does.
+ */
+int			sp_pq_zstd_level(sp_codec *c, const uint8_t *src, size_t clen, uint8_t *dst,
+							 size_t ulen, uint8_t *scratch, size_t scratch_cap, int hint);
 
 #endif							/* SPARSE_PARQUET_H */

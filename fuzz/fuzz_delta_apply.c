@@ -27,13 +27,16 @@
  * deltas (DIR/delta_apply/dataset_*.delta: a CSV with rows edited, removed
  * and added, a JSONL likewise, a JSON array subset in reverse order, a CSV
  * with a column added, question-answer JSONL with every answer rewritten, a
- * CSV with every score changed and rows appended)
+ * CSV with every score changed and rows appended, a Parquet file of zstd
+ * pages, whose SNAPPY chunks name the zstd codec)
  * made with sp_dataset_compress against the dataset parents, then exits
  * (fuzz/make_seeds.py drives it).
  */
 #include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <zstd.h>
 
 #include "fuzz_common.h"
 
@@ -351,16 +354,66 @@ write_delta_seeds(const char *dir)
 	closedir(d);
 }
 
-/* One dataset seed: parent k against derived rows ids/edits, into DIR/delta_apply. */
+/* Append a Thrift compact i32 field (field id one past the last) of value v < 2^20. */
+static size_t
+pq_i32(uint8_t *p, uint32_t v)
+{
+	size_t		n = 0;
+
+	p[n++] = 0x15;
+	for (v <<= 1; v > 0x7f; v >>= 7)
+		p[n++] = (uint8_t) ((v & 0x7f) | 0x80);
+	p[n++] = (uint8_t) v;
+	return n;
+}
+
+/*
+ * A small Parquet file of the CSV parent's text in two zstd pages (level
+ * 3), each behind a PageHeader (type, sizes), and a one-field footer.
+ */
+static uint8_t *
+ds_zstd_parquet(size_t *len)
+{
+	size_t		tlen,
+				cap = 64 + 2 * (ZSTD_compressBound(DS_ROWS * 64) + 16),
+				n = 4;
+	const uint8_t *text = ds_parent(0, &tlen);
+	uint8_t    *p = malloc(cap);
+
+	if (p == NULL)
+		abort();
+	memcpy(p, "PAR1", 4);
+	for (int k = 0; k < 2; k++)
+	{
+		size_t		half = k == 0 ? tlen / 2 : tlen - tlen / 2;
+		uint8_t		z[8192 + DS_ROWS * 64];
+		size_t		zn = ZSTD_compress(z, sizeof(z), text + (k ? tlen / 2 : 0), half, 3);
+
+		if (ZSTD_isError(zn) || n + 32 + zn > cap)
+			abort();
+		n += pq_i32(p + n, 0);
+		n += pq_i32(p + n, (uint32_t) half);
+		n += pq_i32(p + n, (uint32_t) zn);
+		p[n++] = 0;
+		memcpy(p + n, z, zn);
+		n += zn;
+	}
+	memcpy(p + n, "\x15\x02\x00\x03\x00\x00\x00PAR1", 11);
+	*len = n + 11;
+	return p;
+}
+
+/*
+ * One dataset seed: parent k against derived (dlen bytes, named with ext),
+ * compressed in tmp, into DIR/delta_apply/dataset_TAG.delta.
+ */
 static void
-write_dataset_seed(const char *dir, const char *tmp, const char *tag, int k, const int *ids,
-				   const int *edits, int n)
+write_seed(const char *dir, const char *tmp, const char *tag, int k, const void *derived,
+		   size_t dlen, const char *ext)
 {
 	size_t		plen,
-				dlen,
 				len;
 	const uint8_t *parent = ds_parent(k, &plen);
-	char	   *derived = ds_text(k, ids, edits, n, &dlen);
 	char		bpath[4096],
 				dpath[4096],
 				out[4096],
@@ -370,7 +423,7 @@ write_dataset_seed(const char *dir, const char *tmp, const char *tag, int k, con
 	uint8_t    *delta;
 
 	snprintf(bpath, sizeof(bpath), "%s/parent.%s", tmp, ds_ext[k]);
-	snprintf(dpath, sizeof(dpath), "%s/derived.%s", tmp, ds_ext[k]);
+	snprintf(dpath, sizeof(dpath), "%s/derived.%s", tmp, ext);
 	snprintf(out, sizeof(out), "%s/seed.delta", tmp);
 	write_file(bpath, parent, plen);
 	write_file(dpath, derived, dlen);
@@ -384,10 +437,32 @@ write_dataset_seed(const char *dir, const char *tmp, const char *tag, int k, con
 	snprintf(seed, sizeof(seed), "%s/delta_apply/dataset_%s.delta", dir, tag);
 	write_file(seed, delta, len);
 	free(delta);
-	free(derived);
 	unlink(out);
 	unlink(bpath);
 	unlink(dpath);
+}
+
+/* One dataset seed: parent k against derived rows ids/edits. */
+static void
+write_dataset_seed(const char *dir, const char *tmp, const char *tag, int k, const int *ids,
+				   const int *edits, int n)
+{
+	size_t		dlen;
+	char	   *derived = ds_text(k, ids, edits, n, &dlen);
+
+	write_seed(dir, tmp, tag, k, derived, dlen, ds_ext[k]);
+	free(derived);
+}
+
+/* The Parquet seed: zstd pages against the CSV parent (no parent pages). */
+static void
+write_parquet_seed(const char *dir, const char *tmp)
+{
+	size_t		dlen;
+	uint8_t    *derived = ds_zstd_parquet(&dlen);
+
+	write_seed(dir, tmp, "parquet_zstd", 0, derived, dlen, "parquet");
+	free(derived);
 }
 
 /* The six dataset seeds, made in a temporary directory. */
@@ -439,6 +514,7 @@ write_dataset_seeds(const char *dir)
 		edits[i] = DS_VALUE;
 	}
 	write_dataset_seed(dir, tmp, "csv_numbers", 0, ids, edits, DS_ROWS + 3);
+	write_parquet_seed(dir, tmp);
 	rmdir(tmp);
 }
 

@@ -7,7 +7,8 @@
  * The input is a whole file, scanned by sp_parquet_pages from a one-file
  * set in memory.  On SP_OK every page must lie inside the file, after byte
  * 4 and before the footer, in increasing order without overlap; each small
- * page is then handed to the snappy helpers, which must not read past it.
+ * page is then handed to the snappy and zstd page helpers (expand, find
+ * the level that compresses it back), which must not read past it.
  * On failure ctx.err must match the returned status (fz_check_error).
  */
 #include "fuzz_common.h"
@@ -30,17 +31,21 @@ check_pages(const sp_ctx *ctx, const uint8_t *data, size_t size, const sp_pq_pag
 	}
 }
 
-/* Expand and recompress each small page (the snappy wrappers under ASan). */
+/* Expand and recompress each small page (the snappy and zstd wrappers under ASan). */
 static void
-touch_pages(const uint8_t *data, const sp_pq_page *p, size_t n)
+touch_pages(sp_codec *codec, const uint8_t *data, const sp_pq_page *p, size_t n)
 {
 	static uint8_t out[65536],
 				scratch[80000];
 
 	for (size_t i = 0; i < n; i++)
-		if (p[i].ulen <= sizeof(out) && sp_snappy_bound(p[i].ulen) <= sizeof(scratch))
+		if (p[i].ulen <= sizeof(out) && sp_pq_bound(p[i].ulen) <= sizeof(scratch))
+		{
 			(void) sp_snappy_roundtrips(data + p[i].off, p[i].clen, out, p[i].ulen, scratch,
 										sizeof(scratch));
+			(void) sp_pq_zstd_level(codec, data + p[i].off, p[i].clen, out, p[i].ulen, scratch,
+									sizeof(scratch), 3);
+		}
 }
 
 int
@@ -58,8 +63,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	st = sp_parquet_pages(&ctx, &fs, 0, &pages, &n);
 	if (st == SP_OK)
 	{
+		sp_codec	codec;
+
 		check_pages(&ctx, data, size, pages, n);
-		touch_pages(data, pages, n);
+		if (sp_codec_init(&ctx, &codec) == SP_OK)
+		{
+			touch_pages(&codec, data, pages, n);
+			sp_codec_free(&ctx, &codec);
+		}
 	}
 	else
 		fz_check_error(&ctx, st);

@@ -1237,7 +1237,7 @@ test_dataset_long_rows(void)
 				"rows_shared %lld", (long long) r.cres.rows_shared);
 }
 
-static size_t find_rows_chunk(const uint8_t *d, size_t len, size_t *plen);
+static size_t find_chunk(const uint8_t *d, size_t len, int kind, size_t *plen);
 
 /*
  * A question-and-answer table whose answers get a sub-question before each
@@ -1293,7 +1293,7 @@ check_layout(const ds_rt *r, int layout, const char *what, uint64_t z)
 				roff;
 
 	T_REQUIRE((d = fh_read(r->delta, &len)) != NULL, "read the delta");
-	roff = find_rows_chunk(d, len, &plen);
+	roff = find_chunk(d, len, 4, &plen);
 	T_REQUIRE(roff > 0, "no ROWS chunk in the delta");
 	T_CHECK(d[roff + 8 + 2] == layout, "layout %d, expected %d", d[roff + 8 + 2], layout);
 	printf("# %s: delta %llu bytes, zstd -19 --patch-from %llu\n", what,
@@ -1929,9 +1929,9 @@ test_dataset_err_wrong_base_dir(void)
 	T_CHECK(!fh_exists(t_path("out")), "an output was written");
 }
 
-/* Offset of the first ROWS chunk record of a delta in memory; 0 if none. */
+/* Offset of the first chunk record of kind in a delta in memory; 0 if none. */
 static size_t
-find_rows_chunk(const uint8_t *d, size_t len, size_t *plen)
+find_chunk(const uint8_t *d, size_t len, int kind, size_t *plen)
 {
 	size_t		pos = 16;
 
@@ -1942,7 +1942,7 @@ find_rows_chunk(const uint8_t *d, size_t len, size_t *plen)
 
 		if (n > len - pos - 16)
 			return 0;
-		if (d[pos] == 3 && n > 40 && d[pos + 8] == 4)
+		if (d[pos] == 3 && n > 40 && d[pos + 8] == kind)
 		{
 			*plen = n;
 			return pos;
@@ -1962,6 +1962,115 @@ fix_record_sum(uint8_t *d, size_t pos, size_t plen)
 		d[pos + 8 + plen + (size_t) i] = (uint8_t) (sum >> (8 * i));
 }
 
+/* Append a Thrift compact i32 field (delta 1 from the last) of value v. */
+static void
+pq_i32(sb *b, int64_t v)
+{
+	uint64_t	z = (uint64_t) (v << 1) ^ (uint64_t) (v >> 63);
+
+	sb_add(b, "%c", 0x15);
+	do
+		sb_add(b, "%c", (int) ((z & 0x7f) | (z > 0x7f ? 0x80 : 0)));
+	while ((z >>= 7) != 0);
+}
+
+/*
+ * A minimal Parquet file at rel: npages pages of CSV-like text (64 KiB
+ * each, every 50th row's value changed when edited), each behind a
+ * PageHeader (type, sizes) and compressed by zstd at level, with the
+ * frame checksum on when checksum (which ZSTD_compress never writes).
+ */
+static char *
+write_zstd_parquet(const char *rel, int npages, bool edited, int level, bool checksum)
+{
+	sb			f = {0},
+				page = {0};
+	ZSTD_CCtx  *cc = ZSTD_createCCtx();
+	size_t		cap = ZSTD_compressBound(70000);
+	uint8_t    *z = t_track(malloc(cap));
+	char	   *path = t_path(rel);
+
+	sb_add(&f, "PAR1");
+	for (int p = 0, row = 0; p < npages; p++)
+	{
+		size_t		n;
+
+		page.n = 0;
+		while (page.n < 65000)
+		{
+			sb_add(&page, "%d,%s %s,%d\n", row, cities[row % 16], words[0][row % 32],
+				   (row * 37) % 1000 + (edited && row % 50 == 7 ? 1 : 0));
+			row++;
+		}
+		ZSTD_CCtx_reset(cc, ZSTD_reset_session_and_parameters);
+		ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, level);
+		ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, checksum);
+		n = ZSTD_compress2(cc, z, cap, page.p, page.n);
+		pq_i32(&f, 0);
+		pq_i32(&f, (int64_t) page.n);
+		pq_i32(&f, (int64_t) n);
+		sb_add(&f, "%c", 0);
+		for (size_t i = 0; i < n; i++)
+			sb_add(&f, "%c", z[i]);
+	}
+	sb_add(&f, "%c%c%c", 0x15, 0x02, 0);	/* a footer: a struct of one i32 */
+	sb_add(&f, "%c%c%c%cPAR1", 3, 0, 0, 0);
+	ZSTD_freeCCtx(cc);
+	T_REQUIRE_V(fh_write(path, f.p, f.n), NULL, "write %s", path);
+	free(f.p);
+	free(page.p);
+	return path;
+}
+
+/*
+ * Parquet pages compressed by zstd (Polars and DuckDB write level 3, Arrow
+ * level 1) are expanded and coded against the parent's pages when libzstd
+ * compresses them back to the same bytes, as snappy pages are; pages it
+ * cannot reproduce (here: with the frame checksum) stay bytes and still
+ * round-trip.  Damage to the chunk's codec or level is an error.
+ */
+static void
+test_dataset_parquet_zstd_pages(void)
+{
+	ds_rt		r;
+	char	   *pb = write_zstd_parquet("zp_base.parquet", 24, false, 3, false),
+			   *pd = write_zstd_parquet("zp_der.parquet", 24, true, 3, false),
+			   *p1 = write_zstd_parquet("zp_der1.parquet", 24, true, 1, false),
+			   *pc = write_zstd_parquet("zp_derc.parquet", 24, true, 3, true),
+			   *bad = t_path("zp_bad.delta");
+	size_t		len,
+				plen = 0,
+				off;
+	uint8_t    *d;
+	sp_ctx		ctx;
+	sp_apply_result ar;
+
+	T_REQUIRE(pb && pd && p1 && pc, "setup");
+	T_CHECK(DS_ROUNDTRIP(pb, pd, "parquet-pages", pct_of(pd, 10), &r), "level 3 pages");
+	T_CHECK(DS_ROUNDTRIP(pb, p1, "parquet-pages", pct_of(p1, 10), &r), "level 1 pages");
+	T_CHECK(DS_ROUNDTRIP(pb, pc, "zstd-ref", pct_of(pc, 100), &r), "pages with checksums");
+	/* the level 3 delta again, its first SNAPPY chunk damaged (record checksum fixed) */
+	T_CHECK(DS_ROUNDTRIP(pb, pd, "parquet-pages", pct_of(pd, 10), &r), "level 3 pages");
+	T_REQUIRE((d = fh_read(r.delta, &len)) != NULL &&
+			  (off = find_chunk(d, len, 5, &plen)) > 0, "no SNAPPY chunk");
+	T_CHECK(d[off + 9] == 1 && d[off + 10] == 3, "codec %d level %d, expected zstd (1) at 3",
+			d[off + 9], d[off + 10]);
+	for (int k = 0; k < 4; k++)
+	{
+		static const uint8_t codec[] = {2, 0, 1, 1},
+					level[] = {3, 3, 0, 19};
+
+		d[off + 9] = codec[k];
+		d[off + 10] = level[k];
+		fix_record_sum(d, off, plen);
+		T_REQUIRE(fh_write(bad, d, len) && unlink(bad) == 0 && fh_write(bad, d, len), "write");
+		rt_ctx(&ctx);
+		T_ERR_SUB(&ctx, sp_delta_apply(&ctx, pb, bad, rt_unique("zp", ".out"), &ar), SP_ERR_CORRUPT,
+				  k < 3 ? "bad SNAPPY chunk"
+				  : "does not compress back to its size (or this libzstd differs from the writer's)");
+	}
+}
+
 /* Damage inside a ROWS chunk: the record checksum, then the chunk's own. */
 static void
 test_dataset_err_corrupt_rows_chunk(void)
@@ -1978,7 +2087,7 @@ test_dataset_err_corrupt_rows_chunk(void)
 	sp_apply_result ar;
 
 	T_REQUIRE(delta != NULL && (d = fh_read(delta, &len)) != NULL, "no delta");
-	roff = find_rows_chunk(d, len, &plen);
+	roff = find_chunk(d, len, 4, &plen);
 	T_REQUIRE(roff > 0, "no ROWS chunk in the delta");
 	/* a byte of the compressed streams: the record checksum catches it */
 	d[roff + 8 + 40 + (plen - 40) / 2] ^= 0x10;
@@ -2080,7 +2189,7 @@ sweep_rows_chunk(const char *base, const char *der, const char *delta)
 	T_REQUIRE_V(delta != NULL && (d = fh_read(delta, &len)) != NULL &&
 				(b = fh_read(base, &blen)) != NULL && (f = fh_read(der, &flen)) != NULL, -1,
 				"setup");
-	roff = find_rows_chunk(d, len, &plen);
+	roff = find_chunk(d, len, 4, &plen);
 	T_REQUIRE_V(roff > 0, -1, "no ROWS chunk in the delta");
 	m = t_track(malloc(len));
 	fflush(stdout);
@@ -2174,7 +2283,7 @@ test_dataset_err_rows_chunk_format0(void)
 
 	T_REQUIRE(delta != NULL && (d = fh_read(delta, &len)) != NULL &&
 			  (b = fh_read(base, &blen)) != NULL, "setup");
-	roff = find_rows_chunk(d, len, &plen);
+	roff = find_chunk(d, len, 4, &plen);
 	T_REQUIRE(roff > 0, "no ROWS chunk in the delta");
 	d[roff + 8 + 1] = 0;		/* transform: the row format */
 	fix_record_sum(d, roff, plen);
@@ -2204,7 +2313,7 @@ test_dataset_err_truncated(void)
 	size_t		at[4];
 
 	T_REQUIRE(delta != NULL && (d = fh_read(delta, &len)) != NULL, "no delta");
-	roff = find_rows_chunk(d, len, &plen);
+	roff = find_chunk(d, len, 4, &plen);
 	T_REQUIRE(roff > 0, "no ROWS chunk");
 	at[0] = roff + 8 + plen / 2;	/* inside the ROWS chunk */
 	at[1] = roff;				/* just before it */
@@ -2481,6 +2590,7 @@ const t_case t_tests_dataset[] = {
 	{"dataset_err_wrong_base", test_dataset_err_wrong_base},
 	{"dataset_err_wrong_base_dir", test_dataset_err_wrong_base_dir},
 	{"dataset_err_corrupt_rows_chunk", test_dataset_err_corrupt_rows_chunk},
+	{"dataset_parquet_zstd_pages", test_dataset_parquet_zstd_pages},
 	{"dataset_err_rows_chunk_sweep", test_dataset_err_rows_chunk_sweep},
 	{"dataset_err_numeric_sweep", test_dataset_err_numeric_sweep},
 	{"dataset_err_interleaved_sweep", test_dataset_err_interleaved_sweep},
