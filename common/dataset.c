@@ -1327,26 +1327,28 @@ pq_prefix(dsenc *e, int codec, long partner, const sp_pq_page *bp, size_t nb, si
 
 /*
  * How the page in e->buf was compressed, expanded into e->cbuf: snappy, or
- * zstd at *level (the file's level tried first); false when neither
+ * zstd at *level (the file's level tried first); *codec -1 when neither
  * compresses the expansion back to the stored bytes.  A file whose first
  * zstd page does not is not tried again (each try recompresses the page).
  */
-static bool
+static sp_status
 pq_codec(dsenc *e, const sp_pq_page *pg, int *codec, int *level)
 {
 	*codec = SP_PQ_SNAPPY;
 	*level = 0;
 	if (sp_snappy_roundtrips(e->buf, pg->clen, e->cbuf, pg->ulen, e->pq_scratch,
 							 sp_snappy_bound(SP_PQ_PAGE_MAX)))
-		return true;
+		return SP_OK;
+	*codec = -1;
 	if (e->pq_zfail || pg->clen < 4 || sp_get32(e->buf) != ZSTD_MAGICNUMBER)
-		return false;
-	*codec = SP_PQ_ZSTD;
-	*level = sp_pq_zstd_level(&e->codec, e->buf, pg->clen, e->cbuf, pg->ulen, e->pq_scratch,
-							  sp_pq_bound(SP_PQ_PAGE_MAX), e->pq_zlevel);
+		return SP_OK;
+	if (sp_pq_zstd_level(e->ctx, &e->codec, e->buf, pg->clen, e->cbuf, pg->ulen, e->pq_scratch,
+						 sp_pq_bound(SP_PQ_PAGE_MAX), e->pq_zlevel, level) != SP_OK)
+		return e->ctx->err.code;
 	e->pq_zfail = *level == 0;
 	e->pq_zlevel = *level;
-	return *level > 0;
+	*codec = *level > 0 ? SP_PQ_ZSTD : -1;
+	return SP_OK;
 }
 
 /*
@@ -1368,7 +1370,9 @@ pq_page(dsenc *e, long partner, const sp_pq_page *pg, const sp_pq_page *bp, size
 				level;
 
 	*done = false;
-	if (!pq_codec(e, pg, &codec, &level))
+	if (pq_codec(e, pg, &codec, &level) != SP_OK)
+		return e->ctx->err.code;
+	if (codec < 0)
 		return SP_OK;
 	h.transform = (uint8_t) codec;
 	h.dtype = (uint8_t) level;

@@ -386,25 +386,31 @@ sp_pq_compress(sp_codec *c, int codec, int level, const uint8_t *src, size_t n, 
 	return ZSTD_isError(got) ? 0 : got;
 }
 
-/* The level at which a zstd page compresses back to its own bytes, or 0. */
-int
-sp_pq_zstd_level(sp_codec *c, const uint8_t *src, size_t clen, uint8_t *dst, size_t ulen,
-				 uint8_t *scratch, size_t scratch_cap, int hint)
+/* The level at which a zstd page compresses back to its own bytes (*level 0: none). */
+sp_status
+sp_pq_zstd_level(sp_ctx *ctx, sp_codec *c, const uint8_t *src, size_t clen, uint8_t *dst,
+				 size_t ulen, uint8_t *scratch, size_t scratch_cap, int hint, int *level)
 {
 	/* 3: zstd's default (DuckDB, Polars); 1: Arrow's; then the rest of the fast ones */
 	static const int levels[] = {3, 1, 2, 4, 5, 6, 7, 8, 9};
 
+	*level = 0;
 	if (!sp_pq_expand(c, SP_PQ_ZSTD, src, clen, dst, ulen))
-		return 0;
+		return SP_OK;
 	for (int i = -1; i < (int) (sizeof(levels) / sizeof(levels[0])); i++)
 	{
-		int			level = i < 0 ? hint : levels[i];
+		int			try = i < 0 ? hint : levels[i];
 
-		if (level < 1 || (i >= 0 && level == hint))
+		if (try < 1 || (i >= 0 && try == hint))
 			continue;
-		if (sp_pq_compress(c, SP_PQ_ZSTD, level, dst, ulen, scratch, scratch_cap) == clen &&
+		if (sp_check_interrupt(ctx) != SP_OK)
+			return ctx->err.code;
+		if (sp_pq_compress(c, SP_PQ_ZSTD, try, dst, ulen, scratch, scratch_cap) == clen &&
 			memcmp(scratch, src, clen) == 0)
-			return level;
+		{
+			*level = try;
+			return SP_OK;
+		}
 	}
-	return 0;
+	return SP_OK;
 }

@@ -76,9 +76,11 @@ size_t		sp_pq_compress(sp_codec *c, int codec, int level, const uint8_t *src, si
 /*
  * A zstd page (clen bytes at src): expand it into dst (ulen bytes) and find
  * the level (hint first, then the common ones up to 9) at which zstd
- * compresses it back to the same bytes; 0 if none does.
+ * compresses it back to the same bytes; *level 0 if none does.  Polls for
+ * a cancel before each try (a 4 MiB page takes up to ~0.1 s per level).
  */
-int			sp_pq_zstd_level(sp_codec *c, const uint8_t *src, size_t clen, uint8_t *dst,
-							 size_t ulen, uint8_t *scratch, size_t scratch_cap, int hint);
+sp_status	sp_pq_zstd_level(sp_ctx *ctx, sp_codec *c, const uint8_t *src, size_t clen,
+							 uint8_t *dst, size_t ulen, uint8_t *scratch, size_t scratch_cap,
+							 int hint, int *level);
 
 #endif							/* SPARSE_PARQUET_H */

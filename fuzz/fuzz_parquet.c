@@ -33,18 +33,21 @@ check_pages(const sp_ctx *ctx, const uint8_t *data, size_t size, const sp_pq_pag
 
 /* Expand and recompress each small page (the snappy and zstd wrappers under ASan). */
 static void
-touch_pages(sp_codec *codec, const uint8_t *data, const sp_pq_page *p, size_t n)
+touch_pages(sp_ctx *ctx, sp_codec *codec, const uint8_t *data, const sp_pq_page *p, size_t n)
 {
 	static uint8_t out[65536],
 				scratch[80000];
+	int			level;
 
 	for (size_t i = 0; i < n; i++)
 		if (p[i].ulen <= sizeof(out) && sp_pq_bound(p[i].ulen) <= sizeof(scratch))
 		{
 			(void) sp_snappy_roundtrips(data + p[i].off, p[i].clen, out, p[i].ulen, scratch,
 										sizeof(scratch));
-			(void) sp_pq_zstd_level(codec, data + p[i].off, p[i].clen, out, p[i].ulen, scratch,
-									sizeof(scratch), 3);
+			if (sp_pq_zstd_level(ctx, codec, data + p[i].off, p[i].clen, out, p[i].ulen,
+								 scratch, sizeof(scratch), 3, &level) != SP_OK || level < 0 ||
+				level > 9)
+				fz_die("sp_pq_zstd_level failed or gave a level outside 1..9", ctx);
 		}
 }
 
@@ -68,7 +71,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_pages(&ctx, data, size, pages, n);
 		if (sp_codec_init(&ctx, &codec) == SP_OK)
 		{
-			touch_pages(&codec, data, pages, n);
+			touch_pages(&ctx, &codec, data, pages, n);
 			sp_codec_free(&ctx, &codec);
 		}
 	}

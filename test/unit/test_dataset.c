@@ -39,6 +39,7 @@
 
 #include "files.h"
 #include "harness.h"
+#include "parquet.h"
 #include "rowindex.h"
 #include "rt_util.h"
 #include "st_writer.h"
@@ -2027,7 +2028,8 @@ write_zstd_parquet(const char *rel, int npages, bool edited, int level, bool che
  * level 1) are expanded and coded against the parent's pages when libzstd
  * compresses them back to the same bytes, as snappy pages are; pages it
  * cannot reproduce (here: with the frame checksum) stay bytes and still
- * round-trip.  Damage to the chunk's codec or level is an error.
+ * round-trip; the levels tried for them poll for a cancel.  Damage to the
+ * chunk's codec or level is an error.
  */
 static void
 test_dataset_parquet_zstd_pages(void)
@@ -2049,6 +2051,59 @@ test_dataset_parquet_zstd_pages(void)
 	T_CHECK(DS_ROUNDTRIP(pb, pd, "parquet-pages", pct_of(pd, 10), &r), "level 3 pages");
 	T_CHECK(DS_ROUNDTRIP(pb, p1, "parquet-pages", pct_of(p1, 10), &r), "level 1 pages");
 	T_CHECK(DS_ROUNDTRIP(pb, pc, "zstd-ref", pct_of(pc, 100), &r), "pages with checksums");
+	/* a cancel at every poll of that compress: cancelled, nothing leaked or left */
+	{
+		ds_hooks	h;
+		long		total;
+		sp_compress_result cr;
+		char	   *out = t_path("zp_cancel.delta");
+
+		dh_ctx(&ctx, &h, -1, -1);
+		T_REQUIRE(sp_dataset_compress(&ctx, pb, pc, out, 3, &cr) == SP_OK && unlink(out) == 0,
+				  "count polls");
+		total = h.polls;
+		for (long k = 1; k <= total; k++)
+		{
+			dh_ctx(&ctx, &h, -1, k);
+			if (sp_dataset_compress(&ctx, pb, pc, out, 3, &cr) != SP_ERR_CANCELLED ||
+				h.live != 0 || fh_exists(out))
+			{
+				t_fail(__FILE__, __LINE__, "cancel at poll %ld of %ld: %s, %ld blocks live",
+					   k, total, ctx.err.msg, h.live);
+				break;
+			}
+		}
+	}
+	/* the level search polls once per level tried: 9 for a page none reproduces, 1 at the hint */
+	for (int k = 0; k < 2; k++)
+	{
+		ds_hooks	h;
+		sp_codec	codec;
+		sp_fileset	fs;
+		sp_pq_page *pg = NULL;
+		size_t		npg = 0,
+					flen;
+		uint8_t    *f = fh_read(k ? pd : pc, &flen),
+				   *out = t_track(malloc(1 << 20)),
+				   *scratch = t_track(malloc(1 << 20));
+		int			level = -1;
+		long		polls;
+
+		dh_ctx(&ctx, &h, -1, -1);
+		T_REQUIRE(f && sp_codec_init(&ctx, &codec) == SP_OK &&
+				  sp_fileset_open(&ctx, k ? pd : pc, &fs) == SP_OK &&
+				  sp_parquet_pages(&ctx, &fs, 0, &pg, &npg) == SP_OK && npg == 24, "pages");
+		polls = h.polls;
+		T_OK(&ctx, sp_pq_zstd_level(&ctx, &codec, f + pg[0].off, pg[0].clen, out, pg[0].ulen,
+									scratch, 1 << 20, k ? 3 : 0, &level));
+		polls = h.polls - polls;
+		T_CHECK(level == (k ? 3 : 0) && polls == (k ? 1 : 9), "%s page: level %d after %ld polls",
+				k ? "level 3" : "checksummed", level, polls);
+		sp_free(&ctx, pg);
+		sp_fileset_close(&ctx, &fs);
+		sp_codec_free(&ctx, &codec);
+		T_CHECK(h.live == 0, "%ld blocks not freed", h.live);
+	}
 	/* the level 3 delta again, its first SNAPPY chunk damaged (record checksum fixed) */
 	T_CHECK(DS_ROUNDTRIP(pb, pd, "parquet-pages", pct_of(pd, 10), &r), "level 3 pages");
 	T_REQUIRE((d = fh_read(r.delta, &len)) != NULL &&
