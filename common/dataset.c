@@ -1786,8 +1786,9 @@ sp_dataset_compress(sp_ctx *ctx, const char *base, const char *derived, const ch
 /* ---- estimate ------------------------------------------------------------------ */
 
 #define EST_EXACT_FILE DS_BUF	/* row files this small are cut from their start */
-#define EST_EXACT_BYTES (16u << 20)
-#define EST_CHECK_MAX (64u << 20)	/* row files this small are checked to cut, as compress does */	/* files without rows this small are coded whole */
+#define EST_EXACT_BYTES (16u << 20)	/* files without rows this small are coded whole */
+#define EST_CHECK_MAX (64u << 20)	/* row files this small are checked to cut, as compress does */
+#define EST_PQ_PAGES 24				/* pages sampled from a larger Parquet file */
 #define EST_BYTE_WINDOW (512u << 10)
 #define EST_WINDOW_BYTES (64u << 10)	/* rows sampled per window, at most (but one row) */
 
@@ -2075,13 +2076,61 @@ code_windows(dsenc *e, sample *sm)
 	return code_collected(e);
 }
 
-/* Code a file without rows: whole when small, else sampled windows; returns bytes. */
+/*
+ * A large Parquet file (pages dp[0..nd)): EST_PQ_PAGES pages spread over it,
+ * each coded as compress codes it (expanded against the parent's pages
+ * when it round-trips, else as bytes), extrapolated by stored page bytes;
+ * the bytes between pages (headers, footer) count as they are.
+ */
+static sp_status
+estimate_parquet(dsenc *e, size_t fi, long partner, const sp_pq_page *dp, size_t nd,
+				 double *coded)
+{
+	sp_pq_page *bp = NULL;
+	size_t		nb = 0,
+				last = SIZE_MAX;
+	uint64_t	pages = 0,
+				sampled = 0,
+				before = e->coded;
+	sp_status	rc = SP_OK;
+
+	if (partner >= 0 && (rc = sp_parquet_pages(e->ctx, e->base, (size_t) partner, &bp, &nb)) != SP_OK)
+		return rc;
+	e->cur_file = fi;
+	e->pq_zlevel = 0;
+	e->pq_zfail = false;
+	for (size_t k = 0; k < nd; k++)
+		pages += dp[k].clen;
+	for (size_t s = 0; s < EST_PQ_PAGES && rc == SP_OK && (rc = pq_buffers(e)) == SP_OK; s++)
+	{
+		size_t		k = nd * s / EST_PQ_PAGES;
+		bool		done = false;
+
+		if (k == last || dp[k].clen == 0 || dp[k].clen > SP_PQ_PAGE_MAX ||
+			dp[k].ulen > SP_PQ_PAGE_MAX)
+			continue;
+		last = k;
+		if ((rc = read_derived(e, fi, dp[k].off, e->buf, dp[k].clen)) == SP_OK &&
+			(rc = pq_page(e, partner, &dp[k], bp, nb, k, &done)) == SP_OK && !done)
+			rc = code_buffer(e, partner, dp[k].off, dp[k].clen, DS_PQ_WINDOW);
+		sampled += dp[k].clen;
+	}
+	sp_free(e->ctx, bp);
+	*coded = sampled ? (double) (e->coded - before) * (double) pages / (double) sampled : 0;
+	*coded += (double) (e->der->f[fi].size - pages);
+	return rc;
+}
+
+/* Code a file without rows: whole when small, else sampled pages or windows; returns bytes. */
 static sp_status
 estimate_bytes(dsenc *e, size_t fi, double *coded)
 {
 	uint64_t	size = e->der->f[fi].size,
 				before = e->coded;
 	long		partner = partner_of(e, fi);
+	sp_pq_page *dp = NULL;
+	size_t		nd = 0;
+	sp_status	rc;
 
 	if (size <= EST_EXACT_BYTES)
 	{
@@ -2090,6 +2139,13 @@ estimate_bytes(dsenc *e, size_t fi, double *coded)
 		*coded = (double) (e->coded - before);
 		return SP_OK;
 	}
+	if ((rc = sp_parquet_pages(e->ctx, e->der, fi, &dp, &nd)) != SP_OK)
+		return rc;
+	e->saw_parquet |= nd > 0;
+	rc = nd > 0 ? estimate_parquet(e, fi, partner, dp, nd, coded) : SP_OK;
+	sp_free(e->ctx, dp);
+	if (rc != SP_OK || nd > 0)
+		return rc;
 	/* sampled: windows of the same chunk coder, at spread offsets */
 	for (int w = 0; w < DS_WINDOWS; w++)
 	{
