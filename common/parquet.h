@@ -57,7 +57,12 @@ enum
 	SP_PQ_SNAPPY = 0, SP_PQ_ZSTD = 1
 };
 
-#define SP_PQ_ZSTD_LEVEL_MAX 22		/* zstd levels a page may name */
+/*
+ * zstd levels a page may name: those the level search tries.  Higher ones
+ * are refused, so a hostile delta cannot make a rebuild spend seconds and
+ * hundreds of MB on one page at level 22 (or outlast a cancel).
+ */
+#define SP_PQ_ZSTD_LEVEL_MAX 9
 
 /* Largest compressed page, either codec, for n input bytes. */
 size_t		sp_pq_bound(size_t n);

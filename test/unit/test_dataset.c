@@ -2071,7 +2071,8 @@ test_dataset_parquet_estimate_large(void)
  * compresses them back to the same bytes, as snappy pages are; pages it
  * cannot reproduce (here: with the frame checksum) stay bytes and still
  * round-trip; the levels tried for them poll for a cancel.  Damage to the
- * chunk's codec or level is an error.
+ * chunk's codec or level (an unknown codec, a level on a snappy page, none
+ * or one above 9 on a zstd page, a wrong one) is an error.
  */
 static void
 test_dataset_parquet_zstd_pages(void)
@@ -2152,10 +2153,10 @@ test_dataset_parquet_zstd_pages(void)
 			  (off = find_chunk(d, len, 5, &plen)) > 0, "no SNAPPY chunk");
 	T_CHECK(d[off + 9] == 1 && d[off + 10] == 3, "codec %d level %d, expected zstd (1) at 3",
 			d[off + 9], d[off + 10]);
-	for (int k = 0; k < 4; k++)
+	for (int k = 0; k < 5; k++)
 	{
-		static const uint8_t codec[] = {2, 0, 1, 1},
-					level[] = {3, 3, 0, 19};
+		static const uint8_t codec[] = {2, 0, 1, 1, 1},
+					level[] = {3, 3, 0, 10, 9};
 
 		d[off + 9] = codec[k];
 		d[off + 10] = level[k];
@@ -2163,7 +2164,7 @@ test_dataset_parquet_zstd_pages(void)
 		T_REQUIRE(fh_write(bad, d, len) && unlink(bad) == 0 && fh_write(bad, d, len), "write");
 		rt_ctx(&ctx);
 		T_ERR_SUB(&ctx, sp_delta_apply(&ctx, pb, bad, rt_unique("zp", ".out"), &ar), SP_ERR_CORRUPT,
-				  k < 3 ? "bad SNAPPY chunk"
+				  k < 4 ? "bad SNAPPY chunk"
 				  : "does not compress back to its size (or this libzstd differs from the writer's)");
 	}
 }
