@@ -244,7 +244,8 @@ sp_parquet_pages(sp_ctx *ctx, sp_fileset *fs, size_t idx, sp_pq_page **pages, si
 {
 	uint64_t	end,
 				pos = 4;
-	size_t		cap = 0;
+	size_t		cap = 0,
+				structs = 0;
 	uint8_t    *win = NULL;
 	sp_status	rc;
 
@@ -259,6 +260,10 @@ sp_parquet_pages(sp_ctx *ctx, sp_fileset *fs, size_t idx, sp_pq_page **pages, si
 		thr			t;
 		int64_t		f[4] = {0};
 		bool		set[4] = {false};
+
+		/* a large file has thousands of headers, each a read: a cancel is checked every 64 */
+		if (++structs % 64 == 0 && (rc = sp_check_interrupt(ctx)) != SP_OK)
+			break;
 
 		/* most headers are small: read 64 KiB, and 1 MiB only if that was not enough */
 		for (size_t want = PQ_FIRST_READ;; want = SP_PQ_HEADER_MAX)
