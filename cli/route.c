@@ -251,7 +251,7 @@ read_file(sp_ctx *ctx, const char *path, const char *kind, size_t max,
 	if (f == NULL && fd >= 0)
 		close(fd);
 	if (f == NULL && err == ELOOP && sp_confined(ctx))
-		rc = sp_fail_open(ctx, err, "", canon);
+		rc = sp_fail_open(ctx, err, "could not open", canon);
 	ctx->hooks.free(ctx->hooks.user, canon);
 	if (f == NULL)
 		return err == ELOOP && sp_confined(ctx) ? rc

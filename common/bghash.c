@@ -209,7 +209,7 @@ bghash_error(sp_ctx *ctx, sp_bghash *bh)
 	if (bh->err == ENOMEM)
 		return sp_fail(ctx, SP_ERR_NOMEM, "could not initialize SHA-256");
 	if (bh->err == ELOOP && bh->confined)
-		return sp_fail_open(ctx, bh->err, "", f->path);
+		return sp_fail_open(ctx, bh->err, "could not read", f->path);
 	return sp_fail_io(ctx, bh->err, "could not read \"%s\"", f->path ? f->path : f->rel);
 }
 

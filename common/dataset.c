@@ -1340,7 +1340,7 @@ pq_codec(dsenc *e, const sp_pq_page *pg, int *codec, int *level)
 							 sp_snappy_bound(SP_PQ_PAGE_MAX)))
 		return SP_OK;
 	*codec = -1;
-	if (e->pq_zfail || pg->clen < 4 || sp_get32(e->buf) != ZSTD_MAGICNUMBER)
+	if (e->pq_zfail || !sp_pq_is_zstd(e->buf, pg->clen))
 		return SP_OK;
 	if (sp_pq_zstd_level(e->ctx, &e->codec, e->buf, pg->clen, e->cbuf, pg->ulen, e->pq_scratch,
 						 sp_pq_bound(SP_PQ_PAGE_MAX), e->pq_zlevel, level) != SP_OK)

@@ -1218,25 +1218,21 @@ sp_out_write(sp_ctx *ctx, sp_out *o, const void *p, size_t n)
 	return rc;
 }
 
-/* fsync the directory holding path so a rename in it is durable. */
+/* fsync the directory holding canonical path so a rename in it is durable. */
 static sp_status
 fsync_parent(sp_ctx *ctx, const char *path)
 {
-	char		dir[PATH_MAX];
-	const char *slash = strrchr(path, '/');
-	int			fd;
+	const char *name;
+	int			fd = open_parent(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, sp_confined(ctx), &name);
 
-	snprintf(dir, sizeof(dir), "%.*s", slash && slash != path ? (int) (slash - path) : 1,
-			 slash ? path : ".");
-	fd = sp_open_canon(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, sp_confined(ctx));
 	if (fd < 0)
-		return sp_fail_open(ctx, errno, "could not open directory", dir);
+		return sp_fail_open(ctx, errno, "could not open the directory of", path);
 	if (fsync(fd) != 0 && errno != EINVAL)
 	{
 		int			err = errno;
 
 		close(fd);
-		return sp_fail_io(ctx, err, "could not fsync directory \"%s\"", dir);
+		return sp_fail_io(ctx, err, "could not fsync the directory of \"%s\"", path);
 	}
 	close(fd);
 	return SP_OK;

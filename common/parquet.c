@@ -353,8 +353,8 @@ sp_pq_bound(size_t n)
 }
 
 /* Does the page start with a zstd frame's magic number? */
-static bool
-is_zstd(const uint8_t *src, size_t clen)
+bool
+sp_pq_is_zstd(const uint8_t *src, size_t clen)
 {
 	return clen >= 4 && sp_get32(src) == ZSTD_MAGICNUMBER;
 }
@@ -367,7 +367,7 @@ sp_pq_expand(sp_codec *c, int codec, const uint8_t *src, size_t clen, uint8_t *d
 
 	if (codec == SP_PQ_SNAPPY)
 		return sp_snappy_expand(src, clen, dst, ulen);
-	if (codec != SP_PQ_ZSTD || !is_zstd(src, clen))
+	if (codec != SP_PQ_ZSTD || !sp_pq_is_zstd(src, clen))
 		return false;
 	ZSTD_DCtx_reset(c->dctx, ZSTD_reset_session_and_parameters);
 	got = ZSTD_decompressDCtx(c->dctx, dst, ulen, src, clen);

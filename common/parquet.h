@@ -64,6 +64,9 @@ enum
  */
 #define SP_PQ_ZSTD_LEVEL_MAX 9
 
+/* Does a page start with a zstd frame's magic number? */
+bool		sp_pq_is_zstd(const uint8_t *src, size_t clen);
+
 /* Largest compressed page, either codec, for n input bytes. */
 size_t		sp_pq_bound(size_t n);
 

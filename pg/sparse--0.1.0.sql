@@ -881,7 +881,8 @@ COMMENT ON FUNCTION sparse_work_job(bigint, text, text, text, text, text, text) 
 -- Run up to max_jobs jobs (NULL: until none is left) in this backend, for
 -- small deployments; each failed attempt is recorded and the loop goes on (a
 -- failed job waits for its retry time, so with sparse.retry_delay above 0 it
--- is tried again by a later run, not this one).
+-- is tried again by a later run, not this one; a failure that would recur
+-- fails its job at once).
 CREATE FUNCTION sparse_run_jobs(max_jobs int DEFAULT NULL)
 RETURNS int
 LANGUAGE plpgsql VOLATILE AS $$
@@ -921,7 +922,7 @@ BEGIN
 END $$;
 
 COMMENT ON FUNCTION sparse_run_jobs(int) IS
-'run up to max_jobs storage jobs (NULL: every one that can be claimed; a failed job waiting for its retry_at is left) in this session; returns how many completed; failures are recorded in sparse_jobs and sparse_storage';
+'run up to max_jobs storage jobs (NULL: every one that can be claimed; a failed job waiting for its retry_at is left) in this session; returns how many completed; failures are recorded in sparse_jobs and sparse_storage, and one whose SQLSTATE says it would recur (bad input, a file in the way, outside sparse.root or no permission) fails its job without retries';
 
 -- Bytes in GiB at sparse.storage_cost_per_gb_month.  An object counts as
 -- stored in its delta only once a job wrote and verified it; until then,
