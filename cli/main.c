@@ -43,7 +43,9 @@ static const cli_command cli_commands[] = {
 		"failure or Ctrl-C leaves nothing behind.\n"
 		"\n"
 		"  -o, --output DELTA  the delta file to create (required)\n"
-		"  -l, --level N       zstd level 1..19 (default 3; 19 is smallest, slowest)\n"
+		"  -l, --level N       level 1..19 (default 3). Float tensors are context-\n"
+		"                      modelled (smaller, slower to code and apply) from 3 on\n"
+		"                      for fine-tunes up to 256 MiB, from 10 on for any size\n"
 		"  --threads N         threads coding tensor chunks, 1..16 (default: one per\n"
 		"                      core; 1 codes on the main thread); same delta either way\n"},
 	{"dataset-estimate", cmd_dataset_estimate, CLI_OPT_SAMPLE_ROWS, 2, 2,

@@ -7,7 +7,10 @@
  *   SUB  t = zigzag(map(ft) - map(base)), where map makes float bit patterns
  *        order-preserving integers (negative: ~x, positive: x | sign), so a
  *        small change in value is a small integer (as FM-Delta does);
- *   NONE t = ft (a tensor with no partner).
+ *   NONE t = ft (a tensor with no partner);
+ *   CM   the SUB difference coded by an adaptive context model along rows
+ *        and columns (tensorcm.c), tried after the planes when the caller
+ *        allows it and kept when smaller.
  * The w-byte words of t are split into w byte planes (low to high) and each
  * plane is stored as a constant, raw, or a zstd frame (zstd's Huffman/FSE
  * stages do the entropy coding; at the default level a noise-like plane,
@@ -30,6 +33,7 @@
 
 #include <zstd_errors.h>
 
+#include "tensorcm.h"
 #include "util.h"
 
 #define PROBE_BYTES (64u << 10)
@@ -71,7 +75,24 @@ sp_codec_free(sp_ctx *ctx, sp_codec *c)
 	ZSTD_freeDCtx(c->dctx);
 	sp_free(ctx, c->planar);
 	sp_free(ctx, c->probe);
+	sp_free(ctx, c->cmout);
+	sp_cm_free(ctx, c->cm);
 	memset(c, 0, sizeof(*c));
+}
+
+/* The geometry of a chunk starting elem elements into tensor t. */
+sp_tgeom
+sp_tgeom_for(const sp_tensor *t, uint64_t elem, bool cm)
+{
+	uint64_t	cols = t->ndim == 0 || t->shape[t->ndim - 1] == 0 ? 1 : t->shape[t->ndim - 1];
+	sp_tgeom	g;
+
+	if (cols > UINT32_MAX)
+		cols = UINT32_MAX;		/* any row length decodes: it only shapes the model */
+	g.cm = cm;
+	g.cols = (uint32_t) cols;
+	g.col0 = (uint32_t) (elem % cols);
+	return g;
 }
 
 /* Does dtype dt hold floating-point bit patterns? */
@@ -473,39 +494,93 @@ plane_level_for(int level)
 	return level <= 3 ? 1 : level;
 }
 
+/* May chunk (dt, n, base, g) be coded by the CM transform? */
+static bool
+cm_allowed(const sp_tgeom *g, sp_dtype dt, const uint8_t *base, size_t n)
+{
+	return g != NULL && g->cm && base != NULL && sp_cm_supports(dt) && n <= SP_TENSOR_CHUNK;
+}
+
+/*
+ * Try the CM transform on a chunk whose planes took used bytes of out; when
+ * it is smaller, it replaces them.  Returns the bytes of out now used.
+ */
+static size_t
+try_cm(sp_ctx *ctx, sp_codec *c, sp_dtype dt, const uint8_t *ft, const uint8_t *base,
+	   size_t n, const sp_tgeom *g, uint8_t *out, size_t used, int *tr)
+{
+	size_t		len;
+
+	if (!cm_allowed(g, dt, base, n) || used < 2)
+		return used;
+	if (sp_check_interrupt(ctx) != SP_OK ||
+		sp_reserve(ctx, &c->cmout, &c->cmcap, used - 1) != SP_OK ||
+		sp_cm_encode(ctx, &c->cm, dt, g->cols, g->col0, ft, base, n, c->cmout, used - 1,
+					 &len) != SP_OK)
+		return 0;
+	if (len == 0)
+		return used;
+	memcpy(out, c->cmout, len);
+	*tr = SP_TR_CM;
+	return len;
+}
+
+/* Check a chunk to encode and make room for its planes. */
+static sp_status
+encode_begin(sp_ctx *ctx, sp_codec *c, sp_dtype dt, size_t n, size_t cap)
+{
+	if (n > SP_CHUNK_MAX || n % (size_t) sp_dtype_size(dt) != 0 || cap < sp_codec_bound(n))
+		return sp_fail(ctx, SP_ERR_INTERNAL, "bad tensor chunk of %zu bytes", n);
+	return sp_reserve(ctx, &c->planar, &c->cap, n);
+}
+
 /* Encode a tensor chunk with a transform chosen by the caller. */
 sp_status
 sp_codec_encode_tensor_as(sp_ctx *ctx, sp_codec *c, int level, sp_dtype dt, int transform,
-						  const uint8_t *ft, const uint8_t *base, size_t n,
-						  uint8_t *out, size_t cap, size_t *out_len)
+						  const uint8_t *ft, const uint8_t *base, size_t n, const sp_tgeom *g,
+						  uint8_t *out, size_t cap, size_t *out_len, uint8_t *used_transform)
 {
-	if (n > SP_CHUNK_MAX || n % (size_t) sp_dtype_size(dt) != 0 || cap < sp_codec_bound(n) ||
-		transform < 0 || transform >= SP_TR_COUNT || (transform != SP_TR_NONE && base == NULL))
-		return sp_fail(ctx, SP_ERR_INTERNAL, "bad tensor chunk of %zu bytes", n);
-	if (sp_reserve(ctx, &c->planar, &c->cap, n) != SP_OK)
+	int			tr = transform == SP_TR_CM ? SP_TR_SUB : transform;
+
+	if (transform < 0 || transform >= SP_TR_COUNT || (transform != SP_TR_NONE && base == NULL))
+		return sp_fail(ctx, SP_ERR_INTERNAL, "bad tensor transform %d", transform);
+	if (encode_begin(ctx, c, dt, n, cap) != SP_OK)
 		return ctx->err.code;
-	*out_len = encode_with(ctx, c, plane_level_for(level), dt, transform, ft, base, n, out, cap);
+	*out_len = encode_with(ctx, c, plane_level_for(level), dt, tr, ft, base, n, out, cap);
+	if (*out_len && transform == SP_TR_CM)
+		*out_len = try_cm(ctx, c, dt, ft, base, n, g, out, *out_len, &tr);
+	*used_transform = (uint8_t) tr;
 	return *out_len ? SP_OK : ctx->err.code;
 }
 
-/* Encode a tensor chunk, choosing the transform. */
+/*
+ * Encode a tensor chunk, choosing the transform.  The byte planes are coded
+ * first and the CM transform replaces them when smaller.  From level 10 on,
+ * where planes code at zstd's slow levels (about 1 MB/s at 19), the planes
+ * are first coded at the default's fast level: CM usually beats them, and
+ * only a chunk where it does not pays for the slow planes.
+ */
 sp_status
 sp_codec_encode_tensor(sp_ctx *ctx, sp_codec *c, int level, sp_dtype dt,
-					   const uint8_t *ft, const uint8_t *base, size_t n,
+					   const uint8_t *ft, const uint8_t *base, size_t n, const sp_tgeom *g,
 					   uint8_t *out, size_t cap, size_t *out_len, uint8_t *transform)
 {
 	int			tr = SP_TR_NONE;
 	int			plane_level = plane_level_for(level);
+	bool		cm = cm_allowed(g, dt, base, n);
 	size_t		used;
 
-	if (n > SP_CHUNK_MAX || n % (size_t) sp_dtype_size(dt) != 0 || cap < sp_codec_bound(n))
-		return sp_fail(ctx, SP_ERR_INTERNAL, "bad tensor chunk of %zu bytes", n);
-	if (sp_reserve(ctx, &c->planar, &c->cap, n) != SP_OK)
+	if (encode_begin(ctx, c, dt, n, cap) != SP_OK)
 		return ctx->err.code;
-	if (base != NULL)
-		used = encode_against(ctx, c, plane_level, dt, ft, base, n, out, cap, &tr);
-	else
+	if (base == NULL)
 		used = encode_with(ctx, c, plane_level, dt, SP_TR_NONE, ft, NULL, n, out, cap);
+	else
+		used = encode_against(ctx, c, cm ? plane_level_for(SP_LEVEL_DEFAULT) : plane_level, dt,
+							  ft, base, n, out, cap, &tr);
+	if (used && cm)
+		used = try_cm(ctx, c, dt, ft, base, n, g, out, used, &tr);
+	if (used && cm && tr != SP_TR_CM && plane_level != plane_level_for(SP_LEVEL_DEFAULT))
+		used = encode_against(ctx, c, plane_level, dt, ft, base, n, out, cap, &tr);
 	if (used == 0)
 		return ctx->err.code;
 	*out_len = used;
@@ -565,6 +640,8 @@ sp_codec_decode_tensor(sp_ctx *ctx, sp_codec *c, sp_dtype dt, uint8_t transform,
 	if (w == 0 || transform >= SP_TR_COUNT || n > SP_CHUNK_MAX || n % (size_t) w != 0 ||
 		(transform != SP_TR_NONE && base == NULL))
 		return sp_fail(ctx, SP_ERR_CORRUPT, "tensor chunk has invalid parameters");
+	if (transform == SP_TR_CM)
+		return sp_cm_decode(ctx, &c->cm, dt, base, payload, plen, ft, n);
 	if (sp_reserve(ctx, &c->planar, &c->cap, n) != SP_OK)
 		return ctx->err.code;
 	m = n / (size_t) w;

@@ -44,8 +44,8 @@ run_job(sp_ctx *ctx, sp_codec *c, sp_tjob *j)
 {
 	sp_clear_error(ctx);
 	j->checksum = XXH3_64bits(j->ft, j->n);
-	if (sp_codec_encode_tensor(ctx, c, j->level, j->dt, j->ft, j->base, j->n, j->out,
-							   j->cap, &j->used, &j->transform) != SP_OK)
+	if (sp_codec_encode_tensor(ctx, c, j->level, j->dt, j->ft, j->base, j->n, &j->geom,
+							   j->out, j->cap, &j->used, &j->transform) != SP_OK)
 		j->err = ctx->err;
 	else
 		j->err.code = SP_OK;

@@ -28,6 +28,7 @@ typedef struct sp_tjob
 	const uint8_t *ft;
 	const uint8_t *base;		/* NULL: no base */
 	size_t		n;
+	sp_tgeom	geom;			/* where the chunk sits in its tensor */
 	uint8_t    *out;
 	size_t		cap;
 	/* out */

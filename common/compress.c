@@ -296,13 +296,14 @@ base_for_chunk(encoder *e, tslot *s, sp_dtype dt, sp_dtype bdt, long bfile, uint
 }
 
 /*
- * Read the next tensor chunk (n bytes at off; its base, if any, at boff of
- * bfile) into slot s, and hand it to the coders unless it equals its base.
+ * Read the next chunk of tensor t (n bytes at off; its base, if any, at boff
+ * of bfile) into slot s, and hand it to the coders unless it equals its base.
  */
 static sp_status
-fill_slot(encoder *e, tslot *s, size_t fi, sp_dtype dt, uint64_t off, size_t n,
+fill_slot(encoder *e, tslot *s, size_t fi, const sp_tensor *t, uint64_t off, size_t n,
 		  long bfile, sp_dtype bdt, uint64_t boff)
 {
+	sp_dtype	dt = t->dtype;
 	sp_chunk_hdr h = {SP_CHUNK_TENSOR, 0, (uint8_t) dt, 0, SP_NO_BASE, n, 0, 0, 0};
 	const uint8_t *bp = NULL;
 
@@ -329,6 +330,8 @@ fill_slot(encoder *e, tslot *s, size_t fi, sp_dtype dt, uint64_t off, size_t n,
 	s->job.ft = s->fbuf;
 	s->job.base = bp;
 	s->job.n = n;
+	s->job.geom = sp_tgeom_for(t, (off - t->begin) / (uint64_t) sp_dtype_size(dt),
+							   sp_cm_wanted(e->level, e->total));
 	s->job.out = s->pay + SP_CHUNK_HDR;
 	s->job.cap = s->pay_cap - SP_CHUNK_HDR;
 	sp_pool_submit(e->ctx, &e->pool, &s->job);
@@ -362,7 +365,7 @@ retire_slot(encoder *e)
  * being coded, and written in order; every chunk is written on return.
  */
 static sp_status
-code_tensor(encoder *e, size_t fi, sp_dtype dt, uint64_t off, uint64_t n,
+code_tensor(encoder *e, size_t fi, const sp_tensor *t, uint64_t off, uint64_t n,
 			long bfile, sp_dtype bdt, uint64_t boff)
 {
 	while (n > 0)
@@ -373,7 +376,7 @@ code_tensor(encoder *e, size_t fi, sp_dtype dt, uint64_t off, uint64_t n,
 		if (e->inflight == e->nring && retire_slot(e) != SP_OK)
 			return e->ctx->err.code;
 		s = &e->ring[(e->head + e->inflight) % e->nring];
-		if (fill_slot(e, s, fi, dt, off, len, bfile, bdt, boff) != SP_OK)
+		if (fill_slot(e, s, fi, t, off, len, bfile, bdt, boff) != SP_OK)
 			return e->ctx->err.code;
 		e->inflight++;
 		off += len, boff += s->h.base_len, n -= len;
@@ -392,10 +395,10 @@ code_one_tensor(encoder *e, size_t fi, const sp_tensor *t)
 				paired;
 	const sp_tref *r = sp_pair_tensor(e->base, t, &paired);
 
-	if (paired && code_tensor(e, fi, t->dtype, t->begin, paired, r->file, r->t->dtype,
+	if (paired && code_tensor(e, fi, t, t->begin, paired, r->file, r->t->dtype,
 							  r->t->begin) != SP_OK)
 		return e->ctx->err.code;
-	return code_tensor(e, fi, t->dtype, t->begin + paired, len - paired, -1, t->dtype, 0);
+	return code_tensor(e, fi, t, t->begin + paired, len - paired, -1, t->dtype, 0);
 }
 
 /* Code a safetensors file: header and gaps generic, tensors as tensors. */

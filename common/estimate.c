@@ -46,6 +46,7 @@ typedef struct estimator
 	sp_model   *base;
 	sp_fileset *ft;
 	double		fraction;
+	bool		cm;				/* compress would try the CM transform */
 	sp_codec	codec;
 	uint8_t    *fbuf,
 			   *bbuf,
@@ -82,10 +83,12 @@ window_at(uint64_t i, uint64_t k, uint64_t len, size_t win, size_t w)
  * later windows of the same tensor reuse it instead of trying both.
  */
 static sp_status
-code_tensor_window(estimator *s, size_t fi, sp_dtype dt, uint64_t off, size_t n,
+code_tensor_window(estimator *s, size_t fi, const sp_tensor *t, uint64_t off, size_t n,
 				   long bfile, sp_dtype bdt, uint64_t boff, size_t *coded, bool *same, int *tr)
 {
+	sp_dtype	dt = t->dtype;
 	size_t		elems = n / (size_t) sp_dtype_size(dt);
+	sp_tgeom	g = sp_tgeom_for(t, (off - t->begin) / (uint64_t) sp_dtype_size(dt), s->cm);
 	uint8_t		chosen;
 	uint8_t    *bp = s->bbuf;
 
@@ -109,8 +112,9 @@ code_tensor_window(estimator *s, size_t fi, sp_dtype dt, uint64_t off, size_t n,
 		*tr = SP_TR_NONE;
 	if (*tr >= 0)
 		return sp_codec_encode_tensor_as(s->ctx, &s->codec, SP_EST_LEVEL, dt, *tr, s->fbuf,
-										 bfile >= 0 ? bp : NULL, n, s->pay, s->pay_cap, coded);
-	if (sp_codec_encode_tensor(s->ctx, &s->codec, SP_EST_LEVEL, dt, s->fbuf, bp, n,
+										 bfile >= 0 ? bp : NULL, n, &g, s->pay, s->pay_cap,
+										 coded, &chosen);
+	if (sp_codec_encode_tensor(s->ctx, &s->codec, SP_EST_LEVEL, dt, s->fbuf, bp, n, &g,
 							   s->pay, s->pay_cap, coded, &chosen) != SP_OK)
 		return s->ctx->err.code;
 	*tr = chosen;
@@ -200,10 +204,10 @@ prefetch_file(estimator *s, size_t fi, const sp_st_header *h, const small_sample
 
 /* Estimate a run of tensor bytes; *all_same tells if every sample equalled the base. */
 static sp_status
-estimate_tensor_run(estimator *s, size_t fi, sp_dtype dt, uint64_t off, uint64_t len,
+estimate_tensor_run(estimator *s, size_t fi, const sp_tensor *t, uint64_t off, uint64_t len,
 					long bfile, sp_dtype bdt, uint64_t boff, bool *all_same)
 {
-	size_t		w = (size_t) sp_dtype_size(dt);
+	size_t		w = (size_t) sp_dtype_size(t->dtype);
 	size_t		win = SP_WINDOW / w * w;
 	uint64_t	k = windows_for(s, len),
 				sampled = 0;
@@ -220,7 +224,7 @@ estimate_tensor_run(estimator *s, size_t fi, sp_dtype dt, uint64_t off, uint64_t
 
 		uint64_t	bat = at / w * (uint64_t) sp_dtype_size(bdt);
 
-		if (code_tensor_window(s, fi, dt, off + at, n, bfile, bdt, boff + bat, &coded, &same,
+		if (code_tensor_window(s, fi, t, off + at, n, bfile, bdt, boff + bat, &coded, &same,
 							   &tr) != SP_OK)
 			return s->ctx->err.code;
 		*all_same = *all_same && same;
@@ -247,10 +251,10 @@ estimate_tensor(estimator *s, size_t fi, const sp_tensor *t, bool *identical)
 				pairs = r != NULL;
 
 	s->out->tensors_total++;
-	if (paired && estimate_tensor_run(s, fi, t->dtype, t->begin, paired, r->file, r->t->dtype,
+	if (paired && estimate_tensor_run(s, fi, t, t->begin, paired, r->file, r->t->dtype,
 									  r->t->begin, &same) != SP_OK)
 		return s->ctx->err.code;
-	if (len > paired && estimate_tensor_run(s, fi, t->dtype, t->begin + paired, len - paired,
+	if (len > paired && estimate_tensor_run(s, fi, t, t->begin + paired, len - paired,
 											-1, t->dtype, 0, &same2) != SP_OK)
 		return s->ctx->err.code;
 	*identical = pairs && same && (len == paired || len == 0);
@@ -449,9 +453,14 @@ sp_delta_estimate(sp_ctx *ctx, const char *base, const char *ft, double sample_f
 		(rc = sp_fileset_open(ctx, ft, &fs)) == SP_OK &&
 		(rc = estimator_init(ctx, &s)) == SP_OK)
 	{
+		uint64_t	ft_total = 0;
+
 		s.est = SP_HEADER_LEN + 3 * (SP_REC_HDR + SP_REC_SUM) + 80 + 4;
 		for (size_t i = 0; i < bm.fs.n; i++)
 			out->base_bytes += bm.fs.f[i].size;
+		for (size_t i = 0; i < fs.n; i++)
+			ft_total += fs.f[i].size;
+		s.cm = sp_cm_wanted(SP_EST_LEVEL, ft_total);
 		for (size_t i = 0; i < fs.n && rc == SP_OK; i++)
 		{
 			out->ft_bytes += fs.f[i].size;
@@ -461,9 +470,13 @@ sp_delta_estimate(sp_ctx *ctx, const char *base, const char *ft, double sample_f
 	}
 	if (rc == SP_OK)
 	{
+		double		est;
+
+		/* ratio and savings from the rounded size, so the three columns agree */
 		out->est_delta_bytes = (uint64_t) (s.est + 0.5);
-		out->est_compression = s.est > 0 ? (double) out->ft_bytes / s.est : 0;
-		out->savings_pct = out->ft_bytes ? 100.0 * (1.0 - s.est / (double) out->ft_bytes) : 0;
+		est = (double) out->est_delta_bytes;
+		out->est_compression = est > 0 ? (double) out->ft_bytes / est : 0;
+		out->savings_pct = out->ft_bytes ? 100.0 * (1.0 - est / (double) out->ft_bytes) : 0;
 		out->elapsed_ms = sp_now_ms() - t0;
 	}
 	if (s.ctx)

@@ -18,6 +18,8 @@ How it works:
                 against the small CSV, JSONL and JSON array parents of
                 fuzz/fuzz_delta_apply.c, all written by
                 build/fuzz/fuzz_delta_apply in seed mode (SPARSE_FUZZ_SEEDS=DIR);
+  tensorcm/     CM transform payloads of LoRA-like updates (F32, BF16, F16),
+                written by build/fuzz/fuzz_tensorcm in seed mode;
   rows_csv/, rows_jsonl/, rows_json_array/
                 the first rows of the real datasets (a JSON array cut after
                 two elements and closed again), plus hand-made edge cases:
@@ -185,7 +187,7 @@ def main():
     write_row_seeds(data, corpus)
     if "--rows" in sys.argv[1:]:
         return
-    for sub in ("safetensors", "roundtrip", "delta_apply"):
+    for sub in ("safetensors", "roundtrip", "delta_apply", "tensorcm"):
         path = os.path.join(corpus, sub)
         os.makedirs(path, exist_ok=True)
         for name in os.listdir(path):
@@ -202,6 +204,7 @@ def main():
         write(f"{corpus}/safetensors/{name}", blob)
     env = dict(os.environ, SPARSE_FUZZ_SEEDS=corpus)
     subprocess.run(["build/fuzz/fuzz_delta_apply", "-runs=0"], env=env, check=True)
+    subprocess.run(["build/fuzz/fuzz_tensorcm", "-runs=0"], env=env, check=True)
 
 
 if __name__ == "__main__":

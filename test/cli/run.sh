@@ -655,13 +655,28 @@ expect_rc 2 "estimate does not take --sample-rows: exit 2"
 
 # ---- Ctrl-C and SIGTERM: exit 128+N, no partial or temporary file --------------
 
+# random_st PATH BYTES: a safetensors file of one F32 tensor of random bits.
+random_st() {
+	python3 -c 'import json, os, struct, sys
+n = int(sys.argv[2])
+h = json.dumps({"w": {"dtype": "F32", "shape": [n // 4], "data_offsets": [0, n]}}).encode()
+h += b" " * (-len(h) % 8)
+with open(sys.argv[1], "wb") as f:
+    f.write(struct.pack("<Q", len(h)) + h + os.urandom(n))' "$1" "$2"
+}
+
+# A pair slow to compress at level 19 (about 4 s here: the context model
+# codes every chunk before byte planes win), for the signal tests.
+random_st "$W/slow-base.safetensors" 67108864
+random_st "$W/slow-ft.safetensors" 67108864
+
 # interrupt SIGNAL STATUS: stop a slow compress (level 19) after 0.5 s.
 interrupt() {
 	local sig=$1 want=$2 start end
 	mkdir -p "$W/sig-$sig"
 	set -m						# own process group: background jobs get SIGINT
 	start=$(date +%s%N)
-	"$SPARSE" compress "$RB" "$M/roberta-lora-r4-biasall/ft.safetensors" \
+	"$SPARSE" compress "$W/slow-base.safetensors" "$W/slow-ft.safetensors" \
 		-o "$W/sig-$sig/x.delta" --level 19 2>"$W/.stderr" &
 	local pid=$!
 	sleep 0.5

@@ -61,9 +61,9 @@ FROM sparse_storage ORDER BY kind, object_id;")
 is "sparse_watch's triggers decide every inserted row (base_object_id: a base registered before)" "$out" "3
 3
 csv dataset delta 100.0 - - -
-1 model delta 71.0 - - -
-2 model delta 89.0 - - -
-3 model full 26.0 1182680 - -
+1 model delta 78.0 - - -
+2 model delta 92.0 - - -
+3 model full 31.0 1182680 - -
 4 model full 0.0 989736 - -
 5 model error - - 4 could not open \"/nonexistent/ft.safetensors\": No such file or directory"
 is "a job is queued per delta decision" \

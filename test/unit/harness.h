@@ -119,5 +119,6 @@ extern const t_case t_tests_bigmem[];
 extern const t_case t_tests_route[];
 extern const t_case t_tests_threads[];
 extern const t_case t_tests_store[];
+extern const t_case t_tests_tensorcm[];
 
 #endif							/* SPARSE_TEST_HARNESS_H */

@@ -27,6 +27,7 @@ static const t_case *const t_tables[] = {
 	t_tests_writer,
 	t_tests_roundtrip,
 	t_tests_synthetic,
+	t_tests_tensorcm,
 	t_tests_errors,
 	t_tests_hooks,
 	t_tests_review,

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <xxhash.h>
+
 #include "harness.h"
 #include "rt_util.h"
 #include "st_writer.h"
@@ -417,4 +419,37 @@ rt_write_bf16_pair(const char *base, const char *ft, size_t nel, uint64_t seed, 
 	free(bd);
 	free(fd);
 	return ok;
+}
+
+/* Offset of the first chunk record of kind (and transform, unless -1) in a delta in memory; 0 if none. */
+size_t
+rt_find_chunk(const uint8_t *d, size_t len, int kind, int transform, size_t *plen)
+{
+	size_t		pos = 16;
+
+	while (pos + 16 <= len)
+	{
+		size_t		n = (size_t) d[pos + 4] | (size_t) d[pos + 5] << 8 |
+			(size_t) d[pos + 6] << 16 | (size_t) d[pos + 7] << 24;
+
+		if (n > len - pos - 16)
+			return 0;
+		if (d[pos] == 3 && n > 40 && d[pos + 8] == kind && (transform < 0 || d[pos + 9] == transform))
+		{
+			*plen = n;
+			return pos;
+		}
+		pos += 16 + n;
+	}
+	return 0;
+}
+
+/* Recompute the XXH3-64 of the record at pos (payload length plen). */
+void
+rt_fix_record_sum(uint8_t *d, size_t pos, size_t plen)
+{
+	uint64_t	sum = XXH3_64bits(d + pos, 8 + plen);
+
+	for (int i = 0; i < 8; i++)
+		d[pos + 8 + plen + (size_t) i] = (uint8_t) (sum >> (8 * i));
 }

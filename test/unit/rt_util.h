@@ -79,4 +79,10 @@ void		dh_ctx(sp_ctx *ctx, ds_hooks *h, long fail_after, long cancel_at);
 bool		rt_write_bf16_pair(const char *base, const char *ft, size_t nel, uint64_t seed,
 							   uint16_t mask);
 
+/* Offset of the first chunk record of kind (and transform, unless -1) in a delta in memory; 0 if none. */
+size_t		rt_find_chunk(const uint8_t *d, size_t len, int kind, int transform, size_t *plen);
+
+/* Recompute the XXH3-64 of the record at pos (payload length plen). */
+void		rt_fix_record_sum(uint8_t *d, size_t pos, size_t plen);
+
 #endif							/* SPARSE_TEST_RT_UTIL_H */

@@ -1238,8 +1238,6 @@ test_dataset_long_rows(void)
 				"rows_shared %lld", (long long) r.cres.rows_shared);
 }
 
-static size_t find_chunk(const uint8_t *d, size_t len, int kind, size_t *plen);
-
 /*
  * A question-and-answer table whose answers get a sub-question before each
  * line (as gsm8k's "socratic" version): rewritten text that keeps the old
@@ -1294,7 +1292,7 @@ check_layout(const ds_rt *r, int layout, const char *what, uint64_t z)
 				roff;
 
 	T_REQUIRE((d = fh_read(r->delta, &len)) != NULL, "read the delta");
-	roff = find_chunk(d, len, 4, &plen);
+	roff = rt_find_chunk(d, len, 4, -1, &plen);
 	T_REQUIRE(roff > 0, "no ROWS chunk in the delta");
 	T_CHECK(d[roff + 8 + 2] == layout, "layout %d, expected %d", d[roff + 8 + 2], layout);
 	printf("# %s: delta %llu bytes, zstd -19 --patch-from %llu\n", what,
@@ -1930,39 +1928,6 @@ test_dataset_err_wrong_base_dir(void)
 	T_CHECK(!fh_exists(t_path("out")), "an output was written");
 }
 
-/* Offset of the first chunk record of kind in a delta in memory; 0 if none. */
-static size_t
-find_chunk(const uint8_t *d, size_t len, int kind, size_t *plen)
-{
-	size_t		pos = 16;
-
-	while (pos + 16 <= len)
-	{
-		size_t		n = (size_t) d[pos + 4] | (size_t) d[pos + 5] << 8 |
-			(size_t) d[pos + 6] << 16 | (size_t) d[pos + 7] << 24;
-
-		if (n > len - pos - 16)
-			return 0;
-		if (d[pos] == 3 && n > 40 && d[pos + 8] == kind)
-		{
-			*plen = n;
-			return pos;
-		}
-		pos += 16 + n;
-	}
-	return 0;
-}
-
-/* Recompute the XXH3-64 of the record at pos (payload length plen). */
-static void
-fix_record_sum(uint8_t *d, size_t pos, size_t plen)
-{
-	uint64_t	sum = XXH3_64bits(d + pos, 8 + plen);
-
-	for (int i = 0; i < 8; i++)
-		d[pos + 8 + plen + (size_t) i] = (uint8_t) (sum >> (8 * i));
-}
-
 /* Append a Thrift compact i32 field (delta 1 from the last) of value v. */
 static void
 pq_i32(sb *b, int64_t v)
@@ -2170,7 +2135,7 @@ test_dataset_parquet_zstd_pages(void)
 	/* the level 3 delta again, its first SNAPPY chunk damaged (record checksum fixed) */
 	T_CHECK(DS_ROUNDTRIP(pb, pd, "parquet-pages", pct_of(pd, 10), &r), "level 3 pages");
 	T_REQUIRE((d = fh_read(r.delta, &len)) != NULL &&
-			  (off = find_chunk(d, len, 5, &plen)) > 0, "no SNAPPY chunk");
+			  (off = rt_find_chunk(d, len, 5, -1, &plen)) > 0, "no SNAPPY chunk");
 	T_CHECK(d[off + 9] == 1 && d[off + 10] == 3, "codec %d level %d, expected zstd (1) at 3",
 			d[off + 9], d[off + 10]);
 	for (int k = 0; k < 5; k++)
@@ -2180,7 +2145,7 @@ test_dataset_parquet_zstd_pages(void)
 
 		d[off + 9] = codec[k];
 		d[off + 10] = level[k];
-		fix_record_sum(d, off, plen);
+		rt_fix_record_sum(d, off, plen);
 		T_REQUIRE(fh_write(bad, d, len) && unlink(bad) == 0 && fh_write(bad, d, len), "write");
 		rt_ctx(&ctx);
 		T_ERR_SUB(&ctx, sp_delta_apply(&ctx, pb, bad, rt_unique("zp", ".out"), &ar), SP_ERR_CORRUPT,
@@ -2205,7 +2170,7 @@ test_dataset_err_corrupt_rows_chunk(void)
 	sp_apply_result ar;
 
 	T_REQUIRE(delta != NULL && (d = fh_read(delta, &len)) != NULL, "no delta");
-	roff = find_chunk(d, len, 4, &plen);
+	roff = rt_find_chunk(d, len, 4, -1, &plen);
 	T_REQUIRE(roff > 0, "no ROWS chunk in the delta");
 	/* a byte of the compressed streams: the record checksum catches it */
 	d[roff + 8 + 40 + (plen - 40) / 2] ^= 0x10;
@@ -2219,7 +2184,7 @@ test_dataset_err_corrupt_rows_chunk(void)
 	/* the chunk's checksum field changed, the record checksum made to match */
 	d[roff + 8 + 40 + (plen - 40) / 2] ^= 0x10;
 	d[roff + 8 + 32] ^= 0x01;
-	fix_record_sum(d, roff, plen);
+	rt_fix_record_sum(d, roff, plen);
 	unlink(bad);
 	T_REQUIRE(fh_write(bad, d, len), "write");
 	rt_ctx(&ctx);
@@ -2307,7 +2272,7 @@ sweep_rows_chunk(const char *base, const char *der, const char *delta)
 	T_REQUIRE_V(delta != NULL && (d = fh_read(delta, &len)) != NULL &&
 				(b = fh_read(base, &blen)) != NULL && (f = fh_read(der, &flen)) != NULL, -1,
 				"setup");
-	roff = find_chunk(d, len, 4, &plen);
+	roff = rt_find_chunk(d, len, 4, -1, &plen);
 	T_REQUIRE_V(roff > 0, -1, "no ROWS chunk in the delta");
 	m = t_track(malloc(len));
 	fflush(stdout);
@@ -2323,7 +2288,7 @@ sweep_rows_chunk(const char *base, const char *der, const char *delta)
 				continue;
 			memcpy(m, d, len);
 			m[roff + 8 + i] = now;
-			fix_record_sum(m, roff, plen);
+			rt_fix_record_sum(m, roff, plen);
 			apply_isolated(b, blen, m, len, f, flen, &res);
 			if (!res.crashed && res.live == 0 && res.same)
 				same++;
@@ -2401,10 +2366,10 @@ test_dataset_err_rows_chunk_format0(void)
 
 	T_REQUIRE(delta != NULL && (d = fh_read(delta, &len)) != NULL &&
 			  (b = fh_read(base, &blen)) != NULL, "setup");
-	roff = find_chunk(d, len, 4, &plen);
+	roff = rt_find_chunk(d, len, 4, -1, &plen);
 	T_REQUIRE(roff > 0, "no ROWS chunk in the delta");
 	d[roff + 8 + 1] = 0;		/* transform: the row format */
-	fix_record_sum(d, roff, plen);
+	rt_fix_record_sum(d, roff, plen);
 	fflush(stdout);
 	apply_isolated(b, blen, d, len, NULL, 0, &res);
 	T_CHECK(!res.crashed && res.st == SP_ERR_CORRUPT &&
@@ -2431,7 +2396,7 @@ test_dataset_err_truncated(void)
 	size_t		at[4];
 
 	T_REQUIRE(delta != NULL && (d = fh_read(delta, &len)) != NULL, "no delta");
-	roff = find_chunk(d, len, 4, &plen);
+	roff = rt_find_chunk(d, len, 4, -1, &plen);
 	T_REQUIRE(roff > 0, "no ROWS chunk");
 	at[0] = roff + 8 + plen / 2;	/* inside the ROWS chunk */
 	at[1] = roff;				/* just before it */

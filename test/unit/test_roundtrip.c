@@ -5,7 +5,8 @@
  * Every pair and every consecutive chain step is compressed to a file and
  * applied back (rt_roundtrip checks bytes, digests, verify and info).  The
  * size bars are requirements of the project: at the default level the delta
- * is at most 0.75 of an F32 fine-tune and 0.35 of a BF16 one, and never
+ * is at most 0.70 of an F32 LoRA fine-tune (issue 6), 0.75 of another F32
+ * one, 0.30 of the trained BF16 one (issue 6) and 0.35 of another, and never
  * larger than what zstd -19 --patch-from achieves (ratios measured in
  * shared/data/README.md and models/mlp-trained/SOURCE.txt).  The estimate
  * from a 1% sample must be within 3 points of the real savings.  The
@@ -31,13 +32,13 @@ typedef struct pair
 } pair;
 
 static const pair pairs[] = {
-	{"gpt2", "gpt2-lora-r8/base.safetensors", "gpt2-lora-r8/ft.safetensors", 0.75, 0.933},
+	{"gpt2", "gpt2-lora-r8/base.safetensors", "gpt2-lora-r8/ft.safetensors", 0.70, 0.933},
 	{"roberta", "roberta-lora-r4-biasall/base.safetensors",
-	"roberta-lora-r4-biasall/ft.safetensors", 0.75, 0.926},
+	"roberta-lora-r4-biasall/ft.safetensors", 0.70, 0.926},
 	{"mlp_f32_ft", "mlp-trained/base.f32.safetensors", "mlp-trained/ft.f32.safetensors", 0.75, 0.620},
 	{"mlp_f32_ft_frozen", "mlp-trained/base.f32.safetensors",
 	"mlp-trained/ft_frozen.f32.safetensors", 0.75, 0.211},
-	{"mlp_bf16_ft", "mlp-trained/base.bf16.safetensors", "mlp-trained/ft.bf16.safetensors", 0.35, 0.504},
+	{"mlp_bf16_ft", "mlp-trained/base.bf16.safetensors", "mlp-trained/ft.bf16.safetensors", 0.30, 0.504},
 	{"mlp_bf16_ft_frozen", "mlp-trained/base.bf16.safetensors",
 	"mlp-trained/ft_frozen.bf16.safetensors", 0.35, 0.172},
 };
