@@ -183,6 +183,19 @@ bitlen(uint32_t a)
 	return a ? 32 - __builtin_clz(a) : 0;
 }
 
+/* Allocate the state and fill its constant tables. */
+static sp_cm *
+cm_new(sp_ctx *ctx)
+{
+	sp_cm	   *cm = sp_calloc(ctx, 1, sizeof(sp_cm));
+
+	if (cm == NULL)
+		return NULL;
+	for (uint32_t n = 0; n <= CM_LIMIT; n++)
+		cm->rate[n] = 655360u / (10u * n + 16u);
+	return cm;
+}
+
 /* Get the state (allocating it on first use) and reset the model for a chunk of m elements. */
 static sp_cm *
 cm_begin(sp_ctx *ctx, sp_cm **cmp, size_t m, uint32_t cols)
@@ -190,7 +203,7 @@ cm_begin(sp_ctx *ctx, sp_cm **cmp, size_t m, uint32_t cols)
 	sp_cm	   *cm = *cmp;
 	cm_prob    *all;
 
-	if (cm == NULL && (cm = *cmp = sp_calloc(ctx, 1, sizeof(sp_cm))) == NULL)
+	if (cm == NULL && (cm = *cmp = cm_new(ctx)) == NULL)
 		return NULL;
 	if (cols <= m && sp_reserve(ctx, &cm->colbuf, &cm->colcap, (size_t) cols * 4) != SP_OK)
 		return NULL;
@@ -202,8 +215,6 @@ cm_begin(sp_ctx *ctx, sp_cm **cmp, size_t m, uint32_t cols)
 		memset(cm->stamp, 0, sizeof(cm->stamp));
 		cm->gen = 1;
 	}
-	for (uint32_t n = 0; n <= CM_LIMIT; n++)
-		cm->rate[n] = 655360u / (10u * n + 16u);
 	if (cols <= m)
 		memset(cm->colbuf, 0, (size_t) cols * 4);
 	return cm;
@@ -236,6 +247,13 @@ clampi(int v, int lo, int hi)
 	return v < lo ? lo : v > hi ? hi : v;
 }
 
+/* The rounded mean of n > 0 values summing to sum, in integers. */
+static inline uint32_t
+mean_of(uint32_t sum, uint32_t n)
+{
+	return (2 * sum + n) / (2 * n);
+}
+
 /* The contexts of the current element's bit length, and the length they predict. */
 typedef struct cm_len
 {
@@ -247,7 +265,7 @@ typedef struct cm_len
 static inline cm_len
 len_for(sp_cm *cm, const cm_pos *s, int e, int w)
 {
-	uint32_t	rmean = s->rcnt ? (2 * s->rsum + s->rcnt) / (2 * s->rcnt) : s->prev_mean;
+	uint32_t	rmean = s->rcnt ? mean_of(s->rsum, s->rcnt) : s->prev_mean;
 	int			pr = clampi((int) rmean - e + CM_OFF, 0, CM_PR - 1),
 				pc = CM_PC - 1,
 				pos = s->c < 2 ? (int) s->c : 2;
@@ -258,8 +276,7 @@ len_for(sp_cm *cm, const cm_pos *s, int e, int w)
 		uint32_t	seen = s->wraps - (s->c < s->col0);
 
 		if (seen > 0)
-			pc = clampi((int) ((2 * colsum(cm)[s->c] + seen) / (2 * seen)) - e + CM_OFF,
-						0, CM_PC - 2);
+			pc = clampi((int) mean_of(colsum(cm)[s->c], seen) - e + CM_OFF, 0, CM_PC - 2);
 	}
 	l.t = cm->len[pr][pc][pos];
 	if (cm->stamp[pr][pc][pos] != cm->gen)
@@ -284,7 +301,7 @@ pos_next(sp_cm *cm, cm_pos *s, uint32_t v)
 	{
 		s->c = 0;
 		s->wraps++;
-		s->prev_mean = (2 * s->rsum + s->rcnt) / (2 * s->rcnt);
+		s->prev_mean = mean_of(s->rsum, s->rcnt);
 		s->rsum = s->rcnt = 0;
 		s->psign = 0;
 	}
@@ -315,16 +332,21 @@ split(const cm_coder *r, uint32_t p)
 	return r->x1 + (uint32_t) (((uint64_t) (r->x2 - r->x1) * p) >> 16);
 }
 
-/* Encode one bit in context q. */
+/* Keep the part of the range that bit names: a 1 the lower, a 0 the upper. */
 static inline void
-enc_bit(const sp_cm *cm, cm_coder *r, cm_prob *q, int bit)
+narrow(cm_coder *r, uint32_t xm, int bit)
 {
-	uint32_t	xm = split(r, prob_of(q));
-
 	if (bit)
 		r->x2 = xm;
 	else
 		r->x1 = xm + 1;
+}
+
+/* Encode one bit in context q. */
+static inline void
+enc_bit(const sp_cm *cm, cm_coder *r, cm_prob *q, int bit)
+{
+	narrow(r, split(r, prob_of(q)), bit);
 	while (((r->x1 ^ r->x2) & 0xFF000000u) == 0)
 	{
 		*r->p++ = (uint8_t) (r->x2 >> 24);
@@ -341,10 +363,7 @@ dec_bit(const sp_cm *cm, cm_coder *r, cm_prob *q)
 	uint32_t	xm = split(r, prob_of(q));
 	int			bit = r->x <= xm;
 
-	if (bit)
-		r->x2 = xm;
-	else
-		r->x1 = xm + 1;
+	narrow(r, xm, bit);
 	while (((r->x1 ^ r->x2) & 0xFF000000u) == 0)
 	{
 		r->x1 <<= 8;

@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
 #include <xxhash.h>
 
 #include "safetensors.h"
@@ -349,6 +350,20 @@ fz_variant(int k, size_t *len)
 		default:
 			return fz_write_st(v4, 3, "\"note\":\"unrelated\"", len);
 	}
+}
+
+/* Seed mode: $SPARSE_FUZZ_SEEDS, with subdirectory sub made in it; NULL when not seeding. */
+static FZ_UNUSED const char *
+fz_seed_dir(const char *sub)
+{
+	const char *dir = getenv("SPARSE_FUZZ_SEEDS");
+	char		path[4096];
+
+	if (dir == NULL || dir[0] == '\0')
+		return NULL;
+	snprintf(path, sizeof(path), "%s/%s", dir, sub);
+	mkdir(path, 0755);
+	return dir;
 }
 
 /* Recompute the checksum of every record that fits; returns records fixed. */

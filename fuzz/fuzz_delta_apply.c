@@ -522,17 +522,13 @@ write_dataset_seeds(const char *dir)
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	const char *dir = getenv("SPARSE_FUZZ_SEEDS");
+	const char *dir = fz_seed_dir("roundtrip");
 	char		path[4096];
 
 	(void) argc;
 	(void) argv;
-	if (dir == NULL || dir[0] == '\0')
+	if (dir == NULL || fz_seed_dir("delta_apply") == NULL)
 		return 0;
-	snprintf(path, sizeof(path), "%s/roundtrip", dir);
-	mkdir(path, 0755);
-	snprintf(path, sizeof(path), "%s/delta_apply", dir);
-	mkdir(path, 0755);
 	for (int k = 0; k < FZ_N_VARIANTS; k++)
 	{
 		size_t		len;

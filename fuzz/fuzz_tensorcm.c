@@ -16,8 +16,6 @@
  * LoRA-like updates (every dtype, a few row lengths and first columns) to
  * DIR/tensorcm and exits; fuzz/make_seeds.py calls it.
  */
-#include <sys/stat.h>
-
 #include "fuzz_common.h"
 #include "codec.h"
 #include "tensorcm.h"
@@ -145,15 +143,12 @@ write_seed(const char *dir, int k, size_t m, uint32_t cols, uint32_t col0)
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	const char *dir = getenv("SPARSE_FUZZ_SEEDS");
-	char		path[4096];
+	const char *dir = fz_seed_dir("tensorcm");
 
 	(void) argc;
 	(void) argv;
-	if (dir == NULL || dir[0] == '\0')
+	if (dir == NULL)
 		return 0;
-	snprintf(path, sizeof(path), "%s/tensorcm", dir);
-	mkdir(path, 0755);
 	for (int k = 0; k < 3; k++)
 	{
 		write_seed(dir, k, 1024, 32, 0);
