@@ -2,7 +2,7 @@
 # fuzz.sh -- build the libFuzzer targets and run each one for a fixed time.
 #
 # Usage: bash scripts/fuzz.sh [SECONDS]     (`make fuzz` calls it)
-#   SECONDS      time per target (default: $FUZZ_SECONDS, else 30)
+#   SECONDS      time per target (default: $FUZZ_SECONDS, else 20)
 #   FUZZ_SEED    libFuzzer -seed (default 1, so a CI run is repeatable;
 #                0 = a random seed for longer local campaigns)
 #
@@ -19,7 +19,7 @@ set -uo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO" || exit 1
-SECS=${1:-${FUZZ_SECONDS:-30}}
+SECS=${1:-${FUZZ_SECONDS:-20}}
 SEED=${FUZZ_SEED:-1}
 WORK=$REPO/build/fuzz-work
 PASS=0
