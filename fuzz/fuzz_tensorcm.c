@@ -25,7 +25,7 @@
 
 static const sp_dtype fz_cm_dts[3] = {SP_DT_F32, SP_DT_BF16, SP_DT_F16};
 
-/* The fixed base: n weights near 0.02 in dtype dt (F32 words, or their high halves). */
+/* The fixed base: n weights near 0.02 in dtype dt (BF16: their high halves; F16: one exponent, their mantissas). */
 static void
 cm_base(sp_dtype dt, size_t n, uint8_t *out)
 {

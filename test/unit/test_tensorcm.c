@@ -34,8 +34,8 @@ unit(uint64_t *s)
 
 /*
  * A base and fine-tune of CM_N F32 elements: weights near 0.02 whose change
- * scales with the row and the column; every 97th element unchanged, then a
- * tail of special values and random words (with random) .
+ * scales with the row and the column; every 97th element unchanged; a tail
+ * of special values; with random, the first quarter random words.
  */
 static void
 make_f32(uint32_t *b, uint32_t *f, bool random, uint64_t seed)
