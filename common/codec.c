@@ -75,7 +75,6 @@ sp_codec_free(sp_ctx *ctx, sp_codec *c)
 	ZSTD_freeDCtx(c->dctx);
 	sp_free(ctx, c->planar);
 	sp_free(ctx, c->probe);
-	sp_free(ctx, c->cmout);
 	sp_cm_free(ctx, c->cm);
 	memset(c, 0, sizeof(*c));
 }
@@ -503,7 +502,8 @@ cm_allowed(const sp_tgeom *g, sp_dtype dt, const uint8_t *base, size_t n)
 
 /*
  * Try the CM transform on a chunk whose planes took used bytes of out; when
- * it is smaller, it replaces them.  Returns the bytes of out now used.
+ * it is smaller, it replaces them (sp_cm_encode writes out only then).
+ * Returns the bytes of out now used.
  */
 static size_t
 try_cm(sp_ctx *ctx, sp_codec *c, sp_dtype dt, const uint8_t *ft, const uint8_t *base,
@@ -514,13 +514,11 @@ try_cm(sp_ctx *ctx, sp_codec *c, sp_dtype dt, const uint8_t *ft, const uint8_t *
 	if (!cm_allowed(g, dt, base, n) || used < 2)
 		return used;
 	if (sp_check_interrupt(ctx) != SP_OK ||
-		sp_reserve(ctx, &c->cmout, &c->cmcap, used - 1) != SP_OK ||
-		sp_cm_encode(ctx, &c->cm, dt, g->cols, g->col0, ft, base, n, c->cmout, used - 1,
+		sp_cm_encode(ctx, &c->cm, dt, g->cols, g->col0, ft, base, n, out, used - 1,
 					 &len) != SP_OK)
 		return 0;
 	if (len == 0)
 		return used;
-	memcpy(out, c->cmout, len);
 	*tr = SP_TR_CM;
 	return len;
 }

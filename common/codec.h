@@ -85,8 +85,6 @@ typedef struct sp_codec
 	uint8_t    *probe;			/* encoded probe output */
 	size_t		cap;			/* size of planar (grown on demand) */
 	struct sp_cm *cm;			/* CM transform state (on first use) */
-	uint8_t    *cmout;			/* a CM payload, before it wins or loses */
-	size_t		cmcap;
 } sp_codec;
 
 /* Worst-case payload size of a chunk of n bytes. */

@@ -25,7 +25,9 @@ bool		sp_cm_supports(sp_dtype dt);
  * Encode n bytes of ft (dtype dt) against base, for a tensor whose rows hold
  * cols elements, the chunk starting at column col0.  *len is the payload
  * length, or 0 when it would not fit in cap (not an error: the caller keeps
- * its other coding).  *cm is allocated through ctx on first use.
+ * its other coding, and out is untouched: the payload is built in *cm's
+ * scratch and copied to out only when it fits).  *cm is allocated through
+ * ctx on first use.
  */
 sp_status	sp_cm_encode(sp_ctx *ctx, sp_cm **cm, sp_dtype dt, uint32_t cols, uint32_t col0,
 						 const uint8_t *ft, const uint8_t *base, size_t n,

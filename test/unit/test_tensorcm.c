@@ -176,7 +176,7 @@ test_cm_chosen_when_smaller(void)
 	sp_codec_free(&ctx, &c);
 }
 
-/* A payload too small for the caller's room is no error: *len stays 0. */
+/* A payload too large for the caller's room is no error: *len stays 0, out untouched. */
 static void
 test_cm_no_room(void)
 {
@@ -189,10 +189,18 @@ test_cm_no_room(void)
 	sp_ctx		ctx;
 
 	rt_ctx(&ctx);
+	memset(out, 0xAB, 4 * CM_N);
 	T_OK(&ctx, sp_cm_encode(&ctx, &cm, SP_DT_F32, CM_COLS, 0, f, b, n, out, 10, &len));
 	T_CHECK(len == 0, "10 bytes of room: %zu", len);
 	T_OK(&ctx, sp_cm_encode(&ctx, &cm, SP_DT_F32, CM_COLS, 0, f, b, n, out, n / 2, &len));
 	T_CHECK(len == 0, "random words in half their size: %zu", len);
+	/* the caller's planes sit in out: a payload that does not fit leaves it as it was */
+	for (size_t i = 0; i < 4 * CM_N; i++)
+		if (out[i] != 0xAB)
+		{
+			T_CHECK(false, "out was written at byte %zu", i);
+			break;
+		}
 	T_ERR(&ctx, sp_cm_encode(&ctx, &cm, SP_DT_F32, CM_COLS, CM_COLS, f, b, n, out, n, &len),
 		  SP_ERR_INTERNAL, "bad CM chunk of 18432 bytes");
 	sp_cm_free(&ctx, cm);
