@@ -49,8 +49,9 @@ enum
 };
 
 /*
- * When the CM transform is tried: it codes and decodes about 50 MB/s per
- * core where byte planes code about 1 GB/s, for 6-30% smaller deltas on the
+ * When the CM transform is tried: it codes and decodes about 30-50 MB/s per
+ * core (apply decodes a chunk's two halves on two threads) where byte
+ * planes code about 1 GB/s, for 6-30% smaller deltas on the
  * shared pairs, so it is used on every float chunk from level SP_CM_LEVEL
  * on, and from level 3 on for fine-tunes of at most SP_CM_SMALL bytes
  * (adapters and small models, where it costs seconds at most).

@@ -6,15 +6,15 @@
  * order-preserving difference, kept signed) is coded with an adaptive binary
  * arithmetic coder: its bit length in the context of the mean magnitude so
  * far along its row and down its column, its sign and the two bits below
- * its leading one in small contexts; the lower bits are stored raw.  See
+ * its leading one in small contexts; the lower bits are stored raw.  A
+ * chunk of 64Ki elements or more is coded as two independent halves, which
+ * sp_cm_decode decodes on two threads (pure computation).  See
  * tensorcm.c for the model and docs/FORMAT.md for the payload.
  */
 #ifndef SPARSE_TENSORCM_H
 #define SPARSE_TENSORCM_H
 
 #include "safetensors.h"
-
-#define SP_CM_HDR 12				/* payload: u32 cols, u32 col0, u32 coded length */
 
 typedef struct sp_cm sp_cm;		/* model state and scratch, allocated on first use */
 
@@ -33,7 +33,11 @@ sp_status	sp_cm_encode(sp_ctx *ctx, sp_cm **cm, sp_dtype dt, uint32_t cols, uint
 						 const uint8_t *ft, const uint8_t *base, size_t n,
 						 uint8_t *out, size_t cap, size_t *len);
 
-/* Decode a payload of plen bytes into ft (n bytes) against base. */
+/*
+ * Decode a payload of plen bytes into ft (n bytes) against base: its
+ * segments on up to ctx->threads threads (0: one per core), helpers that
+ * call no hook and allocate nothing (their models are made here first).
+ */
 sp_status	sp_cm_decode(sp_ctx *ctx, sp_cm **cm, sp_dtype dt, const uint8_t *base,
 						 const uint8_t *payload, size_t plen, uint8_t *ft, size_t n);
 

@@ -13,8 +13,10 @@
  * symmetric on whatever values a hostile payload produces.
  *
  * Seeds: with SPARSE_FUZZ_SEEDS=DIR set, the binary writes payloads of
- * LoRA-like updates (every dtype, a few row lengths and first columns) to
- * DIR/tensorcm and exits; fuzz/make_seeds.py calls it.
+ * LoRA-like updates (every dtype, a few row lengths and first columns; one
+ * of three segments, spliced from encodings of its parts, since the encoder
+ * cuts only chunks longer than the fuzzer's) to DIR/tensorcm and exits;
+ * fuzz/make_seeds.py calls it.
  */
 #include "fuzz_common.h"
 #include "codec.h"
@@ -97,23 +99,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	return 0;
 }
 
-/* Write one seed: a LoRA-like update of m elements of dtype k, coded with geometry cols/col0. */
+/* A LoRA-like update of m elements of dtype k against the fixed base, into base and ft. */
 static void
-write_seed(const char *dir, int k, size_t m, uint32_t cols, uint32_t col0)
+make_update(int k, size_t m, uint32_t cols, uint8_t *base, uint8_t *ft)
 {
-	static uint8_t base[4 * FZ_CM_MAX],
-				ft[4 * FZ_CM_MAX],
-				seed[3 + 8 * FZ_CM_MAX + 4096];
-	sp_dtype	dt = fz_cm_dts[k];
-	size_t		w = (size_t) sp_dtype_size(dt),
-				len = 0;
+	size_t		w = (size_t) sp_dtype_size(fz_cm_dts[k]);
 	uint64_t	s = 5 + (uint64_t) k;
-	sp_cm	   *cm = NULL;
-	sp_ctx		ctx;
-	char		path[4096];
-	FILE	   *f;
 
-	cm_base(dt, m, base);
+	cm_base(fz_cm_dts[k], m, base);
 	memcpy(ft, base, m * w);
 	for (size_t i = 0; i < m; i++)
 	{
@@ -124,15 +117,63 @@ write_seed(const char *dir, int k, size_t m, uint32_t cols, uint32_t col0)
 		v += (uint32_t) ((int32_t) (fz_rand(&s) % 16) - 8) << shift;
 		memcpy(ft + i * w, &v, w);
 	}
+}
+
+/*
+ * Code the update as nseg segments of about m / nseg elements into out (an
+ * encoding of each part spliced under one header, FORMAT.md); its length.
+ */
+static size_t
+code_segments(int k, size_t m, uint32_t cols, uint32_t col0, int nseg, const uint8_t *base,
+			  const uint8_t *ft, uint8_t *out, size_t cap)
+{
+	static uint8_t part[8 * FZ_CM_MAX + 4096];
+	size_t		w = (size_t) sp_dtype_size(fz_cm_dts[k]),
+				start = 0,
+				pos = 12 + 12 * (size_t) nseg;
+	sp_cm	   *cm = NULL;
+	sp_ctx		ctx;
+
 	sp_ctx_init(&ctx);
-	if (sp_cm_encode(&ctx, &cm, dt, cols, col0, ft, base, m * w, seed + 3, sizeof(seed) - 3,
-					 &len) != SP_OK || len == 0)
-		fz_die("seed does not encode", &ctx);
+	sp_put32(out, cols);
+	sp_put32(out + 4, col0);
+	sp_put32(out + 8, (uint32_t) nseg);
+	for (int j = 0; j < nseg; j++)
+	{
+		size_t		count = j == nseg - 1 ? m - start : m / (size_t) nseg,
+					len = 0;
+
+		if (sp_cm_encode(&ctx, &cm, fz_cm_dts[k], cols, (uint32_t) ((col0 + start) % cols),
+						 ft + start * w, base + start * w, count * w, part, sizeof(part),
+						 &len) != SP_OK || len <= 24 || pos + len - 24 > cap)
+			fz_die("seed does not encode", &ctx);
+		memcpy(out + 12 + 12 * j, part + 12, 12);
+		memcpy(out + pos, part + 24, len - 24);
+		pos += len - 24;
+		start += count;
+	}
 	sp_cm_free(&ctx, cm);
+	return pos;
+}
+
+/* Write one seed: a LoRA-like update of m elements of dtype k, coded with geometry cols/col0 in nseg segments. */
+static void
+write_seed(const char *dir, int k, size_t m, uint32_t cols, uint32_t col0, int nseg)
+{
+	static uint8_t base[4 * FZ_CM_MAX],
+				ft[4 * FZ_CM_MAX],
+				seed[3 + 8 * FZ_CM_MAX + 4096];
+	size_t		len;
+	char		path[4096];
+	FILE	   *f;
+
+	make_update(k, m, cols, base, ft);
+	len = code_segments(k, m, cols, col0, nseg, base, ft, seed + 3, sizeof(seed) - 3);
 	seed[0] = (uint8_t) k;
 	seed[1] = (uint8_t) m;
 	seed[2] = (uint8_t) (m >> 8);
-	snprintf(path, sizeof(path), "%s/tensorcm/%s_%zu_%u_%u", dir, sp_dtype_name(dt), m, cols, col0);
+	snprintf(path, sizeof(path), "%s/tensorcm/%s_%zu_%u_%u%s", dir, sp_dtype_name(fz_cm_dts[k]),
+			 m, cols, col0, nseg > 1 ? "_segments" : "");
 	if ((f = fopen(path, "wb")) == NULL || fwrite(seed, 1, 3 + len, f) != 3 + len || fclose(f) != 0)
 	{
 		perror(path);
@@ -152,10 +193,11 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		return 0;
 	for (int k = 0; k < 3; k++)
 	{
-		write_seed(dir, k, 1024, 32, 0);
-		write_seed(dir, k, 600, 64, 17);
-		write_seed(dir, k, 40, 1000, 3);
+		write_seed(dir, k, 1024, 32, 0, 1);
+		write_seed(dir, k, 600, 64, 17, 1);
+		write_seed(dir, k, 40, 1000, 3, 1);
 	}
-	write_seed(dir, 0, 1, 1, 0);
+	write_seed(dir, 0, 1, 1, 0, 1);
+	write_seed(dir, 0, 1000, 48, 7, 3);	/* decoded on two threads: one takes segments 0 and 2 */
 	exit(0);
 }

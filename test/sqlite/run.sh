@@ -309,7 +309,7 @@ expect_error "apply: wrong base" \
 	"SELECT * FROM delta_apply($(q "$R"), $(q "$T/rt-gpt2.delta"), $(q "$T/wrong.out"));" "$WRONG"
 expect_error "verify: wrong base" \
 	"SELECT * FROM delta_verify($(q "$R"), $(q "$T/rt-gpt2.delta"));" "$WRONG"
-CORRUPT="delta \"$T/corrupt.delta\" is corrupted: checksum mismatch in record at byte 496345 (11)"
+CORRUPT="delta \"$T/corrupt.delta\" is corrupted: checksum mismatch in record at byte 496525 (11)"
 expect_error "verify: corrupted delta" \
 	"SELECT * FROM delta_verify($(q "$G/base.safetensors"), $(q "$T/corrupt.delta"));" "$CORRUPT"
 expect_error "apply: corrupted delta" \

@@ -61,7 +61,7 @@ FROM sparse_storage ORDER BY kind, object_id;")
 is "sparse_watch's triggers decide every inserted row (base_object_id: a base registered before)" "$out" "3
 3
 csv dataset delta 100.0 - - -
-1 model delta 78.0 - - -
+1 model delta 77.0 - - -
 2 model delta 92.0 - - -
 3 model full 31.0 1182680 - -
 4 model full 0.0 989736 - -

@@ -7,7 +7,9 @@
  * largest possible differences and plain random words) round trip at every
  * geometry the encoder can pass: one row, one column, a chunk starting mid-
  * row, rows longer than the chunk.  Damaged payloads fail with their exact
- * messages; a real delta's CM chunk damaged under a fixed record checksum is
+ * messages; chunks of two segments (and a hand-built one of three) decode
+ * the same on one or two threads, and a cancel stops both; a real delta's
+ * CM chunk damaged under a fixed record checksum is
  * caught by the chunk checksum; the level policy decides where it is used.
  */
 #include <stdio.h>
@@ -242,10 +244,32 @@ test_cm_damaged_payloads(void)
 	T_REQUIRE(len > 100, "payload of %zu bytes", len);
 	T_ERR(&ctx, cm_decode_raw(&ctx, b, pay, 11, n), SP_ERR_CORRUPT,
 		  "tensor chunk payload is too short");
+	T_REQUIRE(sp_get32(pay + 8) == 1 && sp_get32(pay + 12) == CM_N, "one segment of %u elements",
+			  sp_get32(pay + 12));
+	T_ERR(&ctx, cm_decode_raw(&ctx, b, pay, 23, n), SP_ERR_CORRUPT,
+		  "tensor chunk payload is too short");
 	memcpy(m, pay, len);
-	sp_put32(m + 8, (uint32_t) (len - 11));
+	sp_put32(m + 16, sp_get32(pay + 16) + 1);
 	T_ERR(&ctx, cm_decode_raw(&ctx, b, m, len, n), SP_ERR_CORRUPT,
 		  "tensor chunk payload is too short");
+	sp_put32(m + 16, sp_get32(pay + 16));
+	sp_put32(m + 20, sp_get32(pay + 20) - 1);
+	T_ERR(&ctx, cm_decode_raw(&ctx, b, m, len, n), SP_ERR_CORRUPT,
+		  "tensor chunk payload has trailing bytes");
+	memcpy(m, pay, len);
+	sp_put32(m + 8, 0);
+	T_ERR(&ctx, cm_decode_raw(&ctx, b, m, len, n), SP_ERR_CORRUPT,
+		  "tensor chunk has an invalid segment count 0");
+	sp_put32(m + 8, 9);
+	T_ERR(&ctx, cm_decode_raw(&ctx, b, m, len, n), SP_ERR_CORRUPT,
+		  "tensor chunk has an invalid segment count 9");
+	memcpy(m, pay, len);
+	sp_put32(m + 12, CM_N - 1);
+	T_ERR(&ctx, cm_decode_raw(&ctx, b, m, len, n), SP_ERR_CORRUPT,
+		  "tensor chunk segments hold 4607 elements, not 4608");
+	sp_put32(m + 12, 0);
+	T_ERR(&ctx, cm_decode_raw(&ctx, b, m, len, n), SP_ERR_CORRUPT,
+		  "tensor chunk has an empty segment");
 	memcpy(m, pay, len);
 	sp_put32(m, 0);
 	T_ERR(&ctx, cm_decode_raw(&ctx, b, m, len, n), SP_ERR_CORRUPT,
@@ -272,6 +296,142 @@ test_cm_damaged_payloads(void)
 	T_ERR(&ctx, sp_codec_decode_tensor(&ctx, &c, SP_DT_F32, SP_TR_COUNT, b, pay, len, m, n),
 		  SP_ERR_CORRUPT, "tensor chunk has invalid parameters");
 	sp_codec_free(&ctx, &c);
+}
+
+#define CM_BIG (SP_TENSOR_CHUNK / 4)	/* F32 elements of a full chunk: two segments */
+#define CM_BIG_COLS 1000
+
+/* A full-chunk F32 pair: weights near 0.02, changes scaled per row and column. */
+static void
+make_big(uint32_t *b, uint32_t *f)
+{
+	uint64_t	s = 77;
+
+	for (size_t i = 0; i < CM_BIG; i++)
+	{
+		float		x = 0.02f * unit(&s),
+					y = x + 1e-5f * (float) (1 + i / CM_BIG_COLS % 7) *
+			(float) (1 + i % CM_BIG_COLS % 3) * unit(&s);
+
+		memcpy(&b[i], &x, 4);
+		memcpy(&f[i], i % 89 ? &y : &x, 4);
+	}
+}
+
+/* Decode payload p of an F32 chunk of n bytes on threads threads, and compare it with want. */
+static bool
+cm_decode_threads(int threads, const uint8_t *base, const uint8_t *p, size_t plen,
+				  const uint8_t *want, size_t n)
+{
+	uint8_t    *back = t_track(malloc(n));
+	sp_cm	   *cm = NULL;
+	ds_hooks	h;
+	sp_ctx		ctx;
+	sp_status	st;
+
+	dh_ctx(&ctx, &h, -1, -1);
+	ctx.threads = threads;
+	st = sp_cm_decode(&ctx, &cm, SP_DT_F32, base, p, plen, back, n);
+	sp_cm_free(&ctx, cm);
+	T_CHECK(h.foreign == 0 && h.live == 0, "threads %d: %ld hook calls off the caller's thread, "
+			"%ld allocations live", threads, h.foreign, h.live);
+	T_CHECK(st == SP_OK, "threads %d: %s", threads, ctx.err.msg);
+	return st == SP_OK && memcmp(back, want, n) == 0;
+}
+
+/*
+ * Build a payload of three segments by hand from three one-segment
+ * encodings of the parts (FORMAT.md: a segment codes as a chunk of its own,
+ * starting at column (col0 + start) mod cols).
+ */
+static size_t
+cm_three_segments(const uint8_t *b, const uint8_t *f, uint32_t col0, uint8_t *out)
+{
+	static const size_t count[3] = {30017, 20011, 9973};
+	size_t		start = 0,
+				pos = 12 + 3 * 12,
+				cap = sp_codec_bound(4 * 30017);
+	uint8_t    *part = t_track(malloc(cap));
+	sp_cm	   *cm = NULL;
+	sp_ctx		ctx;
+
+	rt_ctx(&ctx);
+	sp_put32(out, CM_BIG_COLS);
+	sp_put32(out + 4, col0);
+	sp_put32(out + 8, 3);
+	for (int j = 0; j < 3; j++)
+	{
+		size_t		len = 0;
+		sp_status	st = sp_cm_encode(&ctx, &cm, SP_DT_F32, CM_BIG_COLS,
+									  (uint32_t) ((col0 + start) % CM_BIG_COLS), f + 4 * start,
+									  b + 4 * start, 4 * count[j], part, cap, &len);
+
+		T_REQUIRE_V(st == SP_OK && len > 24 && sp_get32(part + 8) == 1, 0,
+					"part %d: %s, %zu bytes", j, ctx.err.msg, len);
+		memcpy(out + 12 + 12 * j, part + 12, 12);
+		memcpy(out + pos, part + 24, len - 24);
+		pos += len - 24;
+		start += count[j];
+	}
+	sp_cm_free(&ctx, cm);
+	return pos;
+}
+
+/*
+ * Segments: a full chunk is coded in two halves and decodes the same on
+ * one, two or the default number of threads, with no hook called off the
+ * caller's thread and nothing left allocated; a hand-built payload of three
+ * segments decodes on two threads (one takes segments 0 and 2); a cancel
+ * stops the caller and its helper.
+ */
+static void
+test_cm_segments(void)
+{
+	uint32_t   *b = t_track(malloc(4 * CM_BIG)),
+			   *f = t_track(malloc(4 * CM_BIG));
+	size_t		n = 4 * CM_BIG,
+				cap = sp_codec_bound(n),
+				len;
+	uint8_t    *pay = t_track(malloc(cap)),
+			   *back = t_track(malloc(n));
+	sp_cm	   *cm = NULL;
+	ds_hooks	h;
+	sp_ctx		ctx;
+
+	make_big(b, f);
+	rt_ctx(&ctx);
+	T_OK(&ctx, sp_cm_encode(&ctx, &cm, SP_DT_F32, CM_BIG_COLS, 123, (uint8_t *) f,
+							(uint8_t *) b, n, pay, cap, &len));
+	sp_cm_free(&ctx, cm);
+	cm = NULL;
+	T_REQUIRE(len > 0 && sp_get32(pay + 8) == 2 && sp_get32(pay + 12) == CM_BIG / 2 &&
+			  sp_get32(pay + 24) == CM_BIG / 2, "two halves: %zu bytes, %u segments of %u",
+			  len, sp_get32(pay + 8), sp_get32(pay + 12));
+	for (int t = 0; t <= 2; t++)
+		T_CHECK(cm_decode_threads(t, (uint8_t *) b, pay, len, (uint8_t *) f, n),
+				"two segments on %d threads", t);
+	/* an odd count: the second half is longer, and only it holds a whole row */
+	T_CHECK(cm_roundtrip(&ctx, SP_DT_F32, 32769, 0, (uint8_t *) b, (uint8_t *) f, 4 * 65537) > 0,
+			"65537 elements in rows of 32769");
+	/* three segments of a 60001-element chunk */
+	len = cm_three_segments((uint8_t *) b, (uint8_t *) f, 990, pay);
+	for (int t = 1; t <= 2; t++)
+		T_CHECK(len > 0 && cm_decode_threads(t, (uint8_t *) b, pay, len, (uint8_t *) f, 4 * 60001),
+				"three segments on %d threads", t);
+	/* a cancel at the caller's first poll: the helper is stopped and joined */
+	rt_ctx(&ctx);
+	T_OK(&ctx, sp_cm_encode(&ctx, &cm, SP_DT_F32, CM_BIG_COLS, 0, (uint8_t *) f,
+							(uint8_t *) b, n, pay, cap, &len));
+	sp_cm_free(&ctx, cm);
+	cm = NULL;
+	dh_ctx(&ctx, &h, -1, 0);
+	ctx.threads = 2;
+	T_ERR(&ctx, sp_cm_decode(&ctx, &cm, SP_DT_F32, (uint8_t *) b, pay, len, back, n),
+		  SP_ERR_CANCELLED, "canceling statement due to user request");
+	sp_cm_free(&ctx, cm);
+	T_CHECK(h.polls == 1 && h.foreign == 0 && h.live == 0,
+			"%ld polls, %ld off the caller's thread, %ld allocations live", h.polls, h.foreign,
+			h.live);
 }
 
 /* Does the delta at path hold a CM tensor chunk? */
@@ -328,6 +488,7 @@ test_cm_level_policy(void)
 const t_case t_tests_tensorcm[] = {
 	{"cm_roundtrip_geometries", test_cm_roundtrip_geometries},
 	{"cm_chosen_when_smaller", test_cm_chosen_when_smaller},
+	{"cm_segments", test_cm_segments},
 	{"cm_no_room", test_cm_no_room},
 	{"cm_damaged_payloads", test_cm_damaged_payloads},
 	{"cm_level_policy", test_cm_level_policy},
